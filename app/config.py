@@ -1,0 +1,100 @@
+"""Every knob of a run in one place, with the lecture's defaults and the allowed ranges.
+
+The same model validates the command line, the REST API and a stored run, so an out-of-range
+value is refused everywhere with one message naming the field and the range.
+"""
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.data import DEFAULT_NAMES
+
+MAX_PARAMETERS = 5_000_000  # keeps one run's memory, checkpoints and steps/s within reason
+
+
+class RunConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # the network
+    n_embd: int = Field(10, ge=1, le=256, description="dimensions of each character's embedding vector")
+    n_hidden: int = Field(100, ge=1, le=4096, description="neurons in each hidden layer")
+    n_layers: int = Field(5, ge=1, le=16, description="hidden Linear -> BatchNorm -> Tanh blocks")
+    block_size: int = Field(3, ge=1, le=16, description="characters of context used to predict the next one")
+    batchnorm: bool = Field(True, description="BatchNorm1d after every Linear (off: Linear layers keep a bias)")
+    init: Literal["kaiming", "torch-default"] = Field(
+        "kaiming", description="kaiming: randn/sqrt(fan_in)*gain; torch-default: nn.Linear's U(-1/sqrt(fan_in), 1/sqrt(fan_in))"
+    )
+    gain: float = Field(5 / 3, gt=0, le=20, description="init gain on the Linear weights (5/3 suits tanh)")
+    last_layer_scale: float = Field(
+        0.1, gt=0, le=10, description="scales the last BN's gamma (or the last Linear's weight without BN) at init"
+    )
+    bn_eps: float = Field(1e-5, gt=0, le=1, description="BatchNorm epsilon")
+    bn_momentum: float = Field(0.1, gt=0, le=1, description="BatchNorm running-statistics momentum")
+    # the optimisation
+    batch_size: int = Field(32, ge=1, le=4096, description="examples per minibatch")
+    steps: int = Field(200_000, ge=1, le=10_000_000, description="training steps")
+    lr: float = Field(0.1, gt=0, le=100, description="SGD learning rate")
+    lr_decay_step: int = Field(150_000, ge=0, le=10_000_000, description="step after which lr is multiplied by 0.1")
+    seed: int = Field(2147483647, ge=0, le=2**63 - 1, description="seeds the init and the minibatch order")
+    # the diagnostics
+    stats_every: int = Field(100, ge=1, le=1_000_000, description="steps between activation/gradient statistics")
+    update_every: int = Field(10, ge=1, le=1_000_000, description="steps between update:data ratio measurements")
+    dev_every: int = Field(1000, ge=1, le=1_000_000, description="steps between dev-loss evaluations (full dev split)")
+
+    @model_validator(mode="after")
+    def _check_together(self) -> "RunConfig":
+        if self.batchnorm and self.batch_size < 2:
+            raise ValueError("batch_size must be >= 2 when batchnorm is on (a batch of one has no variance)")
+        if self.parameter_count() > MAX_PARAMETERS:
+            raise ValueError(
+                f"n_hidden={self.n_hidden} with n_layers={self.n_layers} makes {self.parameter_count():,} "
+                f"parameters; at most {MAX_PARAMETERS:,} are allowed"
+            )
+        return self
+
+    def parameter_count(self, vocab_size: int = 27) -> int:
+        fan_in = self.n_embd * self.block_size
+        hidden = fan_in * self.n_hidden + (self.n_layers - 1) * self.n_hidden * self.n_hidden
+        per_unit = 2 if self.batchnorm else 1  # BN's gamma and beta, or the Linear's bias
+        units = self.n_layers * self.n_hidden + vocab_size
+        return vocab_size * self.n_embd + hidden + self.n_hidden * vocab_size + per_unit * units
+
+    def model_kwargs(self) -> dict:
+        """The arguments of models.MLP (less vocab_size and generator)."""
+        return dict(
+            block_size=self.block_size, n_embd=self.n_embd, n_hidden=self.n_hidden, n_layers=self.n_layers,
+            batchnorm=self.batchnorm, init=self.init, gain=self.gain, last_layer_scale=self.last_layer_scale,
+            bn_eps=self.bn_eps, bn_momentum=self.bn_momentum,
+        )  # fmt: skip
+
+    def lr_at(self, step: int) -> float:
+        """The scheduled learning rate: the lecture's step decay (x0.1 after lr_decay_step)."""
+        return self.lr if step < self.lr_decay_step else self.lr * 0.1
+
+
+def describe_errors(err: ValidationError) -> str:
+    """One line per problem, each naming the field: 'gain: Input should be greater than 0'."""
+    lines = []
+    for problem in err.errors():
+        field = ".".join(str(part) for part in problem["loc"]) or "config"
+        lines.append(f"{field}: {problem['msg'].removeprefix('Value error, ')}")
+    return "\n".join(lines)
+
+
+class Settings(BaseSettings):
+    """The server's settings: flags of `bnscope serve`, or BNSCOPE_* environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="BNSCOPE_")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    data_dir: Path = Path.home() / ".bnscope"
+    token: str | None = None  # required when binding anything but loopback
+    names: Path = DEFAULT_NAMES
+    max_runs: int = Field(4, ge=1, le=64)  # runs training at once; beyond it: 429
+    checkpoint_every: int = Field(10_000, ge=1)  # steps between checkpoints (also on pause/stop/finish)
+    autostart: bool = True  # train the default network as soon as the server starts
+    max_body_bytes: int = 16_384

@@ -1,0 +1,50 @@
+"""Names from a trained network, generated as one batch (makemore's sampling, with temperature)."""
+
+import torch
+import torch.nn.functional as F
+
+from app.data import STOI, decode, encode
+
+
+def sample_names(
+    model: torch.nn.Module,
+    n: int,
+    *,
+    block_size: int,
+    temperature: float = 1.0,
+    prefix: str = "",
+    seed: int | None = None,
+    max_len: int = 30,
+    train_words: frozenset[str] = frozenset(),
+) -> list[dict]:
+    """`n` names, each {"name", "novel"}: novel = not in the training split. The model must be
+    in eval mode (BatchNorm on running statistics) and is not changed. A name stops at '.' or
+    after `max_len` characters, prefix included. Same seed, same names."""
+    bad = sorted({ch for ch in prefix if ch not in STOI or ch == "."})
+    if bad:
+        raise ValueError(f"prefix has characters outside a-z: {' '.join(map(repr, bad))}")
+    if temperature <= 0:
+        raise ValueError("temperature must be > 0")
+    device = next(model.parameters()).device
+    generator = torch.Generator(device=device)
+    generator.manual_seed(seed if seed is not None else int(torch.randint(0, 2**62, (1,))))
+    start = [0] * block_size + encode(prefix)
+    context = torch.tensor(start[-block_size:], device=device).repeat(n, 1)  # (n, block_size)
+    out = torch.zeros((n, max(max_len - len(prefix), 0)), dtype=torch.long, device=device)  # (n, T)
+    done = torch.zeros(n, dtype=torch.bool, device=device)
+    with torch.no_grad():
+        for t in range(out.shape[1]):
+            logits = model(context) / temperature  # (n, vocab)
+            ix = torch.multinomial(F.softmax(logits, dim=1), num_samples=1, generator=generator).squeeze(1)
+            ix = ix.masked_fill(done, 0)  # a finished name only appends '.'
+            out[:, t] = ix
+            done |= ix == 0
+            if bool(done.all()):
+                break
+            context = torch.cat([context[:, 1:], ix.unsqueeze(1)], dim=1)  # crop and append
+    names = []
+    for row in out.tolist():
+        end = row.index(0) if 0 in row else len(row)
+        name = prefix + decode(row[:end])
+        names.append({"name": name, "novel": name not in train_words})
+    return names

@@ -1,0 +1,92 @@
+"""The FastAPI app and `bnscope serve`."""
+
+import ipaddress
+import sys
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import torch
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import ValidationError
+
+from app import ROOT
+from app.api.routes import events, pages, runs
+from app.api.security import Guard
+from app.config import Settings
+from app.data import read_names
+from app.runs import Conflict, NotFound, RunService, TooManyRuns
+from app.store import Store
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        store = Store(settings.data_dir / "bnscope.sqlite3")
+        service = RunService(store, read_names(settings.names), settings)
+        app.state.service = service
+        if settings.autostart:
+            service.create({})
+        yield
+        service.shutdown()
+
+    app = FastAPI(
+        title="bnscope",
+        summary="Train the makemore BatchNorm MLP and watch its activations, gradients and BatchNorm statistics live.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.include_router(pages.health)
+    app.include_router(runs.router)
+    app.include_router(events.router)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
+
+    def error(status: int):
+        async def handler(request: Request, exc: Exception) -> JSONResponse:
+            return JSONResponse({"detail": str(exc)}, status_code=status)
+
+        return handler
+
+    app.add_exception_handler(NotFound, error(404))
+    app.add_exception_handler(Conflict, error(409))
+    app.add_exception_handler(TooManyRuns, error(429))
+
+    async def invalid_config(request: Request, exc: ValidationError) -> JSONResponse:
+        # a combination of settings RunConfig refuses (e.g. batch_size 1 with batchnorm on)
+        detail = [{"loc": ["body", "config", *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+        return JSONResponse({"detail": detail}, status_code=422)
+
+    app.add_exception_handler(ValidationError, invalid_config)
+    app.add_middleware(Guard, token=settings.token, max_body_bytes=settings.max_body_bytes)
+    return app
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(host: str | None, port: int | None, data_dir: Path | None, token: str | None, names: Path | None) -> int:
+    import uvicorn
+
+    overrides = {k: v for k, v in dict(host=host, port=port, data_dir=data_dir, token=token, names=names).items() if v}
+    settings = Settings(**overrides)
+    if not is_loopback(settings.host) and not settings.token:
+        print(f"bnscope: refusing to serve on {settings.host} without an access token: "
+              "pass --token or set BNSCOPE_TOKEN (or bind 127.0.0.1)", file=sys.stderr)  # fmt: skip
+        return 2
+    read_names(settings.names)  # a bad names file is reported before the server starts
+    torch.set_num_threads(1)  # many small ops: one thread per run is fastest, and leaves a core for the API
+    print(f"bnscope: dashboard on http://{settings.host}:{settings.port}  (runs kept in {settings.data_dir})")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
+    return 0

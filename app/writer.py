@@ -1,0 +1,87 @@
+"""StoreWriter: the one thread that writes to SQLite. Training threads hand it events and ask
+for checkpoints; it writes them in one transaction about once a second, so the training hot
+path never waits on the database. If a write fails (disk full, read-only file) the runs in
+that batch are reported to `on_failure` and the writer carries on with later batches."""
+
+import io
+import queue
+import sqlite3
+import threading
+import time
+from typing import Callable
+
+import torch
+
+from app.config import RunConfig
+from app.history import series_points
+from app.store import Store
+
+FLUSH_SECONDS = 1.0
+
+
+class StoreWriter:
+    def __init__(self, store: Store, on_failure: Callable[[set[int], str], None]):
+        self.store = store
+        self.on_failure = on_failure
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._loop, name="store-writer", daemon=True)
+        self._thread.start()
+
+    # ---- from any thread (cheap: a queue put) ------------------------------------------------
+    def event(self, run_id: int, event_id: int, event: dict, config: RunConfig) -> None:
+        self._queue.put(("event", run_id, event_id, event, config))
+
+    def checkpoint(self, run_id: int, state_of: Callable[[], dict]) -> None:
+        """Ask for a checkpoint; `state_of()` (e.g. Trainer.state_dict) is called on the writer's thread."""
+        self._queue.put(("checkpoint", run_id, state_of))
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Block until everything handed over so far is written."""
+        done = threading.Event()
+        self._queue.put(("flush", done))
+        return done.wait(timeout)
+
+    def close(self) -> None:
+        self._queue.put(("close",))
+        self._thread.join(timeout=10)
+
+    # ---- the writer thread -------------------------------------------------------------------
+    def _loop(self) -> None:
+        closing = False
+        while not closing:
+            items = [self._queue.get()]  # wait for work...
+            if items[0][0] == "event":
+                time.sleep(FLUSH_SECONDS)  # ...then gather a second's worth into one transaction
+            while True:
+                try:
+                    items.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            closing = self._write(items)
+
+    def _write(self, items: list[tuple]) -> bool:
+        events, checkpoints, waiters, closing = [], [], [], False
+        for item in items:
+            kind = item[0]
+            if kind == "event":
+                _, run_id, event_id, event, config = item
+                events.append((run_id, event_id, event, series_points(event, config)))
+            elif kind == "checkpoint":
+                _, run_id, state_of = item
+                state = state_of()
+                buffer = io.BytesIO()
+                torch.save(state, buffer)
+                checkpoints.append((run_id, state["step"], buffer.getvalue()))
+            elif kind == "flush":
+                waiters.append(item[1])
+            elif kind == "close":
+                closing = True
+        if events or checkpoints:
+            try:
+                self.store.write(events, checkpoints)
+            except (sqlite3.Error, OSError) as err:
+                run_ids = {e[0] for e in events} | {c[0] for c in checkpoints}
+                self.on_failure(run_ids, f"could not save to the database: {err}")
+        for waiter in waiters:
+            waiter.set()
+        return closing

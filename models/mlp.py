@@ -1,0 +1,90 @@
+"""The makemore BatchNorm MLP from "Building makemore Part 3: Activations & Gradients, BatchNorm",
+built from torch.nn modules.
+
+    Embedding -> flatten -> [Linear -> BatchNorm1d -> Tanh] x n_layers -> Linear (-> BatchNorm1d)
+
+`layers` is a flat nn.Sequential in the same order as the lecture's `layers` list, so
+`model.layers[i]` is the lecture's `layers[i]`.
+"""
+
+import math
+
+import torch
+import torch.nn as nn
+
+
+class MLP(nn.Module):
+    def __init__(
+        self,
+        *,
+        vocab_size: int,
+        block_size: int,
+        n_embd: int,
+        n_hidden: int,
+        n_layers: int,
+        batchnorm: bool,
+        init: str,
+        gain: float,
+        last_layer_scale: float,
+        bn_eps: float,
+        bn_momentum: float,
+        generator: torch.Generator | None = None,
+    ):
+        super().__init__()
+        self.block_size = block_size
+        self.embedding = nn.Embedding(vocab_size, n_embd)
+        layers: list[nn.Module] = []
+        fan_in = n_embd * block_size
+        for _ in range(n_layers):
+            # with BatchNorm right after it, a Linear bias is wasted: BN subtracts the mean anyway
+            layers.append(nn.Linear(fan_in, n_hidden, bias=not batchnorm))
+            if batchnorm:
+                layers.append(nn.BatchNorm1d(n_hidden, eps=bn_eps, momentum=bn_momentum))
+            layers.append(nn.Tanh())
+            fan_in = n_hidden
+        layers.append(nn.Linear(fan_in, vocab_size, bias=not batchnorm))
+        if batchnorm:
+            layers.append(nn.BatchNorm1d(vocab_size, eps=bn_eps, momentum=bn_momentum))
+        self.layers = nn.Sequential(*layers)
+        self._init_weights(init, gain, last_layer_scale, generator)
+
+    @torch.no_grad()
+    def _init_weights(self, init: str, gain: float, last_layer_scale: float, generator: torch.Generator | None):
+        # Draw in the lecture's order (C first, then each Linear) from one generator, so a seed
+        # gives the same network every time.
+        self.embedding.weight.copy_(torch.randn(self.embedding.weight.shape, generator=generator))
+        linears = [m for m in self.layers if isinstance(m, nn.Linear)]
+        for linear in linears:
+            fan_out, fan_in = linear.weight.shape
+            if init == "kaiming":
+                # the lecture's Linear: randn(fan_in, fan_out) / sqrt(fan_in); nn.Linear stores W transposed
+                weight = torch.randn((fan_in, fan_out), generator=generator) / math.sqrt(fan_in)
+                linear.weight.copy_(weight.T)
+                if linear.bias is not None:
+                    linear.bias.zero_()
+            elif init == "torch-default":
+                bound = 1 / math.sqrt(fan_in)  # what nn.Linear.reset_parameters amounts to
+                linear.weight.uniform_(-bound, bound, generator=generator)
+                if linear.bias is not None:
+                    linear.bias.uniform_(-bound, bound, generator=generator)
+            else:
+                raise ValueError(f"init must be 'kaiming' or 'torch-default', got {init!r}")
+        last = self.layers[-1]
+        # last layer: make the initial softmax less confident (loss near -ln(1/27) at step 0)
+        if isinstance(last, nn.BatchNorm1d):
+            last.weight.mul_(last_layer_scale)
+        else:
+            last.weight.mul_(last_layer_scale)
+            if last.bias is not None:
+                last.bias.mul_(last_layer_scale)
+        if init == "kaiming":
+            # all other layers: the gain (5/3 for tanh) fights the squashing of the tanh; as in the
+            # lecture's `for layer in layers[:-1]` loop, the output Linear gets it too when a BN follows
+            for linear in linears:
+                if linear is not last:
+                    linear.weight.mul_(gain)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        emb = self.embedding(idx)  # (B, block_size, n_embd)
+        x = emb.view(emb.shape[0], -1)  # (B, block_size * n_embd): concatenate the context vectors
+        return self.layers(x)  # (B, vocab_size) logits

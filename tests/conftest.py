@@ -1,0 +1,65 @@
+"""Shared fixtures for the training-core tests: a small names list, its splits, tiny networks."""
+
+import pytest
+import torch
+
+from app.config import RunConfig
+from app.data import VOCAB_SIZE, make_splits, read_names
+from models import MLP
+
+# 50 names from the SSA list: enough for an 80/10/10 split of 40/5/5 words and a few hundred
+# training examples, small enough that a few hundred steps of a tiny network take well under a second
+WORDS = [
+    "emma", "olivia", "ava", "mallory", "aislyn", "izabella", "anabella", "bristol", "kalena", "alyana",
+    "hawa", "ryanne", "ashanti", "amaris", "daphne", "nichole", "natalia", "sanai", "mari", "payten",
+    "evelyn", "semaj", "caleigh", "cambria", "cheryl", "jazlynn", "jadyn", "remington", "roslyn", "mary",
+    "isabelle", "katherine", "kaitlin", "isa", "savannah", "lidia", "rainey", "emmalynn", "karolina", "laynee",
+    "faith", "maylin", "iliana", "lakyn", "kamya", "brinleigh", "magdalena", "marin", "marjorie", "elizabella",
+]  # fmt: skip
+
+# a network small enough for fast tests; the rest of the knobs keep the lecture's defaults
+TINY = dict(n_hidden=16, n_layers=2, batch_size=32, steps=200, stats_every=50, dev_every=100)
+
+
+@pytest.fixture
+def words() -> list[str]:
+    return list(WORDS)
+
+
+@pytest.fixture
+def names_file(tmp_path):
+    path = tmp_path / "names.txt"
+    path.write_text("\n".join(WORDS) + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def splits():
+    return make_splits(WORDS, block_size=3)
+
+
+@pytest.fixture(scope="session")
+def real_words() -> list[str]:
+    """The committed names.txt, for the checks that are about the real data."""
+    return read_names()
+
+
+def tiny_config(**overrides) -> RunConfig:
+    return RunConfig(**{**TINY, **overrides})
+
+
+@pytest.fixture
+def make_config():
+    """RunConfig of the tiny network, with overrides."""
+    return tiny_config
+
+
+@pytest.fixture
+def make_mlp():
+    """A models.MLP built the way the trainer builds it (seeded init), from the tiny config plus overrides."""
+
+    def make(**overrides) -> MLP:
+        config = tiny_config(**overrides)
+        return MLP(vocab_size=VOCAB_SIZE, generator=torch.Generator().manual_seed(config.seed), **config.model_kwargs())
+
+    return make

@@ -20,6 +20,11 @@ class NamesFileError(ValueError):
     """A names file that cannot be used; the message names the file and the line."""
 
 
+def outside_vocab(text: str) -> list[str]:
+    """The characters of `text` that a name cannot contain (anything but a-z), sorted, once each."""
+    return sorted({ch for ch in text if ch not in STOI or ch == "."})
+
+
 def encode(text: str) -> list[int]:
     return [STOI[ch] for ch in text]
 
@@ -40,7 +45,7 @@ def read_names(path: Path | str = DEFAULT_NAMES) -> list[str]:
         word = line.strip()
         if not word:
             continue
-        bad = sorted({ch for ch in word if ch not in STOI or ch == "."})
+        bad = outside_vocab(word)
         if bad:
             raise NamesFileError(
                 f"{path}, line {lineno}: {word!r} has characters outside a-z: {' '.join(map(repr, bad))}"

@@ -22,7 +22,7 @@ DEAD = 0.99  # the lecture's white pixels in the |t| > 0.99 image; all-white col
 
 def layer_names(model: nn.Module, kind: type) -> list[str]:
     """Lecture-style names: 'tanh1', 'linear3', 'batchnorm2' (1-based, counted per kind)."""
-    prefix = kind.__name__.lower()
+    prefix = kind.__name__.lower().removesuffix("1d")  # BatchNorm1d -> batchnorm
     return [f"{prefix}{i}" for i in range(1, sum(isinstance(m, kind) for m in model.layers) + 1)]
 
 

@@ -257,6 +257,7 @@ class RunService:
         last kept), statistics steps to <= max_histograms. `last_event_id` tells the live stream
         where to pick up."""
         run = self.get(run_id)
+        self.writer.flush()  # what the trainer emitted so far is in the store, so the answer is current
         with self.store.reading():
             stored = self.store.run(run_id)
             series = {}
@@ -274,6 +275,7 @@ class RunService:
 
     def stats_at(self, run_id: int, step: int) -> dict:
         self.get(run_id)
+        self.writer.flush()
         stats = self.store.stats_at(run_id, step)
         if stats is None:
             raise NotFound(f"run {run_id} has no statistics recorded yet")

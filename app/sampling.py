@@ -3,7 +3,14 @@
 import torch
 import torch.nn.functional as F
 
-from app.data import STOI, decode, encode
+from app.data import decode, encode, outside_vocab
+
+
+def check_prefix(prefix: str) -> str:
+    bad = outside_vocab(prefix)
+    if bad:
+        raise ValueError(f"prefix has characters outside a-z: {' '.join(map(repr, bad))}")
+    return prefix
 
 
 def sample_names(
@@ -20,11 +27,13 @@ def sample_names(
     """`n` names, each {"name", "novel"}: novel = not in the training split. The model must be
     in eval mode (BatchNorm on running statistics) and is not changed. A name stops at '.' or
     after `max_len` characters, prefix included. Same seed, same names."""
-    bad = sorted({ch for ch in prefix if ch not in STOI or ch == "."})
-    if bad:
-        raise ValueError(f"prefix has characters outside a-z: {' '.join(map(repr, bad))}")
+    check_prefix(prefix)
     if temperature <= 0:
         raise ValueError("temperature must be > 0")
+    if n < 0:
+        raise ValueError("n must be >= 0")
+    if n == 0:
+        return []  # the network cannot take an empty batch
     device = next(model.parameters()).device
     generator = torch.Generator(device=device)
     generator.manual_seed(seed if seed is not None else int(torch.randint(0, 2**62, (1,))))

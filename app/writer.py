@@ -49,15 +49,17 @@ class StoreWriter:
     def _loop(self) -> None:
         closing = False
         while not closing:
-            items = [self._queue.get()]  # wait for work...
-            if items[0][0] == "event":
-                time.sleep(FLUSH_SECONDS)  # ...then gather a second's worth into one transaction
-            while True:
+            items = [self._queue.get()]  # wait for work, then gather up to a second's worth
+            deadline = time.monotonic() + FLUSH_SECONDS
+            while items[-1][0] == "event" or items[-1][0] == "checkpoint":
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
                 try:
-                    items.append(self._queue.get_nowait())
+                    items.append(self._queue.get(timeout=remaining))
                 except queue.Empty:
                     break
-            closing = self._write(items)
+            closing = self._write(items)  # a flush or close request is written at once
 
     def _write(self, items: list[tuple]) -> bool:
         events, checkpoints, waiters, closing = [], [], [], False

@@ -7,6 +7,9 @@ from app.config import RunConfig
 from app.data import VOCAB_SIZE, make_splits, read_names
 from models import MLP
 
+# the networks here are tiny: one thread is the fastest, and is not slowed down by a busy machine
+torch.set_num_threads(1)
+
 # 50 names from the SSA list: enough for an 80/10/10 split of 40/5/5 words and a few hundred
 # training examples, small enough that a few hundred steps of a tiny network take well under a second
 WORDS = [
@@ -48,13 +51,13 @@ def tiny_config(**overrides) -> RunConfig:
     return RunConfig(**{**TINY, **overrides})
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def make_config():
     """RunConfig of the tiny network, with overrides."""
     return tiny_config
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def make_mlp():
     """A models.MLP built the way the trainer builds it (seeded init), from the tiny config plus overrides."""
 

@@ -152,15 +152,6 @@ def test_layers_have_lecture_style_names(make_mlp, splits):
     stats, _ = probed_step(make_mlp(batchnorm=True), splits.Xtr[:32], splits.Ytr[:32])
     assert [layer["name"] for layer in stats["layers"]] == ["tanh1", "tanh2"]
     assert [w["name"] for w in stats["weights"]] == ["C", "linear1", "linear2", "linear3"]
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="diagnostics.layer_names promises 'batchnorm2' but names BatchNorm1d layers 'batchnorm1d1', "
-    "'batchnorm1d2', ... (it lowercases the class name BatchNorm1d and appends the index)",
-)
-def test_batchnorm_layers_have_lecture_style_names(make_mlp, splits):
-    stats, _ = probed_step(make_mlp(batchnorm=True), splits.Xtr[:32], splits.Ytr[:32])
     assert [bn["name"] for bn in stats["batchnorm"]] == ["batchnorm1", "batchnorm2", "batchnorm3"]
 
 

@@ -1,12 +1,14 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
+from pydantic import AfterValidator
 
 from app.api.deps import Service
 from app.api.schemas import RunCreate, RunOut, RunPatch, SamplesOut
+from app.sampling import check_prefix
 
 router = APIRouter(prefix="/api/runs", tags=["runs"])
-RunId = Annotated[int, "run id"]
+
 ERRORS = {404: {"description": "no such run"}, 409: {"description": "the action does not fit the run's state"}}
 
 
@@ -84,7 +86,9 @@ def run_samples(
     n: Annotated[int, Query(ge=1, le=1000, description="how many names")] = 10,
     temperature: Annotated[float, Query(gt=0, le=10, description="<1 safer, >1 wilder")] = 1.0,
     seed: Annotated[int | None, Query(ge=0, le=2**62, description="same seed and weights, same names")] = None,
-    prefix: Annotated[str, Query(max_length=20, description="every name starts with these letters (a-z)")] = "",
+    prefix: Annotated[
+        str, Query(max_length=20, description="every name starts with these letters (a-z)"), AfterValidator(check_prefix)
+    ] = "",
     max_len: Annotated[int, Query(ge=1, le=50, description="longest name, prefix included")] = 30,
 ):
     """Names from the run's current weights (live while it trains), each marked novel or seen in training."""

@@ -1,0 +1,47 @@
+// Small helpers shared by the dashboard modules: DOM building (text only, never HTML) and number formats.
+
+export const $ = (id) => document.getElementById(id);
+
+/** A new element with properties (className, textContent, title, dataset, ...) and children.
+ * Text goes in as text: user strings such as run names can never become markup. */
+export function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(props)) {
+    if (key === "dataset") Object.assign(node.dataset, value);
+    else if (key in node) node[key] = value;
+    else node.setAttribute(key, value);
+  }
+  node.append(...children.filter((child) => child != null));
+  return node;
+}
+
+const integer = new Intl.NumberFormat("en-US", { maximumFractionDigits: 0 });
+
+export const formatInt = (n) => integer.format(n);
+
+/** 3 significant digits, switching to exponent form for very small or large magnitudes. */
+export function formatNum(x, digits = 3) {
+  if (x == null || !Number.isFinite(x)) return "–";
+  const magnitude = Math.abs(x);
+  if (magnitude !== 0 && (magnitude < 1e-3 || magnitude >= 1e5)) return x.toExponential(digits - 1);
+  return Number(x.toPrecision(digits)).toString();
+}
+
+export function formatDuration(seconds) {
+  if (seconds == null || !Number.isFinite(seconds)) return "–";
+  const s = Math.round(seconds);
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m ${String(s % 60).padStart(2, "0")}s`;
+  return `${Math.floor(s / 3600)}h ${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m`;
+}
+
+/** A config value as people write it: 5/3 rather than 1.6666666666666667. */
+export function formatSetting(value) {
+  if (typeof value === "number" && Math.abs(value - 5 / 3) < 1e-9) return "5/3";
+  if (typeof value === "number" && !Number.isInteger(value)) return formatNum(value, 4);
+  return String(value);
+}
+
+/** "batchnorm=false, gain=3" from a {setting: value} object. */
+export const describeSettings = (settings) =>
+  Object.entries(settings).map(([key, value]) => `${key}=${formatSetting(value)}`).join(", ");

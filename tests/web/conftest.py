@@ -1,0 +1,110 @@
+"""Fixtures for the web layer: the app in-process (TestClient, real SQLite in tmp_path) and
+the real server as a separate process (uvicorn on a free loopback port)."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from app import ROOT
+from app.config import Settings
+from app.server import create_app
+
+# a network that trains fast enough to finish inside a test
+SMALL = {"n_hidden": 32, "n_layers": 2, "steps": 400, "stats_every": 50, "dev_every": 200}
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path / "data", autostart=False, checkpoint_every=100)
+
+
+@pytest.fixture
+def client(settings: Settings):
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+def wait_for(predicate, timeout: float = 30.0, every: float = 0.05):
+    """Poll until predicate() is truthy; return its value, or fail the test at the timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    pytest.fail(f"timed out after {timeout} s waiting for {getattr(predicate, '__name__', predicate)}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class LiveServer:
+    """`bnscope serve` in a child process, as a user runs it."""
+
+    def __init__(self, data_dir: Path, *args: str, env: dict | None = None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.data_dir = data_dir
+        self.args = args
+        self.env = {**os.environ, "BNSCOPE_DATA_DIR": str(data_dir), **(env or {})}
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "LiveServer":
+        command = [sys.executable, "-m", "app.cli", "serve", "--port", str(self.port), *self.args]
+        self.process = subprocess.Popen(command, cwd=ROOT, env=self.env)
+
+        def healthy():
+            if self.process.poll() is not None:
+                pytest.fail(f"the server exited with code {self.process.returncode}")
+            try:
+                return httpx.get(self.url + "/healthz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(healthy, timeout=60, every=0.2)
+        return self
+
+    def stop(self, kill: bool = False) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.kill() if kill else self.process.terminate()
+            self.process.wait(timeout=30)
+
+
+@contextmanager
+def live_server(data_dir: Path, *args: str, env: dict | None = None):
+    server = LiveServer(data_dir, *args, env=env).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def server(tmp_path: Path):
+    """A live server that does not autostart a run (tests create the runs they need)."""
+    with live_server(tmp_path / "data", env={"BNSCOPE_AUTOSTART": "false"}) as running:
+        yield running
+
+
+def sse_events(response: httpx.Response):
+    """Parse a text/event-stream response into dicts {id, event, data} (comments skipped)."""
+    event: dict = {}
+    for line in response.iter_lines():
+        if not line:
+            if "data" in event:
+                yield event
+            event = {}
+        elif not line.startswith(":"):
+            field, _, value = line.partition(":")
+            event[field] = value.removeprefix(" ")

@@ -6,14 +6,18 @@
   updates      update:data ratio log10(std(lr * grad) / std(data)) per 2-D weight (~ -3 is healthy)
   batchnorm    every BatchNorm1d's running_mean and running_var
 
-None of this runs on an ordinary step: the trainer asks for it at a cadence.
+None of this runs on an ordinary step: the trainer asks for it at a cadence. Each statistic is
+computed for all layers at once (stacked, or one op over a list) and converted to Python with one
+.tolist(): on the lecture's small network the cost is the number of torch ops, not the arithmetic.
 """
 
+import functools
 import math
 from contextlib import contextmanager
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 HIST_BINS = 50
 SATURATION = 0.97  # the lecture's "saturated" threshold for the saturation percentage
@@ -55,17 +59,63 @@ def probe_activations(model: nn.Module):
 
 def update_to_data(params: list[torch.Tensor], lr: float) -> torch.Tensor:
     """log10(std(lr * grad) / std(data)) per parameter, as one (P,) tensor (no conversion)."""
-    return torch.stack([(lr * p.grad).std() / p.data.std() for p in params]).log10()
+    _, std = _mean_std([p.grad for p in params] + [p.data for p in params])
+    grad_std, data_std = std.view(2, -1)
+    return (lr * grad_std / data_std).log10().float()
+
+
+def _mean_std(tensors: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every tensor's mean and std (unbiased, as torch.std), as two (T,) float64 tensors, in a few
+    ops for the whole list: from the sums and the sums of squares (torch.std's pass is slow on a CPU)."""
+    n = torch.tensor([t.numel() for t in tensors], dtype=torch.float64, device=tensors[0].device)
+    sums = torch.stack([t.sum() for t in tensors]).double()
+    sumsq = torch.stack(torch._foreach_norm(tensors)).double().square()
+    mean = sums / n
+    var = (sumsq - sums * mean) / (n - 1)
+    return mean, var.clamp_(min=0).sqrt()
+
+
+def _histograms(values: torch.Tensor, lim: torch.Tensor | float, offset: torch.Tensor, n_rows: int) -> torch.Tensor:
+    """(n_rows, HIST_BINS) counts in one bincount, binned as torch.histc bins: a value goes to the
+    histogram at `offset` (row * HIST_BINS) over [-lim, lim]; `lim` and `offset` broadcast against
+    `values`, and every value must lie in its range (no NaN)."""
+    pos = (values + lim) * HIST_BINS / (2 * lim)  # histc's (x - min) * bins / (max - min), truncated
+    index = pos.clamp_(0, HIST_BINS - 1).long() + offset  # x == max: the last bin, as in histc
+    return torch.bincount(index.view(-1), minlength=n_rows * HIST_BINS).view(n_rows, HIST_BINS)
+
+
+@functools.lru_cache(maxsize=16)
+def _weight_offsets(sizes: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """HIST_BINS * k for every element of the k-th weight, the weights flattened and concatenated."""
+    rows = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
+    return (rows * HIST_BINS).to(device)
+
+
+def _half_width(lim: float) -> float | None:
+    """A histogram's range [-lim, lim] from the largest |value|: 1 if that is 0; None if it is not finite."""
+    return None if not math.isfinite(lim) else lim if lim > 0 else 1.0
+
+
+HEX = torch.tensor(list(b"0123456789abcdef"), dtype=torch.uint8)
+
+
+def _hex_image(saturated: torch.Tensor) -> torch.Tensor:
+    """(L, B, H) bools -> (L, B, ceil(H/4)) ASCII hex digits, 4 units a digit, the first unit the high bit."""
+    L, B, H = saturated.shape
+    padded = F.pad(saturated.to(torch.uint8), (0, (-H) % 4))  # (L, B, 4 * ceil(H/4))
+    bits = torch.tensor([8, 4, 2, 1], dtype=torch.uint8, device=padded.device)
+    nibbles = (padded.view(L, B, -1, 4) * bits).sum(-1, dtype=torch.uint8)  # (L, B, ceil(H/4))
+    return HEX.to(nibbles.device)[nibbles]
 
 
 class _Packer:
-    """Collects tensors and converts them all to Python with a single .tolist()."""
+    """Collects float tensors and converts them all to Python with a single .tolist()."""
 
     def __init__(self):
         self.parts: list[tuple[str, torch.Tensor]] = []
 
     def add(self, key: str, tensor: torch.Tensor) -> None:
-        self.parts.append((key, tensor.detach().float()))
+        self.parts.append((key, tensor.float()))
 
     def unpack(self) -> dict[str, list]:
         flat = torch.cat([t.reshape(-1) for _, t in self.parts]).tolist()
@@ -81,49 +131,47 @@ class _Packer:
         return out
 
 
-def _histograms(tensors: list[torch.Tensor], limit: torch.Tensor) -> torch.Tensor:
-    """(len(tensors), HIST_BINS) counts over the shared range [-limit, limit]."""
-    lim = float(limit)  # one conversion: histc needs Python bounds
-    if not math.isfinite(lim) or lim == 0.0:
-        lim = 1.0
-    return torch.stack([torch.histc(t.float(), bins=HIST_BINS, min=-lim, max=lim) for t in tensors]), lim
-
-
-def _hex_rows(bits: list[list[int]]) -> list[str]:
-    return ["".join("%x" % v for v in row) for row in bits]
-
-
-def collect(model: nn.Module, tanh_outputs: list[torch.Tensor]) -> dict:
-    """Statistics after a backward pass (gradients present, update not yet applied)."""
-    packer = _Packer()
-    # --- Tanh activations and their gradients: (L, B, H) stacked for one op per statistic
-    acts = torch.stack([t.detach() for t in tanh_outputs])
-    grads = torch.stack([t.grad for t in tanh_outputs])
-    saturated = acts.abs() > DEAD  # (L, B, H)
-    packer.add("act_summary", torch.stack([
-        acts.mean((1, 2)),
-        acts.std((1, 2)),
-        (acts.abs() > SATURATION).float().mean((1, 2)) * 100,  # saturation %
-        saturated.all(1).sum(1).float(),  # dead units: saturated for every example of the batch
-        grads.mean((1, 2)),
-        grads.std((1, 2)),
-    ], dim=1))  # fmt: skip  (L, 6)
-    packer.add("act_hist", torch.stack([torch.histc(a, bins=HIST_BINS, min=-1, max=1) for a in acts]))
-    grad_hist, grad_lim = _histograms(list(grads), grads.abs().max())
-    packer.add("grad_hist", grad_hist)
-    # the |t| > 0.99 image, packed 4 units to a hex digit: (L, B, ceil(H/4))
-    L, B, H = saturated.shape
-    padded = torch.nn.functional.pad(saturated.to(torch.uint8), (0, (-H) % 4))
-    nibbles = (padded.view(L, B, -1, 4) * torch.tensor([8, 4, 2, 1], dtype=torch.uint8)).sum(-1)
-    packer.add("image", nibbles.view(L * B, -1))
-    # --- 2-D weights: gradient histogram and grad:data ratio
+@torch.no_grad()
+def collect(model: nn.Module, tanh_outputs: list[torch.Tensor], tanh_grads: list[torch.Tensor] | None = None) -> dict:
+    """Statistics after a backward pass (gradients present, update not yet applied). `tanh_grads`
+    are the loss's gradients w.r.t. `tanh_outputs`; by default each output's .grad (as
+    probe_activations and loss.backward() leave them). Histograms of non-finite values are empty."""
+    if tanh_grads is None:
+        tanh_grads = [t.grad for t in tanh_outputs]
+    L, (B, H) = len(tanh_outputs), tanh_outputs[0].shape
     ws = weights(model)
-    packer.add("weight_summary", torch.stack([
-        torch.stack([w.grad.mean(), w.grad.std(), w.grad.std() / w.data.std()]) for w in ws
-    ]))  # fmt: skip  (W, 3)
-    weight_lim_t = torch.stack([w.grad.abs().max() for w in ws]).max()
-    weight_hist, weight_lim = _histograms([w.grad for w in ws], weight_lim_t)
-    packer.add("weight_hist", weight_hist)
+    grads = [w.grad for w in ws]
+    packer = _Packer()
+    # --- Tanh activations and their gradients: row l of `ag` is tanh l+1's outputs, row L + l their gradients
+    ag = torch.cat(tanh_outputs + tanh_grads).view(2 * L, B * H)
+    ag_abs = ag.abs()
+    # the histograms' shared ranges: the largest |gradient| of the tanh outputs and of the weights
+    grad_max, weight_max = torch.stack([ag_abs.max(), torch.stack(torch._foreach_norm(grads, float("inf"))).max()]).tolist()
+    grad_lim, weight_lim = _half_width(grad_max), _half_width(weight_max)
+    ag_mean = ag.mean(1, keepdim=True)  # (2L, 1)
+    ag_std = torch.linalg.vector_norm(ag - ag_mean, dim=1) / math.sqrt(B * H - 1)  # torch.std, in two passes
+    saturated = (ag_abs[:L] > DEAD).view(L, B, H)  # the lecture's white pixels
+    packer.add("act_summary", torch.stack([
+        ag_mean[:L, 0], ag_std[:L],
+        (ag_abs[:L] > SATURATION).sum(1),  # saturated values, of B * H
+        saturated.all(1).sum(1),  # dead units: saturated for every example of the batch
+        ag_mean[L:, 0], ag_std[L:],
+    ], dim=1))  # fmt: skip  (L, 6)
+    if grad_lim is not None:
+        lims = ag.new_tensor([1.0] * L + [grad_lim] * L).view(2 * L, 1)
+        offsets = torch.arange(0, 2 * L * HIST_BINS, HIST_BINS, device=ag.device).view(2 * L, 1)
+        packer.add("hist", _histograms(ag, lims, offsets, 2 * L))  # act_hist rows, then grad_hist rows
+    else:
+        packer.add("hist", ag.new_zeros(2 * L, HIST_BINS))
+    # --- 2-D weights: gradient mean and std, grad:data ratio, gradient histograms over a shared range
+    W = len(ws)
+    mean, std = _mean_std(grads + [w.data for w in ws])
+    packer.add("weight_summary", torch.stack([mean[:W], std[:W], std[:W] / std[W:]], dim=1))  # (W, 3)
+    if weight_lim is not None:
+        offsets = _weight_offsets(tuple(w.numel() for w in ws), ag.device)
+        packer.add("weight_hist", _histograms(torch.cat([g.reshape(-1) for g in grads]), weight_lim, offsets, W))
+    else:
+        packer.add("weight_hist", ag.new_zeros(W, HIST_BINS))
     # --- BatchNorm running statistics (vectors are small: n_hidden or vocab_size each)
     bns = [m for m in model.layers if isinstance(m, nn.BatchNorm1d)]
     for i, bn in enumerate(bns):
@@ -131,16 +179,16 @@ def collect(model: nn.Module, tanh_outputs: list[torch.Tensor]) -> dict:
         packer.add(f"bn{i}_var", bn.running_var)
 
     v = packer.unpack()
-    tanh_names = layer_names(model, nn.Tanh)
-    image = v["image"]
+    image = bytes(_hex_image(saturated).view(-1).tolist()).decode("ascii")
+    cols = -(-H // 4)  # hex digits a row
     layers = []
-    for i, name in enumerate(tanh_names):
-        mean, std, saturation, dead, grad_mean, grad_std = v["act_summary"][i]
+    for i, name in enumerate(layer_names(model, nn.Tanh)):
+        mean, std, saturated_count, dead, grad_mean, grad_std = v["act_summary"][i]
         layers.append({
-            "name": name, "mean": mean, "std": std, "saturation": saturation, "dead": int(dead),
+            "name": name, "mean": mean, "std": std, "saturation": saturated_count * 100 / (B * H), "dead": int(dead),
             "grad_mean": grad_mean, "grad_std": grad_std,
-            "act_hist": v["act_hist"][i], "grad_hist": v["grad_hist"][i],
-            "image": _hex_rows([[int(x) for x in row] for row in image[i * B : (i + 1) * B]]),
+            "act_hist": v["hist"][i], "grad_hist": v["hist"][L + i],
+            "image": [image[(i * B + r) * cols : (i * B + r + 1) * cols] for r in range(B)],
         })  # fmt: skip
     weights_out = []
     for i, name in enumerate(weight_names(model)):
@@ -158,6 +206,7 @@ def collect(model: nn.Module, tanh_outputs: list[torch.Tensor]) -> dict:
             "mean_of_running_var": sum(running_var) / len(running_var),
             "running_mean": running_mean, "running_var": running_var,
         })  # fmt: skip
+    grad_lim, weight_lim = grad_lim or 1.0, weight_lim or 1.0
     return {
         "layers": layers,
         "act_range": [-1.0, 1.0],

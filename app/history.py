@@ -11,6 +11,8 @@ Series names (one value per step at the series' cadence):
 The page builds the same series from live events (static/dashboard.js).
 """
 
+import math
+
 from app.config import RunConfig
 
 MAX_LEVEL = 40  # step 0 sits on every level, so the first point is always kept
@@ -65,7 +67,7 @@ def series_points(event: dict, config: RunConfig) -> list[tuple[str, int, int, f
             add(f"running_var/{bn['name']}", step, config.stats_every, bn["mean_of_running_var"])
     elif kind == "eval" and event["split"] == "dev":
         add("dev_loss", step, config.dev_every, event["loss"])
-    return [p for p in points if p[3] is not None]
+    return [p for p in points if p[3] is not None and math.isfinite(p[3])]  # log10(0) = -inf: no point
 
 
 def decimation_level(count: int, max_points: int) -> int:

@@ -140,7 +140,7 @@ class RunService:
     def _on_event(self, run: Run, event: dict) -> None:
         """On the training thread: publish to live clients, hand to the store. Never blocks."""
         message = run.channel.publish(event)
-        self.writer.event(run.id, message.id, event, run.config)
+        self.writer.event(run.id, message, event, run.config)
         kind = event["type"]
         if kind == "status":
             run.status, run.message, run.step = event["status"], event["message"], event["step"]

@@ -20,6 +20,8 @@ import zlib
 from contextlib import contextmanager
 from pathlib import Path
 
+from app.hub import to_json
+
 SCHEMA_VERSION = 1
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -63,8 +65,6 @@ class StoreError(RuntimeError):
     """The database cannot be used (a newer or unknown schema, a file that is not SQLite)."""
 
 
-def _dumps(obj) -> str:
-    return json.dumps(obj, separators=(",", ":"))
 
 
 class Store:
@@ -112,7 +112,7 @@ class Store:
         now = time.time()
         cur = self.connect().execute(
             "INSERT INTO runs (name, config, paired_with, status, lr, created_at, updated_at) VALUES (?,?,?,?,?,?,?)",
-            (name, _dumps(config), paired_with, "created", lr, now, now),
+            (name, to_json(config), paired_with, "created", lr, now, now),
         )
         return cur.lastrowid
 
@@ -153,12 +153,12 @@ class Store:
             db.execute("DELETE FROM runs WHERE id=?", (run_id,))
 
     # ---- batched writes (StoreWriter's thread) -------------------------------------------------
-    def write(self, events: list[tuple[int, int, dict, list]], checkpoints: list[tuple[int, int, bytes]]) -> None:
-        """One transaction: events as (run_id, event_id, event, series points) and checkpoints."""
+    def write(self, events: list[tuple[int, int, dict, str, list]], checkpoints: list[tuple[int, int, bytes]]) -> None:
+        """One transaction: events as (run_id, event_id, event, its JSON, its series points) and checkpoints."""
         db = self.connect()
         series_rows, last_rows, stats_rows, timeline_rows = [], {}, [], []
         run_state: dict[int, dict] = {}
-        for run_id, event_id, event, points in events:
+        for run_id, event_id, event, text, points in events:
             for name, step, level, value in points:
                 series_rows.append((run_id, name, level, step, value))
                 last_rows[(run_id, name)] = (run_id, name, step, value)
@@ -166,12 +166,12 @@ class Store:
             state = run_state.setdefault(run_id, {})
             state["last_event_id"] = event_id
             if kind == "stats":
-                stats_rows.append((run_id, event["step"], zlib.compress(_dumps(event).encode(), 6)))
+                stats_rows.append((run_id, event["step"], zlib.compress(text.encode(), 6)))
             elif kind == "scalars":
                 state["step"] = event["step"] + len(event["loss"])
                 state["lr"] = event["lr"]
             else:  # status, control, eval: the run's timeline
-                timeline_rows.append((run_id, event_id, event["step"], _dumps(event)))
+                timeline_rows.append((run_id, event_id, event["step"], text))
                 if kind == "status":
                     state["status"], state["message"] = event["status"], event["message"]
                     state["step"] = event["step"]

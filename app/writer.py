@@ -14,6 +14,7 @@ import torch
 
 from app.config import RunConfig
 from app.history import series_points
+from app.hub import Message
 from app.store import Store
 
 FLUSH_SECONDS = 1.0
@@ -28,8 +29,8 @@ class StoreWriter:
         self._thread.start()
 
     # ---- from any thread (cheap: a queue put) ------------------------------------------------
-    def event(self, run_id: int, event_id: int, event: dict, config: RunConfig) -> None:
-        self._queue.put(("event", run_id, event_id, event, config))
+    def event(self, run_id: int, message: Message, event: dict, config: RunConfig) -> None:
+        self._queue.put(("event", run_id, message, event, config))
 
     def checkpoint(self, run_id: int, state_of: Callable[[], dict]) -> None:
         """Ask for a checkpoint; `state_of()` (e.g. Trainer.state_dict) is called on the writer's thread."""
@@ -66,8 +67,8 @@ class StoreWriter:
         for item in items:
             kind = item[0]
             if kind == "event":
-                _, run_id, event_id, event, config = item
-                events.append((run_id, event_id, event, series_points(event, config)))
+                _, run_id, message, event, config = item
+                events.append((run_id, message.id, event, message.data, series_points(event, config)))
             elif kind == "checkpoint":
                 _, run_id, state_of = item
                 state = state_of()

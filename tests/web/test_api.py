@@ -141,3 +141,9 @@ def test_bad_input_gets_a_4xx_naming_the_field(client):
     assert client.get("/api/runs/999").status_code == 404
     assert client.get("/api/runs/abc").status_code == 422
     assert client.get("/api/runs").json() == []  # nothing was created by any of it
+
+
+def test_a_prefix_as_long_as_max_len_is_refused(client):
+    run = create(client, config=SMALL)
+    response = client.get(f"/api/runs/{run['id']}/samples", params={"prefix": "abc", "max_len": 3})
+    assert response.status_code == 422 and "max_len" in response.text

@@ -1,6 +1,7 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
+from fastapi.exceptions import RequestValidationError
 from pydantic import AfterValidator
 
 from app.api.deps import Service
@@ -92,4 +93,9 @@ def run_samples(
     max_len: Annotated[int, Query(ge=1, le=50, description="longest name, prefix included")] = 30,
 ):
     """Names from the run's current weights (live while it trains), each marked novel or seen in training."""
+    if len(prefix) >= max_len:
+        raise RequestValidationError(
+            [{"loc": ("query", "max_len"), "msg": f"max_len must be longer than the prefix ({len(prefix)})",
+              "type": "value_error", "input": max_len}]
+        )  # fmt: skip
     return service.samples(run_id, n=n, temperature=temperature, seed=seed, prefix=prefix, max_len=max_len)

@@ -98,3 +98,4 @@ class Settings(BaseSettings):
     checkpoint_every: int = Field(10_000, ge=1)  # steps between checkpoints (also on pause/stop/finish)
     autostart: bool = True  # train the default network as soon as the server starts
     max_body_bytes: int = 16_384
+    max_db_mb: int | None = Field(None, ge=1)  # cap on the database file; a run that would pass it fails

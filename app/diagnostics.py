@@ -11,6 +11,7 @@ computed for all layers at once (stacked, or one op over a list) and converted t
 .tolist(): on the lecture's small network the cost is the number of torch ops, not the arithmetic.
 """
 
+import ctypes
 import functools
 import math
 from contextlib import contextmanager
@@ -61,15 +62,15 @@ def update_to_data(params: list[torch.Tensor], lr: float) -> torch.Tensor:
     """log10(std(lr * grad) / std(data)) per parameter, as one (P,) tensor (no conversion)."""
     _, std = _mean_std([p.grad for p in params] + [p.data for p in params])
     grad_std, data_std = std.view(2, -1)
-    return (lr * grad_std / data_std).log10().float()
+    return (lr * grad_std / data_std).log10()
 
 
 def _mean_std(tensors: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every tensor's mean and std (unbiased, as torch.std), as two (T,) float64 tensors, in a few
+    """Every tensor's mean and std (unbiased, as torch.std), as two (T,) tensors, in a few
     ops for the whole list: from the sums and the sums of squares (torch.std's pass is slow on a CPU)."""
-    n = torch.tensor([t.numel() for t in tensors], dtype=torch.float64, device=tensors[0].device)
-    sums = torch.stack([t.sum() for t in tensors]).double()
-    sumsq = torch.stack(torch._foreach_norm(tensors)).double().square()
+    n = tensors[0].new_tensor([t.numel() for t in tensors])
+    sums = torch.stack([t.sum() for t in tensors])
+    sumsq = torch.stack(torch._foreach_norm(tensors)).square()
     mean = sums / n
     var = (sumsq - sums * mean) / (n - 1)
     return mean, var.clamp_(min=0).sqrt()
@@ -99,13 +100,16 @@ def _half_width(lim: float) -> float | None:
 HEX = torch.tensor(list(b"0123456789abcdef"), dtype=torch.uint8)
 
 
-def _hex_image(saturated: torch.Tensor) -> torch.Tensor:
-    """(L, B, H) bools -> (L, B, ceil(H/4)) ASCII hex digits, 4 units a digit, the first unit the high bit."""
+def _hex_rows(saturated: torch.Tensor) -> list[str]:
+    """(L, B, H) bools -> L * B strings of ceil(H/4) hex digits, 4 units a digit, the first unit the high bit."""
     L, B, H = saturated.shape
     padded = F.pad(saturated.to(torch.uint8), (0, (-H) % 4))  # (L, B, 4 * ceil(H/4))
     bits = torch.tensor([8, 4, 2, 1], dtype=torch.uint8, device=padded.device)
-    nibbles = (padded.view(L, B, -1, 4) * bits).sum(-1, dtype=torch.uint8)  # (L, B, ceil(H/4))
-    return HEX.to(nibbles.device)[nibbles]
+    nibbles = (padded.view(L, B, -1, 4) * bits).sum(-1)  # (L, B, ceil(H/4)), int64 to index with
+    digits = HEX.to(nibbles.device).index_select(0, nibbles.view(-1)).cpu()  # ASCII codes, contiguous
+    text = ctypes.string_at(digits.data_ptr(), digits.numel()).decode("ascii")  # its bytes as they lie
+    cols = nibbles.shape[-1]
+    return [text[r * cols : (r + 1) * cols] for r in range(L * B)]
 
 
 class _Packer:
@@ -140,23 +144,23 @@ def collect(model: nn.Module, tanh_outputs: list[torch.Tensor], tanh_grads: list
         tanh_grads = [t.grad for t in tanh_outputs]
     L, (B, H) = len(tanh_outputs), tanh_outputs[0].shape
     ws = weights(model)
+    W = len(ws)
     grads = [w.grad for w in ws]
     packer = _Packer()
     # --- Tanh activations and their gradients: row l of `ag` is tanh l+1's outputs, row L + l their gradients
     ag = torch.cat(tanh_outputs + tanh_grads).view(2 * L, B * H)
     ag_abs = ag.abs()
+    weight_grads = torch.cat([g.reshape(-1) for g in grads])  # every 2-D weight's gradient, flattened
     # the histograms' shared ranges: the largest |gradient| of the tanh outputs and of the weights
-    grad_max, weight_max = torch.stack([ag_abs.max(), torch.stack(torch._foreach_norm(grads, float("inf"))).max()]).tolist()
+    grad_max, weight_max = torch.stack([ag_abs[L:].amax(), weight_grads.abs().amax()]).tolist()
     grad_lim, weight_lim = _half_width(grad_max), _half_width(weight_max)
     ag_mean = ag.mean(1, keepdim=True)  # (2L, 1)
-    ag_std = torch.linalg.vector_norm(ag - ag_mean, dim=1) / math.sqrt(B * H - 1)  # torch.std, in two passes
-    saturated = (ag_abs[:L] > DEAD).view(L, B, H)  # the lecture's white pixels
-    packer.add("act_summary", torch.stack([
-        ag_mean[:L, 0], ag_std[:L],
-        (ag_abs[:L] > SATURATION).sum(1),  # saturated values, of B * H
-        saturated.all(1).sum(1),  # dead units: saturated for every example of the batch
-        ag_mean[L:, 0], ag_std[L:],
-    ], dim=1))  # fmt: skip  (L, 6)
+    packer.add("ag_mean", ag_mean.view(-1))
+    packer.add("ag_dev", torch.linalg.vector_norm(ag - ag_mean, dim=1))  # sqrt(B*H - 1) * std: two passes, as torch.std
+    acts_abs = ag_abs[:L]  # (L, B*H)
+    packer.add("saturated", (acts_abs > SATURATION).sum(1))  # of B * H values
+    white = (acts_abs > DEAD).view(L, B, H)  # the lecture's |t| > 0.99 image
+    packer.add("dead", (acts_abs.view(L, B, H).amin(1) > DEAD).sum(1))  # units white for every example
     if grad_lim is not None:
         lims = ag.new_tensor([1.0] * L + [grad_lim] * L).view(2 * L, 1)
         offsets = torch.arange(0, 2 * L * HIST_BINS, HIST_BINS, device=ag.device).view(2 * L, 1)
@@ -164,31 +168,29 @@ def collect(model: nn.Module, tanh_outputs: list[torch.Tensor], tanh_grads: list
     else:
         packer.add("hist", ag.new_zeros(2 * L, HIST_BINS))
     # --- 2-D weights: gradient mean and std, grad:data ratio, gradient histograms over a shared range
-    W = len(ws)
     mean, std = _mean_std(grads + [w.data for w in ws])
     packer.add("weight_summary", torch.stack([mean[:W], std[:W], std[:W] / std[W:]], dim=1))  # (W, 3)
     if weight_lim is not None:
         offsets = _weight_offsets(tuple(w.numel() for w in ws), ag.device)
-        packer.add("weight_hist", _histograms(torch.cat([g.reshape(-1) for g in grads]), weight_lim, offsets, W))
+        packer.add("weight_hist", _histograms(weight_grads, weight_lim, offsets, W))
     else:
         packer.add("weight_hist", ag.new_zeros(W, HIST_BINS))
     # --- BatchNorm running statistics (vectors are small: n_hidden or vocab_size each)
     bns = [m for m in model.layers if isinstance(m, nn.BatchNorm1d)]
-    for i, bn in enumerate(bns):
-        packer.add(f"bn{i}_mean", bn.running_mean)
-        packer.add(f"bn{i}_var", bn.running_var)
+    if bns:
+        packer.add("bn", torch.cat([bn.running_mean for bn in bns] + [bn.running_var for bn in bns]))
 
     v = packer.unpack()
-    image = bytes(_hex_image(saturated).view(-1).tolist()).decode("ascii")
-    cols = -(-H // 4)  # hex digits a row
+    image = _hex_rows(white)
+    ag_std = [dev / math.sqrt(B * H - 1) for dev in v["ag_dev"]]
     layers = []
     for i, name in enumerate(layer_names(model, nn.Tanh)):
-        mean, std, saturated_count, dead, grad_mean, grad_std = v["act_summary"][i]
         layers.append({
-            "name": name, "mean": mean, "std": std, "saturation": saturated_count * 100 / (B * H), "dead": int(dead),
-            "grad_mean": grad_mean, "grad_std": grad_std,
+            "name": name, "mean": v["ag_mean"][i], "std": ag_std[i],
+            "saturation": v["saturated"][i] * 100 / (B * H), "dead": int(v["dead"][i]),
+            "grad_mean": v["ag_mean"][L + i], "grad_std": ag_std[L + i],
             "act_hist": v["hist"][i], "grad_hist": v["hist"][L + i],
-            "image": [image[(i * B + r) * cols : (i * B + r + 1) * cols] for r in range(B)],
+            "image": image[i * B : (i + 1) * B],
         })  # fmt: skip
     weights_out = []
     for i, name in enumerate(weight_names(model)):
@@ -197,9 +199,12 @@ def collect(model: nn.Module, tanh_outputs: list[torch.Tensor], tanh_grads: list
             "name": name, "shape": list(ws[i].shape), "grad_mean": grad_mean, "grad_std": grad_std,
             "grad_to_data": grad_to_data, "grad_hist": v["weight_hist"][i],
         })  # fmt: skip
-    batchnorm = []
-    for i, name in enumerate(layer_names(model, nn.BatchNorm1d)):
-        running_mean, running_var = v[f"bn{i}_mean"], v[f"bn{i}_var"]
+    batchnorm, offset = [], 0
+    running = v.get("bn", [])  # every running_mean, then every running_var
+    for name, bn in zip(layer_names(model, nn.BatchNorm1d), bns):
+        n, half = bn.num_features, len(running) // 2
+        running_mean, running_var = running[offset : offset + n], running[half + offset : half + offset + n]
+        offset += n
         batchnorm.append({
             "name": name,
             "mean_of_running_mean": sum(running_mean) / len(running_mean),

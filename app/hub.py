@@ -13,7 +13,7 @@ import threading
 from collections import deque
 from dataclasses import dataclass, field
 
-RING_SIZE = 4096  # recent events kept for reconnecting clients (~several minutes of a run)
+RING_BYTES = 8 * 2**20  # recent events kept for reconnecting clients (a minute or more of a run)
 QUEUE_SIZE = 256  # events a client may fall behind before it is dropped
 
 
@@ -66,7 +66,8 @@ class Subscriber:
 class Channel:
     def __init__(self, last_id: int = 0):
         self._lock = threading.Lock()
-        self._ring: deque[Message] = deque(maxlen=RING_SIZE)
+        self._ring: deque[Message] = deque()
+        self._ring_bytes = 0
         self._subscribers: set[Subscriber] = set()
         self.last_id = last_id
 
@@ -77,6 +78,9 @@ class Channel:
             self.last_id += 1
             message = Message(self.last_id, event["type"], data)
             self._ring.append(message)
+            self._ring_bytes += len(data)
+            while self._ring_bytes > RING_BYTES:  # bounded by size: stats events are 100x a scalars event
+                self._ring_bytes -= len(self._ring.popleft().data)
             subscribers = list(self._subscribers)
         for sub in subscribers:
             try:

@@ -139,6 +139,7 @@ class RunService:
 
     def _on_event(self, run: Run, event: dict) -> None:
         """On the training thread: publish to live clients, hand to the store. Never blocks."""
+        event["time"] = time.time()  # wall clock, for the timeline and for measuring event latency
         message = run.channel.publish(event)
         self.writer.event(run.id, message, event, run.config)
         kind = event["type"]

@@ -18,7 +18,7 @@ from app.api.security import Guard
 from app.config import Settings
 from app.data import read_names
 from app.runs import Conflict, NotFound, RunService, TooManyRuns
-from app.store import Store
+from app.store import Store, StoreError
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -26,7 +26,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        store = Store(settings.data_dir / "bnscope.sqlite3")
+        store = Store(settings.data_dir / "bnscope.sqlite3", max_mb=settings.max_db_mb)
         service = RunService(store, read_names(settings.names), settings)
         app.state.service = service
         if settings.autostart:
@@ -85,7 +85,12 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, token: str 
         print(f"bnscope: refusing to serve on {settings.host} without an access token: "
               "pass --token or set BNSCOPE_TOKEN (or bind 127.0.0.1)", file=sys.stderr)  # fmt: skip
         return 2
-    read_names(settings.names)  # a bad names file is reported before the server starts
+    read_names(settings.names)  # a bad names file or database is reported before the server starts
+    try:
+        Store(settings.data_dir / "bnscope.sqlite3", max_mb=settings.max_db_mb)
+    except StoreError as err:
+        print(f"bnscope: {err}", file=sys.stderr)
+        return 2
     torch.set_num_threads(1)  # many small ops: one thread per run is fastest, and leaves a core for the API
     print(f"bnscope: dashboard on http://{settings.host}:{settings.port}  (runs kept in {settings.data_dir})")
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")

@@ -68,12 +68,15 @@ class StoreError(RuntimeError):
 
 
 class Store:
-    def __init__(self, path: Path | str):
+    def __init__(self, path: Path | str, max_mb: int | None = None):
         self.path = Path(path)
+        self.max_mb = max_mb
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        with self.connect() as db:
-            self._migrate(db)
+        try:
+            self._migrate(self.connect())
+        except sqlite3.DatabaseError as err:
+            raise StoreError(f"{self.path} is not a bnscope database: {err}") from err
 
     def connect(self) -> sqlite3.Connection:
         """This thread's connection (sqlite3 connections stay in the thread that made them)."""
@@ -83,15 +86,14 @@ class Store:
             db.row_factory = sqlite3.Row
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable up to the last checkpoint of the WAL
-            db.execute("PRAGMA foreign_keys=ON")
+            if self.max_mb is not None:  # a full database fails a write exactly as a full disk does
+                page_size = db.execute("PRAGMA page_size").fetchone()[0]
+                db.execute(f"PRAGMA max_page_count={self.max_mb * 2**20 // page_size}")
             self._local.db = db
         return db
 
     def _migrate(self, db: sqlite3.Connection) -> None:
-        try:
-            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        except sqlite3.DatabaseError as err:
-            raise StoreError(f"{self.path} is not a bnscope database: {err}") from err
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if "meta" not in tables:
             if tables:
                 raise StoreError(f"{self.path} holds tables but no bnscope schema version; refusing to guess its layout")

@@ -23,6 +23,7 @@ from app import diagnostics
 from app.config import RunConfig
 from app.data import VOCAB_SIZE, Splits
 from models import MLP
+from models.fused import ManualBackprop
 
 Emit = Callable[[dict], None]
 FLUSH_SECONDS = 0.1  # how often the per-step losses go out: ~10 updates a second for a live chart
@@ -45,6 +46,7 @@ class Trainer:
         init_gen = torch.Generator().manual_seed(config.seed)
         self.batch_gen = torch.Generator().manual_seed(config.seed)
         self.model = MLP(vocab_size=VOCAB_SIZE, generator=init_gen, **config.model_kwargs()).to(self.device)
+        self.backprop = ManualBackprop(self.model)  # the forward and backward pass, written out
         self.params = list(self.model.parameters())
         self.weights = diagnostics.weights(self.model)
         self.step = 0  # steps done; the next step's index
@@ -119,30 +121,19 @@ class Trainer:
 
     def _train_step(self) -> None:
         cfg, i = self.config, self.step
-        # minibatch construct
+        # minibatch construct (the generator stays on the CPU: the same batches on every device)
         ix = torch.randint(0, self.Xtr.shape[0], (cfg.batch_size,), generator=self.batch_gen).to(self.device)
         Xb, Yb = self.Xtr[ix], self.Ytr[ix]  # (B, block_size), (B,)
-        want_stats = i % cfg.stats_every == 0
-        # forward pass (stats steps keep every tanh output and its gradient)
-        if want_stats:
-            with diagnostics.probe_activations(self.model) as tanh_outputs:
-                logits = self.model(Xb)
-        else:
-            logits = self.model(Xb)
-        loss = F.cross_entropy(logits, Yb)
-        # backward pass
-        for p in self.params:
-            p.grad = None
-        loss.backward()
-        stats = diagnostics.collect(self.model, tanh_outputs) if want_stats else None
+        # forward and backward pass: the loss, every p.grad, and every tanh output with its gradient
+        loss = self.backprop(Xb, Yb)
+        stats = diagnostics.collect(self.model, self.backprop.h, self.backprop.dh) if i % cfg.stats_every == 0 else None
         # update
         lr = self.lr
         with torch.no_grad():
-            for p in self.params:
-                p.add_(p.grad, alpha=-lr)
+            torch._foreach_add_(self.params, [p.grad for p in self.params], alpha=-lr)
         if i % cfg.update_every == 0:
             self._pending_ud.append((i, diagnostics.update_to_data(self.weights, lr)))
-        self._pending_loss.append(loss.detach())
+        self._pending_loss.append(loss)
         self.step = i + 1
         if stats is not None:
             self._flush()  # keep the losses before this step's stats in the stream

@@ -63,28 +63,32 @@ class StoreWriter:
             closing = self._write(items)  # a flush or close request is written at once
 
     def _write(self, items: list[tuple]) -> bool:
-        events, checkpoints, waiters, closing = [], [], [], False
-        for item in items:
-            kind = item[0]
-            if kind == "event":
-                _, run_id, message, event, config = item
-                events.append((run_id, message.id, event, message.data, series_points(event, config)))
-            elif kind == "checkpoint":
-                _, run_id, state_of = item
-                state = state_of()
-                buffer = io.BytesIO()
-                torch.save(state, buffer)
-                checkpoints.append((run_id, state["step"], buffer.getvalue()))
-            elif kind == "flush":
-                waiters.append(item[1])
-            elif kind == "close":
-                closing = True
-        if events or checkpoints:
-            try:
+        events, checkpoints, waiters, closing, run_ids = [], [], [], False, set()
+        try:
+            for item in items:
+                kind = item[0]
+                if kind == "event":
+                    _, run_id, message, event, config = item
+                    run_ids.add(run_id)
+                    events.append((run_id, message.id, event, message.data, series_points(event, config)))
+                elif kind == "checkpoint":
+                    _, run_id, state_of = item
+                    run_ids.add(run_id)
+                    state = state_of()
+                    buffer = io.BytesIO()
+                    torch.save(state, buffer)
+                    checkpoints.append((run_id, state["step"], buffer.getvalue()))
+                elif kind == "flush":
+                    waiters.append(item[1])
+                elif kind == "close":
+                    closing = True
+            if events or checkpoints:
                 self.store.write(events, checkpoints)
-            except (sqlite3.Error, OSError) as err:
-                run_ids = {e[0] for e in events} | {c[0] for c in checkpoints}
-                self.on_failure(run_ids, f"could not save to the database: {err}")
-        for waiter in waiters:
-            waiter.set()
+        except (sqlite3.Error, OSError) as err:
+            self.on_failure(run_ids, f"could not save to the database: {err}")
+        except Exception as err:  # a bug must fail the runs it concerns, not the writer of all runs
+            self.on_failure(run_ids, f"could not save this run's events: {type(err).__name__}: {err}")
+        finally:
+            for waiter in waiters:
+                waiter.set()
         return closing

@@ -147,3 +147,37 @@ def test_a_prefix_as_long_as_max_len_is_refused(client):
     run = create(client, config=SMALL)
     response = client.get(f"/api/runs/{run['id']}/samples", params={"prefix": "abc", "max_len": 3})
     assert response.status_code == 422 and "max_len" in response.text
+
+
+def test_a_full_database_fails_the_run_and_the_server_keeps_serving(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from app.config import Settings
+    from app.server import create_app
+
+    settings = Settings(data_dir=tmp_path, autostart=False, max_db_mb=1)
+    with TestClient(create_app(settings)) as client:
+        run = create(client, config={**SMALL, "steps": 1_000_000, "stats_every": 1})  # fills it fast
+        failed = wait_status(client, run["id"], "failed", timeout=120)
+        assert "database or disk is full" in failed["message"]
+        assert client.get("/healthz").status_code == 200
+        assert client.get(f"/api/runs/{run['id']}/history").status_code == 200  # what was saved is still served
+        assert client.get(f"/api/runs/{run['id']}/samples").status_code == 200
+
+
+def test_every_limit_is_a_clear_422(client):
+    too_big = [
+        ("n_hidden", 4097), ("n_layers", 17), ("n_embd", 257), ("block_size", 17), ("batch_size", 4097),
+        ("steps", 10_000_001), ("lr", 101), ("gain", 21),
+    ]  # fmt: skip
+    for field, value in too_big:
+        response = client.post("/api/runs", json={"config": {field: value}})
+        assert response.status_code == 422 and field in response.text, (field, response.text)
+    response = client.post("/api/runs", json={"config": {"n_hidden": 4096, "n_layers": 16}})
+    assert response.status_code == 422 and "parameters" in response.text  # each fits, together too large
+    assert client.post("/api/runs", json={"name": "x" * 101}).status_code == 422
+    assert client.patch("/api/runs/1", json={"lr": 0}).status_code == 422
+    for params in ({"n": 1001}, {"n": 0}, {"max_len": 51}, {"temperature": 0}, {"prefix": "a" * 21}):
+        response = client.get("/api/runs/1/samples", params=params)
+        assert response.status_code == 422 and next(iter(params)) in response.text, params
+    assert client.get("/api/runs").json() == []

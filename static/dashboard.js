@@ -1,14 +1,14 @@
 // bnscope's dashboard: run A (the picked run) and run B (its newest paired run, or a chosen one),
 // both followed live and drawn together in every panel. Events are applied as they arrive; drawing
-// is coalesced to at most ~10 frames a second, fewer when drawing is slow, and skips hidden panels.
+// is coalesced to at most ~10 frames a second, fewer when drawing is slow, and skips charts off screen.
 
 import { api } from "./api.js";
-import { healthChecks, healthRow } from "./health.js";
+import { healthChecks, renderHealth } from "./health.js";
 import { LiveRun } from "./live.js";
 import { createPanels } from "./panels.js";
 import { SamplesBox } from "./samples.js";
 import { SettingsForm } from "./settings.js";
-import { $, describeSettings, el, formatDuration, formatInt, formatNum } from "./util.js";
+import { $, buildOnce, describeSettings, el, formatDuration, formatInt, formatNum, setText } from "./util.js";
 
 const FRAME_MS = 100; // at most ~10 redraws a second...
 const DRAW_BUDGET = 4; // ...and a wait of 4x the typical draw's cost: drawing takes <= ~20% of a core...
@@ -94,7 +94,7 @@ function followSecondary() {
 
 function startLive(id) {
   const live = new LiveRun(id, scheduleDraw);
-  live.start().catch((err) => notify(`Run #${id}: ${err.message}`, "error"));
+  live.start();
   return live;
 }
 
@@ -130,15 +130,16 @@ async function startPairedRun(changes) {
   }
 }
 
+/** Pause, resume or stop A. The status shown comes from the run's events: the response describes the
+ * run before its training thread has acted, and would show the old status over the new one. */
 async function control(action) {
   const run = state.primary?.data?.run;
   if (!run) return;
   try {
-    Object.assign(run, await api.post(`/api/runs/${run.id}/${action}`));
+    await api.post(`/api/runs/${run.id}/${action}`);
   } catch (err) {
     notify(err.message, "error");
   }
-  scheduleDraw();
 }
 
 async function setLearningRate(event) {
@@ -147,8 +148,8 @@ async function setLearningRate(event) {
   const input = $("lr-input");
   if (!run || !input.reportValidity()) return;
   try {
-    Object.assign(run, await api.patch(`/api/runs/${run.id}`, { lr: Number(input.value) }));
-    notify(`Learning rate of A set to ${formatNum(run.lr)} from step ${formatInt(run.step)} on.`, "ok");
+    const changed = await api.patch(`/api/runs/${run.id}`, { lr: Number(input.value) });
+    notify(`Learning rate of A set to ${formatNum(changed.lr)} from step ${formatInt(changed.step)} on.`, "ok");
     input.blur();
   } catch (err) {
     notify(err.message, "error");
@@ -173,8 +174,8 @@ function draw() {
   const view = currentView();
   renderScrubber(view);
   if (view) {
-    for (const panel of panels) if (visiblePanels.has(panel.section)) panel.draw(view);
-    renderHealth(view);
+    for (const panel of panels) panel.draw(view, visiblePanels.has(panel.section));
+    showHealth(view);
   }
   drawMs = 0.8 * drawMs + 0.2 * (performance.now() - started);
 }
@@ -193,12 +194,19 @@ function currentView() {
   if (!runs.length || runs[0].tag !== "A") return null;
   const stats = statsOf(runs, statsStep(runs));
   const matched = state.matchSteps && runs.length > 1;
-  const reached = Math.min(...runs.map((r) => r.data.run.step));
   return {
     runs: runs.map(({ tag, data }, i) => ({ tag, data, stats: stats[i] })),
-    stepRange: matched ? [0, roundUp(1.1 * Math.max(10, reached))] : null,
+    stepRange: matched ? matchedRange(runs) : null,
     uirevision: `${runs.map((r) => r.data.run.id).join("-")}|${matched ? "matched" : "all"}`,
   };
+}
+
+/** The steps every compared run has reached, with room to grow while one still trains (the axis
+ * then moves in a few jumps rather than at every event, each jump a whole redraw). */
+function matchedRange(runs) {
+  const reached = Math.max(10, Math.min(...runs.map((r) => r.data.run.step)));
+  const training = runs.some((r) => ACTIVE.includes(r.data.run.status));
+  return [0, training ? roundUp(1.1 * reached) : reached];
 }
 
 /** Each run's statistics at `step`. While some are still being fetched: the newest earlier step every
@@ -217,17 +225,21 @@ function statsOf(runs, step) {
 
 const newestOf = (statsList) => statsList.reduce((best, s) => (!best || s.step > best.step ? s : best), null);
 
-/** The next of 1, 1.5, 2, 3, 5, 7.5 x 10^k at or above x: the matched step axis grows in few jumps. */
+/** The next round number (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8 x 10^k) at or above x. */
 function roundUp(x) {
   const decade = 10 ** Math.floor(Math.log10(x));
-  return [1, 1.5, 2, 3, 5, 7.5, 10].map((m) => m * decade).find((nice) => nice >= x);
+  return [1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10].map((m) => m * decade).find((nice) => nice >= x);
 }
 
 function renderRunBar() {
   const run = state.primary?.data?.run;
   const status = $("run-status");
   for (const id of ["btn-pause", "btn-resume", "btn-stop"]) $(id).disabled = !run;
-  if (!run) return;
+  $("connection").hidden = !run;
+  if (!run) {
+    setText(status, state.runs.length ? "loading" : "no runs");
+    return;
+  }
   status.textContent = run.status;
   status.className = `status status-${run.status}`;
   status.title = run.message || `run #${run.id} is ${run.status}`;
@@ -239,7 +251,7 @@ function renderRunBar() {
   const lr = $("lr-input");
   if (document.activeElement !== lr) lr.value = Number(run.lr.toPrecision(6));
   lr.disabled = !ACTIVE.includes(run.status);
-  const connected = comparedLive().every(({ live }) => live.connected);
+  const connected = [state.primary, state.secondary].every((live) => !live || live.connected);
   $("connection").textContent = connected ? "live" : "reconnecting…";
   $("connection").classList.toggle("offline", !connected);
 }
@@ -251,21 +263,35 @@ function progressText(run) {
   return `${done} · ${formatInt(run.steps_per_s)} steps/s · ETA ${formatDuration(eta)}`;
 }
 
-/** Which run is which: tag, colour, name, what B changes, and each one's progress. */
+/** Which run is which: tag, colour, name, what B changes, and each one's status and progress. */
 function renderRunLegend() {
-  const runs = comparedLive();
   const legend = $("run-legend");
   if (!state.runs.length) {
-    const start = el("button", { type: "button", className: "primary", textContent: "Train the default network" });
-    start.addEventListener("click", () => api.post("/api/runs", {}).then(refreshRuns, (err) => notify(err.message, "error")));
-    legend.replaceChildren(el("span", { className: "muted", textContent: "No runs yet." }), start);
+    buildOnce(legend, "no runs", () => {
+      const start = el("button", { type: "button", className: "primary", textContent: "Train the default network" });
+      start.addEventListener("click", () => api.post("/api/runs", {}).then(refreshRuns, (err) => notify(err.message, "error")));
+      return [el("span", { className: "muted", textContent: "No runs yet." }), start];
+    });
     return;
   }
-  const chips = runs.map(({ tag, data }) => runChip(tag, data.run, tag === "B" ? differences(data.run, runs[0].data.run) : null));
-  if (runs.length === 1) {
-    chips.push(el("span", { className: "muted", textContent: "No comparison yet: change a setting (left) to start a paired run." }));
-  }
-  legend.replaceChildren(...chips);
+  const runs = comparedLive().map(({ tag, data }, i, all) => ({
+    tag, run: data.run, differs: tag === "B" ? differences(data.run, all[0].data.run) : null,
+  }));
+  const structure = JSON.stringify(runs.map(({ tag, run, differs }) => [tag, run.id, run.name, differs]));
+  buildOnce(legend, structure, () => {
+    const cards = runs.map(runCard);
+    const hint = "No comparison yet: change a setting (left) to start a paired run.";
+    if (runs.length === 1) cards.push(el("span", { className: "muted", textContent: hint }));
+    return cards;
+  });
+  legend.querySelectorAll(".run-card").forEach((card, i) => {
+    const { run } = runs[i];
+    const status = card.querySelector(".status");
+    status.className = `status status-${run.status}`;
+    status.title = run.message || run.status;
+    setText(status, run.status);
+    setText(card.querySelector(".run-progress"), `${formatInt(run.step)} / ${formatInt(run.steps)}`);
+  });
 }
 
 /** What B changes relative to A: the server's `differs` when B is A's pair, else compared here. */
@@ -274,18 +300,18 @@ function differences(b, a) {
   return Object.fromEntries(Object.entries(b.config).filter(([key, value]) => a.config[key] !== value));
 }
 
-function runChip(tag, run, differs) {
-  const detail = differs === null ? null
-    : el("span", { className: "differs", textContent: Object.keys(differs).length ? describeSettings(differs) : "same settings" });
+function runCard({ tag, run, differs }) {
+  const what = differs && (Object.keys(differs).length ? describeSettings(differs) : "same settings");
+  const changes = differs === null ? null : el("span", { className: "differs", textContent: what });
   return el(
     "div",
     { className: `run-card run-${tag}` },
     el("span", { className: `run-chip run-${tag}`, textContent: tag }),
-    el("span", { className: "run-name", textContent: `#${run.id} ${run.name}` }),
-    detail,
-    el("span", { className: `status status-${run.status}`, textContent: run.status, title: run.message || run.status }),
-    el("span", { className: "run-progress", textContent: `${formatInt(run.step)} / ${formatInt(run.steps)}` }),
-  );  // prettier-ignore
+    el("span", { className: "run-name", textContent: `#${run.id} ${run.name}`, title: run.name }),
+    changes,
+    el("span", { className: "status" }),
+    el("span", { className: "run-progress" }),
+  );
 }
 
 function renderPickers() {
@@ -298,11 +324,10 @@ function renderPickers() {
 const runLabel = (run) => `#${run.id} ${run.name} (${run.status})`;
 
 function fillSelect(select, options, selected) {
-  const key = JSON.stringify([options, selected]);
-  if (select.dataset.key === key) return; // rebuilding would close it under the user's pointer
-  select.dataset.key = key;
-  select.replaceChildren(...options.map(([value, label]) => el("option", { value: String(value), textContent: label })));
-  select.value = String(selected);
+  const built = buildOnce(select, JSON.stringify(options), () =>
+    options.map(([value, label]) => el("option", { value: String(value), textContent: label })),
+  );
+  if (built || select.value !== String(selected)) select.value = String(selected);
 }
 
 /** Fill the form with B's settings (or A's) whenever the pair shown changes. */
@@ -333,17 +358,11 @@ function onScrub() {
   scheduleDraw();
 }
 
-function renderHealth(view) {
-  const rows = view.runs.map((run) => ({ tag: run.tag, step: run.stats?.step ?? 0, checks: healthChecks(run.data, run.stats) }));
-  const container = $("health-rows");
-  const key = JSON.stringify(rows);
-  if (container.dataset.key === key) return;
-  container.dataset.key = key;
-  container.replaceChildren(
-    ...rows.map(({ tag, step, checks }) => healthRow(el("span", { className: `run-chip run-${tag}`, textContent: tag }), checks, step)),
-  );
+function showHealth(view) {
+  const rows = view.runs.map(({ tag, data, stats }) => ({ tag, step: stats?.step ?? 0, checks: healthChecks(data, stats) }));
+  renderHealth($("health-rows"), rows);
   const step = view.runs[0].stats?.step;
-  $("health-step").textContent = step === undefined ? "waiting for statistics" : `at step ${formatInt(step)}`;
+  setText($("health-step"), step === undefined ? "waiting for statistics" : `at step ${formatInt(step)}`);
 }
 
 function notify(text, kind = "info") {
@@ -359,6 +378,7 @@ function notify(text, kind = "info") {
 
 function wire() {
   $("run-picker").addEventListener("change", (e) => {
+    state.compareChoice = "auto"; // a chosen comparison was relative to the previous run
     selectPrimary(Number(e.target.value));
     renderPickers();
   });
@@ -382,17 +402,26 @@ function wire() {
     state.follow = true;
     scheduleDraw();
   });
-  // panels off screen are not drawn; one scrolled into view catches up at the next frame
+  // charts off screen are not drawn; one scrolled into view catches up at the next frame
   const observer = new IntersectionObserver((entries) => {
     for (const entry of entries) entry.isIntersecting ? visiblePanels.add(entry.target) : visiblePanels.delete(entry.target);
     scheduleDraw();
   });
   panels.forEach((panel) => observer.observe(panel.section));
   document.addEventListener("visibilitychange", scheduleDraw);
+  // the sticky sidebar and the badges' jump targets sit below the top bar, whose height depends on wrapping
+  const topbar = document.querySelector(".topbar");
+  const publishHeight = () => document.documentElement.style.setProperty("--topbar-height", `${topbar.offsetHeight}px`);
+  new ResizeObserver(publishHeight).observe(topbar);
 }
 
-const compare = new URLSearchParams(location.search).get("compare");
-if (compare) state.compareChoice = compare === "none" ? "none" : Number(compare);
+/** A reload or a shared link keeps its comparison (the run itself is read in refreshRuns). */
+function restoreComparison() {
+  const compare = new URLSearchParams(location.search).get("compare");
+  if (compare) state.compareChoice = compare === "none" ? "none" : Number(compare);
+}
+
+restoreComparison();
 wire();
 refreshRuns();
 setInterval(refreshRuns, RUNS_POLL_MS);

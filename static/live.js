@@ -8,7 +8,7 @@ import { RunData } from "./rundata.js";
 const EVENT_TYPES = ["scalars", "stats", "eval", "status", "control"];
 const HISTORY_QUERY = "max_points=2000&max_histograms=500";
 const STATS_CACHE_SIZE = 40; // recent statistics events kept for matched-step lookups (~30 kB each)
-const RETRY_MS = 5000; // after the server refused the stream (the browser retries dropped ones itself)
+const RETRY_MS = 5000; // after a failed history or a refused stream (the browser retries dropped streams itself)
 
 export class LiveRun {
   constructor(runId, onChange) {
@@ -24,11 +24,17 @@ export class LiveRun {
     this.fetching = false;
   }
 
+  /** Load the history, then follow the events from where it ends; on failure, try again shortly. */
   async start() {
-    const history = await api.get(`/api/runs/${this.id}/history?${HISTORY_QUERY}`);
-    if (this.closed) return;
-    this.replaceWith(history);
-    this.connect();
+    try {
+      const history = await api.get(`/api/runs/${this.id}/history?${HISTORY_QUERY}`);
+      if (this.closed) return;
+      this.replaceWith(history);
+      this.connect();
+    } catch {
+      this.setConnected(false);
+      if (!this.closed) this.retryTimer = setTimeout(() => this.start(), RETRY_MS);
+    }
   }
 
   close() {
@@ -53,16 +59,14 @@ export class LiveRun {
     source.onopen = () => this.setConnected(true);
     source.onerror = () => {
       this.setConnected(false);
-      if (source.readyState === EventSource.CLOSED && !this.closed) {
-        this.retryTimer = setTimeout(() => this.start().catch(() => this.setConnected(false)), RETRY_MS);
-      }
+      if (source.readyState === EventSource.CLOSED && !this.closed) this.retryTimer = setTimeout(() => this.start(), RETRY_MS);
     };
     this.source = source;
   }
 
   receive(type, message) {
     const event = JSON.parse(message.data);
-    this.data.apply(type, event, Number(message.lastEventId));
+    this.data.apply(type, event);
     if (type === "stats") this.remember(event.step, event);
     this.onChange();
   }

@@ -4,12 +4,14 @@
 // view = {runs: [{tag: "A"|"B", data: RunData, stats: a statistics event or null}],
 //         stepRange: [0, last] of the step axes or null for all, uirevision: keeps zoom while it is the same}
 // Only "A"/"B" and server-made layer names reach Plotly; run names stay in DOM text.
+// draw(view, visible): legends, labels and images are always kept current (cheap, and the page keeps
+// its layout); the Plotly charts are drawn only while `visible`.
 
 import { UPDATE_RATIO_POINTS } from "./health.js";
 import {
   LegendTable, SeriesChart, WholeChart, axis, baseLayout, darkRunColor, hline, layerColor, runColor, stepAxis,
 } from "./plots.js";
-import { el, formatInt, formatNum } from "./util.js";
+import { el, formatInt, formatNum, setText } from "./util.js";
 
 const part = (section, selector) => section.querySelector(selector);
 
@@ -59,17 +61,18 @@ function layerSeriesPanel(section, { layersOf, series, columns, layout }) {
   const chart = new SeriesChart(part(section, ".chart"));
   const empty = part(section, ".empty");
   let view = null;
-  const legend = new LegendTable(part(section, ".legend"), () => draw(view));
-  function draw(current) {
+  const legend = new LegendTable(part(section, ".legend"), () => draw(view, true));
+  function draw(current, visible) {
     view = current;
     const runs = withLayers(view, (run) => layersOf(run.data));
     const layers = unionOf(runs);
     section.classList.toggle("is-empty", !layers.length);
     if (empty) empty.hidden = layers.length > 0;
     if (!layers.length) return;
+    legend.render(runs.filter((run) => run.layers.length), layers, columns);
+    if (!visible) return;
     const traces = series.flatMap(([name, extra]) => layerTraces(view, legend, layersOf, name, extra));
     chart.draw(traces, () => layout(view), layoutKey(view));
-    legend.render(runs, layers, columns);
   }
   return { section, draw };
 }
@@ -78,7 +81,8 @@ function layerSeriesPanel(section, { layersOf, series, columns, layout }) {
 
 function lossPanel(section) {
   const chart = new SeriesChart(part(section, ".chart"));
-  const draw = (view) => {
+  const draw = (view, visible) => {
+    if (!visible) return;
     const traces = view.runs.flatMap(lossTraces);
     const key = `${layoutKey(view)}|${view.runs.map((r) => r.data.timelineVersion).join()}`;
     chart.draw(traces, () => lossLayout(view), key);
@@ -88,13 +92,14 @@ function lossPanel(section) {
 
 function lossTraces({ tag, data }) {
   const line = (series, name, style, extra = {}) => ({
-    series: data.get(series), type: "scatter", mode: "lines", name: `${tag} ${name}`, legendgroup: tag,
+    series: data.get(series), type: "scatter", mode: "lines", name: `${tag} ${name}`,
     line: style, hovertemplate: `${tag} ${name} %{y:.4g}<extra></extra>`, ...extra,
   });
   return [
     line("loss", "train", { color: runColor(tag, 0.22), width: 1 }),
     line("loss_smooth", "train (EMA)", { color: runColor(tag), width: 2.2 }),
-    line("dev_loss", "dev", { color: darkRunColor(tag), width: 1.5, dash: "dot" }, { mode: "lines+markers", marker: { size: 5 } }),
+    line("dev_loss", "dev", { color: darkRunColor(tag), width: 1.5, dash: "dot" },
+      { mode: "lines+markers", marker: { size: 5 } }),
     line("lr", "lr", { color: runColor(tag, 0.45), width: 1, dash: "dash", shape: "hv" }, { yaxis: "y2" }),
   ];
 }
@@ -109,9 +114,9 @@ function lossMarks(view) {
         : event.type === "status" && event.status === "diverged" ? `${tag} diverged` : null;
       if (!text) continue;
       shapes.push({ type: "line", xref: "x", yref: "paper", x0: event.step, x1: event.step, y0: 0, y1: 1,
-        line: { color: runColor(tag, 0.7), width: 1, dash: "dot" } });  // prettier-ignore
+        line: { color: runColor(tag, 0.7), width: 1, dash: "dot" } });
       annotations.push({ x: event.step, xref: "x", y: tag === "A" ? 0.98 : 0.9, yref: "paper", text, showarrow: false,
-        xanchor: "left", font: { size: 10, color: runColor(tag) }, bgcolor: "rgba(255,255,255,0.8)" });  // prettier-ignore
+        xanchor: "left", font: { size: 10, color: runColor(tag) }, bgcolor: "rgba(255,255,255,0.8)" });
     }
   }
   return { shapes, annotations };
@@ -142,8 +147,7 @@ function lossLayout(view) {
 
 const tanhLayers = (data) => data.run.layers.tanh;
 const weightNames = (data) => data.run.layers.weights;
-// BatchNorm names as the statistics give them (the run's `layers.batchnorm` may spell them differently)
-const batchnormLayers = (data) => data.layersOf("running_mean");
+const batchnormLayers = (data) => data.run.layers.batchnorm;
 
 function saturationPanel(section) {
   const name = (layer) => `saturation/${layer}`;
@@ -222,7 +226,7 @@ function histogramPanel(section, { entries, range, columns, xTitle }) {
   let toggles = 0; // a legend click must redraw even though the statistics are the same
   const legend = new LegendTable(part(section, ".legend"), () => {
     toggles += 1;
-    draw(view);
+    draw(view, true);
   });
   const entryOf = (run, layer) => run.stats && entries(run.stats).find((e) => e.name === layer);
   const legendColumns = columns.map(({ label, cell }) => ({
@@ -247,12 +251,12 @@ function histogramPanel(section, { entries, range, columns, xTitle }) {
       yaxis: { title: { text: "density" } },
     }),
   });
-  function draw(current) {
+  function draw(current, visible) {
     view = current;
     const runs = withLayers(view, (run) => (run.stats ? entries(run.stats).map((e) => e.name) : []));
-    atStep.textContent = stepLabel(view);
-    chart.draw([view.uirevision, toggles, ...view.runs.map((r) => r.stats)], figure(runs));
+    setText(atStep, stepLabel(view));
     legend.render(runs, unionOf(runs), legendColumns);
+    if (visible) chart.draw([view.uirevision, toggles, ...view.runs.map((r) => r.stats)], figure(runs));
   }
   return { section, draw };
 }
@@ -324,7 +328,7 @@ function drawSaturationImage(canvas, hexRows, units) {
 function saturationFigure(run, layer) {
   const stats = run.stats?.layers.find((l) => l.name === layer);
   const units = run.data.run.config.n_hidden;
-  if (!stats) return el("figure", { className: "image missing" }, el("figcaption", { textContent: `${run.tag}: –` }));
+  if (!stats) return el("figure", { className: "image" }, el("figcaption", { textContent: `${run.tag}: –` }));
   const canvas = el("canvas", { title: `${run.tag} ${layer}: a row per example, a column per unit; white: |t| > 0.99` });
   drawSaturationImage(canvas, stats.image, units);
   return el(
@@ -350,14 +354,17 @@ function deadPanel(section) {
         el("div", { className: "image-row" }, el("span", { className: "image-layer", textContent: layer }),
           ...runs.map((run) => saturationFigure(run, layer))),
       ),
-    );  // prettier-ignore
+    );
   }
-  function draw(view) {
-    atStep.textContent = stepLabel(view);
-    const layout = () =>
-      baseLayout(view.uirevision, { xaxis: stepAxis(view.stepRange), yaxis: { title: { text: "dead units" }, rangemode: "tozero" } });
-    chart.draw(layerTraces(view, null, tanhLayers, (layer) => `dead/${layer}`), layout, layoutKey(view));
+  function draw(view, visible) {
+    setText(atStep, stepLabel(view));
     drawImages(view);
+    if (!visible) return;
+    const layout = () => baseLayout(view.uirevision, {
+      xaxis: stepAxis(view.stepRange),
+      yaxis: { title: { text: "dead units" }, rangemode: "tozero" },
+    });
+    chart.draw(layerTraces(view, null, tanhLayers, (layer) => `dead/${layer}`), layout, layoutKey(view));
   }
   return { section, draw };
 }
@@ -375,5 +382,5 @@ const PANELS = {
   "panel-dead": deadPanel,
 };
 
-/** The page's chart panels, each {section, draw(view)}. */
+/** The page's chart panels, each {section, draw(view, visible)}. */
 export const createPanels = () => Object.entries(PANELS).map(([id, make]) => make(document.getElementById(id)));

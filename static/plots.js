@@ -2,7 +2,7 @@
 // redrawing, a histogram chart, and the legend table shown under the per-layer charts.
 
 import { MAX_POINTS } from "./rundata.js";
-import { el } from "./util.js";
+import { buildOnce, el, setText } from "./util.js";
 
 /* global Plotly */
 
@@ -48,11 +48,14 @@ export function baseLayout(uirevision, overrides = {}) {
 export const axis = (options) => ({ ...AXIS, ...options });
 
 /** The step axis of a time series: over `range` when given (the steps both runs reached), else all. */
-export const stepAxis = (range) => ({ title: { text: "step", standoff: 4 }, ...(range ? { range, autorange: false } : { autorange: true }) });
+export const stepAxis = (range) => ({
+  title: { text: "step", standoff: 4 },
+  ...(range ? { range, autorange: false } : { autorange: true }),
+});
 
 /** A horizontal reference line across the plot, e.g. the healthy -3 of the update:data ratio. */
-export const hline = (y, color, dash = "dash", yref = "y") => ({
-  type: "line", xref: "paper", x0: 0, x1: 1, yref, y0: y, y1: y, line: { color, width: 1.2, dash },
+export const hline = (y, color, dash = "dash") => ({
+  type: "line", xref: "paper", x0: 0, x1: 1, y0: y, y1: y, line: { color, width: 1.2, dash },
 });
 
 /** Time series that only grow are appended with Plotly.extendTraces; anything else (other traces,
@@ -115,43 +118,42 @@ export class LegendTable {
     this.container = container;
     this.onToggle = onToggle;
     this.hidden = new Set();
-    this.rendered = null;
   }
 
   /** runs: [{tag, layers}] (the layers that run has in this chart); columns: [{label, cell(run, layer) -> text}]. */
   render(runs, layers, columns) {
-    const cells = layers.map((layer) => runs.map((run) => columns.map((c) => c.cell(run, layer))));
-    const key = JSON.stringify([runs.map((r) => r.tag), layers, cells, [...this.hidden]]);
-    if (key === this.rendered) return;
-    this.rendered = key;
-    const head = el(
-      "thead",
-      {},
-      el("tr", {}, el("th", { textContent: "layer" }), ...runs.flatMap((run) => columns.map((c, i) =>
-        el("th", { className: `run-${run.tag}${i === 0 ? " first" : ""}`, textContent: `${run.tag} ${c.label}` })))),
-    );
-    const body = el("tbody", {}, ...layers.map((layer, row) => this.row(runs, layers, layer, cells[row])));
-    this.container.replaceChildren(el("table", { className: "legend-table" }, head, body));
+    const structure = JSON.stringify([runs.map((r) => [r.tag, r.layers]), layers, columns.map((c) => c.label)]);
+    buildOnce(this.container, structure, () => [this.table(runs, layers, columns)]);
+    this.container.querySelectorAll("tbody tr").forEach((tr, row) => {
+      const layer = layers[row];
+      tr.classList.toggle("off", this.hidden.has(layer));
+      const cells = tr.querySelectorAll("td.value");
+      runs.forEach((run, r) => columns.forEach((column, c) => setText(cells[r * columns.length + c], column.cell(run, layer))));
+    });
   }
 
-  row(runs, layers, layer, cells) {
-    const swatches = runs.map((run) => {
-      const index = run.layers.indexOf(layer);
-      const color = index < 0 ? "transparent" : layerColor(run.tag, index, run.layers.length);
-      return el("span", { className: "swatch", style: `background:${color}` });
-    });
-    const tr = el(
-      "tr",
-      { className: this.hidden.has(layer) ? "off" : "", title: "click to hide or show this layer" },
-      el("td", { className: "layer" }, ...swatches, el("span", { textContent: layer })),
-      ...runs.flatMap((run, r) => cells[r].map((text, i) => el("td", { className: `run-${run.tag}${i === 0 ? " first" : ""}`, textContent: text }))),
+  table(runs, layers, columns) {
+    const headings = runs.flatMap((run) =>
+      columns.map((c, i) =>
+        el("th", { className: `run-${run.tag}${i === 0 ? " first" : ""}`, textContent: `${run.tag} ${c.label}` })),
     );
-    tr.addEventListener("click", () => {
-      this.hidden.has(layer) ? this.hidden.delete(layer) : this.hidden.add(layer);
-      this.rendered = null;
-      this.onToggle();
+    const rows = layers.map((layer) => {
+      const swatches = runs.map((run) => {
+        const index = run.layers.indexOf(layer);
+        const color = index < 0 ? "transparent" : layerColor(run.tag, index, run.layers.length);
+        return el("span", { className: "swatch", style: `background:${color}` });
+      });
+      const values = runs.flatMap((run) => columns.map((_, i) => el("td", { className: `value${i === 0 ? " first" : ""}` })));
+      const tr = el("tr", { title: "click to hide or show this layer" },
+        el("td", { className: "layer" }, ...swatches, el("span", { textContent: layer })), ...values);
+      tr.addEventListener("click", () => {
+        this.hidden.has(layer) ? this.hidden.delete(layer) : this.hidden.add(layer);
+        this.onToggle();
+      });
+      return tr;
     });
-    return tr;
+    return el("table", { className: "legend-table" },
+      el("thead", {}, el("tr", {}, el("th", { textContent: "layer" }), ...headings)), el("tbody", {}, ...rows));
   }
 
   shows(layer) {

@@ -83,7 +83,7 @@ export class RunData {
     this.latestStats = null;
     this.timeline = [];
     this.timelineVersion = 0;
-    this.lastEventId = run.last_event_id;
+    this.lastEventId = run.last_event_id; // where the live stream picks up
     this.smoothed = null; // {step, value}: the running EMA of the loss
   }
 
@@ -150,8 +150,7 @@ export class RunData {
   }
 
   /** One live event, turned into the same series the server records. */
-  apply(type, event, id) {
-    if (id) this.lastEventId = id;
+  apply(type, event) {
     const handler = {
       scalars: () => this.applyScalars(event),
       stats: () => this.applyStats(event),
@@ -203,14 +202,5 @@ export class RunData {
     if (event.action === "lr") this.run.lr = event.lr;
     this.addToTimeline(event);
   }
-
-  /** The names of a kind of series this run has, in layer order (e.g. "saturation" -> tanh1, tanh2, ...). */
-  layersOf(kind) {
-    const prefix = `${kind}/`;
-    const names = [...this.series.keys()].filter((name) => name.startsWith(prefix)).map((name) => name.slice(prefix.length));
-    return names.sort((a, b) => layerOrder(a) - layerOrder(b));
-  }
 }
 
-/** C before linear1 before linear2 ..., tanh2 before tanh10. */
-const layerOrder = (name) => (name === "C" ? -1 : Number(name.match(/\d+$/)?.[0] ?? 0));

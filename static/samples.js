@@ -42,7 +42,7 @@ function column(tag, run, answer) {
     el("li", { className: s.novel ? "novel" : "seen", title: s.novel ? "new: not in the training set" : "seen in training" },
       el("span", { className: "name", textContent: s.name || "(empty)" }),
       el("span", { className: "tag", textContent: s.novel ? "new" : "seen" })),
-  );  // prettier-ignore
+  );
   return el(
     "div",
     { className: `samples-column run-${tag}` },
@@ -50,5 +50,5 @@ function column(tag, run, answer) {
       el("span", { textContent: `#${run.id} ${run.name} · step ${formatInt(answer.step)}` })),
     el("ul", {}, ...names),
     el("p", { className: "samples-summary", textContent: `${novel} of ${answer.samples.length} new` }),
-  );  // prettier-ignore
+  );
 }

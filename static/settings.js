@@ -7,7 +7,11 @@ import { $, describeSettings, formatSetting } from "./util.js";
 const FIELDS = ["gain", "init", "batchnorm", "last_layer_scale", "n_layers", "n_hidden", "steps", "seed"];
 const NUMERIC = new Set(["gain", "last_layer_scale", "n_layers", "n_hidden", "steps", "seed"]);
 
-const same = (a, b) => (typeof a === "number" && typeof b === "number" ? Math.abs(a - b) <= 1e-9 * Math.max(1, Math.abs(b)) : a === b);
+/** Equal settings; numbers within rounding (a gain typed as 1.6666666667 is 5/3). */
+function same(a, b) {
+  if (typeof a !== "number" || typeof b !== "number") return a === b;
+  return Math.abs(a - b) <= 1e-9 * Math.max(1, Math.abs(b));
+}
 
 export class SettingsForm {
   /** onApply(changes) starts the paired run; it resolves when the request is done. */
@@ -15,6 +19,7 @@ export class SettingsForm {
     this.form = $("settings");
     this.onApply = onApply;
     this.base = null; // A's config: what the changes are counted against
+    this.shown = null; // the config the form was filled with (B's, or A's): nothing new until edited
     this.gainNumber = $("set-gain-number");
     this.gain = null; // exact: the slider and the number box round it (5/3 stays 5/3)
     this.form.addEventListener("input", (e) => this.onInput(e));
@@ -32,6 +37,7 @@ export class SettingsForm {
   /** Show `config` (B's, or A's) with its differences from `base` (A's) marked. */
   show(config, base) {
     this.base = base;
+    this.shown = config;
     for (const name of FIELDS) {
       const input = this.form.elements[name];
       if (input.type === "checkbox") input.checked = config[name];
@@ -71,22 +77,34 @@ export class SettingsForm {
     return values;
   }
 
-  /** The settings that differ from A's, as the API's config overrides. */
-  changes() {
-    if (!this.base) return {};
-    const changed = Object.entries(this.values()).filter(([name, value]) => value !== null && !same(value, this.base[name]));
+  /** The settings that differ from `config`'s. */
+  differencesFrom(config) {
+    if (!config) return {};
+    const changed = Object.entries(this.values()).filter(([name, value]) => value !== null && !same(value, config[name]));
     return Object.fromEntries(changed);
+  }
+
+  /** What the paired run changes: the settings that differ from A's, as the API's config overrides. */
+  changes() {
+    return this.differencesFrom(this.base);
   }
 
   refresh() {
     const changes = this.changes();
-    $("gain-value").textContent = formatSetting(this.values().gain ?? this.base?.gain ?? "");
+    $("gain-value").textContent = this.gain === null ? "–" : formatSetting(this.gain);
     for (const name of FIELDS) {
       this.form.elements[name].closest(".setting, label").classList.toggle("changed", name in changes);
     }
     const count = Object.keys(changes).length;
     $("settings-diff").textContent = count ? `Differs from A: ${describeSettings(changes)}` : "Same settings as A.";
-    $("btn-apply").disabled = count === 0 || !this.form.checkValidity();
+    $("btn-apply").disabled = !this.canApply();
+  }
+
+  /** Something new to start: it differs from A, and was edited since the form was filled (unedited,
+   * it is B, which already runs), and every field is valid. */
+  canApply() {
+    const edited = Object.keys(this.differencesFrom(this.shown)).length > 0;
+    return edited && Object.keys(this.changes()).length > 0 && this.form.checkValidity();
   }
 
   async apply() {
@@ -94,11 +112,10 @@ export class SettingsForm {
       this.form.reportValidity();
       return;
     }
-    const changes = this.changes();
-    if (!Object.keys(changes).length) return;
+    if (!this.canApply()) return;
     $("btn-apply").disabled = true;
     try {
-      await this.onApply(changes);
+      await this.onApply(this.changes());
     } finally {
       this.refresh();
     }

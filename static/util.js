@@ -45,3 +45,17 @@ export function formatSetting(value) {
 /** "batchnorm=false, gain=3" from a {setting: value} object. */
 export const describeSettings = (settings) =>
   Object.entries(settings).map(([key, value]) => `${key}=${formatSetting(value)}`).join(", ");
+
+/** Rebuild a container's children with build() only when `structure` (a string) changed: live numbers
+ * are then updated in place, so nothing is replaced under the user's pointer mid-click. */
+export function buildOnce(container, structure, build) {
+  if (container.dataset.structure === structure) return false;
+  container.dataset.structure = structure;
+  container.replaceChildren(...build());
+  return true;
+}
+
+/** Set a node's text, touching the DOM only when it changes. */
+export function setText(node, text) {
+  if (node.textContent !== text) node.textContent = text;
+}

@@ -42,7 +42,7 @@ def chromium():
 
 
 def wait_for_points(page: Page, panel: str, tag: str, at_least: int = 1) -> None:
-    page.wait_for_function(f"(args) => ({POINTS})(args) >= {at_least}", arg=[panel, tag], timeout=WAIT_MS)
+    page.wait_for_function(f"(args) => ({POINTS})(args) >= {at_least}", arg=[panel, tag])
 
 
 def test_the_dashboard_trains_compares_and_samples_live(chromium, tmp_path):

@@ -106,3 +106,18 @@ def use_the_dashboard(page: Page, url: str) -> None:
     page.wait_for_selector("#panel-dead .images .run-B canvas")
     SCREENSHOT.parent.mkdir(exist_ok=True)
     page.screenshot(path=SCREENSHOT, full_page=True)
+
+
+HOSTILE = '<img src=x onerror="window.pwned=1"><script>window.pwned=2</script>'
+
+
+def test_a_hostile_run_name_is_shown_as_text_and_never_runs(chromium, server):
+    httpx.post(f"{server.url}/api/runs", json={"name": HOSTILE, "config": {"n_hidden": 16, "n_layers": 1, "steps": 300}})
+    page = chromium.new_page()
+    dialogs = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.goto(server.url)
+    page.wait_for_function("(name) => document.body.innerText.includes(name)", arg=HOSTILE)
+    assert page.evaluate("window.pwned") is None
+    assert page.locator("img[src='x']").count() == 0 and dialogs == []
+    page.close()

@@ -74,7 +74,7 @@ def _train(args: argparse.Namespace) -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         torch.save({"config": config.model_dump(), "state": trainer.state_dict()}, args.out)
         print(f"weights saved to {args.out}")
-    for row in sample_names(trainer.snapshot(), args.samples, block_size=config.block_size, seed=0,
+    for row in sample_names(trainer.snapshot()[1], args.samples, block_size=config.block_size, seed=0,
                             train_words=splits.train_words):  # fmt: skip
         print(f"  {row['name']}" + ("" if row["novel"] else "   (in the training set)"))
     return 0 if trainer.status in ("finished", "stopped") else 1

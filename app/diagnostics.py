@@ -11,7 +11,6 @@ computed for all layers at once (stacked, or one op over a list) and converted t
 .tolist(): on the lecture's small network the cost is the number of torch ops, not the arithmetic.
 """
 
-import ctypes
 import functools
 import math
 from contextlib import contextmanager
@@ -107,7 +106,7 @@ def _hex_rows(saturated: torch.Tensor) -> list[str]:
     bits = torch.tensor([8, 4, 2, 1], dtype=torch.uint8, device=padded.device)
     nibbles = (padded.view(L, B, -1, 4) * bits).sum(-1)  # (L, B, ceil(H/4)), int64 to index with
     digits = HEX.to(nibbles.device).index_select(0, nibbles.view(-1)).cpu()  # ASCII codes, contiguous
-    text = ctypes.string_at(digits.data_ptr(), digits.numel()).decode("ascii")  # its bytes as they lie
+    text = bytes(digits.tolist()).decode("ascii")
     cols = nibbles.shape[-1]
     return [text[r * cols : (r + 1) * cols] for r in range(L * B)]
 

@@ -159,13 +159,9 @@ class RunService:
             if run is None:
                 continue
             if run.trainer is not None and run.status in ACTIVE:
-                run.trainer.stop()
-            run.status, run.message = "failed", reason
-            run.channel.publish({"type": "status", "step": run.step, "status": "failed", "message": reason})
-            try:
-                self.store.set_status(run_id, "failed", reason)
-            except Exception:  # the database is the thing that failed; the run is failed in memory
-                pass
+                run.trainer.fail(reason)  # its status event reaches the page; the store may not take it
+            else:
+                run.status, run.message = "failed", reason
 
     def pause(self, run_id: int) -> Run:
         run = self._require(run_id, ("running", "created"), "pause")
@@ -241,8 +237,7 @@ class RunService:
     def _weights(self, run: Run) -> tuple[int, torch.nn.Module]:
         """The run's current network in eval mode: live from its trainer, else its last checkpoint."""
         if run.trainer is not None:
-            model = run.trainer.snapshot()
-            return run.trainer.step, model
+            return run.trainer.snapshot()
         saved = self.store.checkpoint(run.id)
         if saved is None:
             raise Conflict(f"run {run.id} has no saved weights yet")

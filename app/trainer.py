@@ -12,6 +12,7 @@ The trainer never waits on a listener: `emit` must return at once.
 """
 
 import copy
+import math
 import threading
 import time
 from typing import Callable
@@ -27,6 +28,7 @@ from models.fused import ManualBackprop
 
 Emit = Callable[[dict], None]
 FLUSH_SECONDS = 0.1  # how often the per-step losses go out: ~10 updates a second for a live chart
+SNAPSHOT_SECONDS = 0.2  # how stale the weights that live samples come from may be
 
 
 def pick_device() -> torch.device:
@@ -58,7 +60,8 @@ class Trainer:
         self._resume = threading.Event()
         self._resume.set()
         self._stop = threading.Event()
-        self._snapshot: tuple[int, torch.nn.Module] | None = None
+        self._failure = ""
+        self._snapshot: tuple[float, int, torch.nn.Module] | None = None  # (taken at, step, eval copy)
         self._pending_loss: list[torch.Tensor] = []
         self._pending_ud: list[tuple[int, torch.Tensor]] = []
         self._last_flush = (time.perf_counter(), 0)
@@ -77,6 +80,11 @@ class Trainer:
     def stop(self) -> None:
         self._stop.set()
         self._resume.set()  # wake a paused loop so it can see the stop
+
+    def fail(self, message: str) -> None:
+        """Stop between steps with status `failed` (e.g. its events can no longer be saved)."""
+        self._failure = message
+        self.stop()
 
     def set_lr(self, lr: float) -> None:
         """A new base learning rate from the next step on (the decay after lr_decay_step still applies)."""
@@ -101,6 +109,9 @@ class Trainer:
                         self._last_flush = (time.perf_counter(), self.step)
                 if self._stop.is_set():
                     self._flush()
+                    if self._failure:
+                        self._set_status("failed", self._failure)
+                        return self.status
                     self.emit({"type": "control", "action": "stop", "step": self.step})
                     self._set_status("stopped")
                     return self.status
@@ -135,10 +146,14 @@ class Trainer:
             self._pending_ud.append((i, diagnostics.update_to_data(self.weights, lr)))
         self._pending_loss.append(loss)
         self.step = i + 1
+        want_dev = i % cfg.dev_every == 0
+        if stats is not None or want_dev:
+            self._flush()  # the losses up to this step go first, and a divergence ends the step here
+            if self.status == "diverged":
+                return
         if stats is not None:
-            self._flush()  # keep the losses before this step's stats in the stream
             self.emit({"type": "stats", "step": i, **stats})
-        if i % cfg.dev_every == 0:
+        if want_dev:
             self.emit({"type": "eval", "step": i, "split": "dev", "loss": self.evaluate("dev")})
 
     def _flush(self) -> None:
@@ -153,6 +168,8 @@ class Trainer:
         losses = losses_t.nan_to_num(nan=0.0).tolist()  # non-finite values are cut off below
         ud_steps = [s for s, _ in self._pending_ud]
         ud = torch.stack([r for _, r in self._pending_ud]).tolist() if self._pending_ud else []
+        # a weight whose gradient is exactly 0 (every unit saturated) has log10(0) = -inf: no value
+        ud = [[v if math.isfinite(v) else None for v in row] for row in ud]
         if diverged_at is not None:
             losses = losses[: diverged_at - first]
             keep = sum(1 for s in ud_steps if s < diverged_at)
@@ -190,13 +207,15 @@ class Trainer:
         for split in ("train", "dev", "test"):
             self.emit({"type": "eval", "step": self.step, "split": split, "loss": self.evaluate(split), "final": True})
 
-    def snapshot(self) -> torch.nn.Module:
-        """An eval-mode copy of the network as of the last whole step (for sampling in another thread)."""
+    def snapshot(self) -> tuple[int, torch.nn.Module]:
+        """(step, an eval-mode copy of the network at that whole step), for sampling in another
+        thread. A copy is never changed afterwards; while training, a new one is taken at most
+        every SNAPSHOT_SECONDS, so a burst of sample requests costs one copy, not one each."""
         with self.lock:
-            if self._snapshot is None or self._snapshot[0] != self.step:
-                model = copy.deepcopy(self.model).eval()
-                self._snapshot = (self.step, model)
-            return self._snapshot[1]
+            taken_at, step, _ = self._snapshot or (0.0, -1, None)
+            if step != self.step and time.monotonic() - taken_at >= SNAPSHOT_SECONDS:
+                self._snapshot = (time.monotonic(), self.step, copy.deepcopy(self.model).eval())
+            return self._snapshot[1], self._snapshot[2]
 
     # ---- checkpoints --------------------------------------------------------------------------
     def state_dict(self) -> dict:

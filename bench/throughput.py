@@ -19,6 +19,7 @@ bare loop measured in the same round (median and min-max):
 """
 
 import argparse
+import contextlib
 import statistics
 import tempfile
 import threading
@@ -88,34 +89,24 @@ def tensorboard_loop(config: RunConfig, splits: Splits, logdir: str) -> Callable
     model = _model(config)
     parameters = list(model.parameters())
     weights = diagnostics.weights(model)
-    tanhs = [m for m in model.layers if isinstance(m, nn.Tanh)]
     bns = [m for m in model.layers if isinstance(m, nn.BatchNorm1d)]
     g = torch.Generator().manual_seed(config.seed)
-    outputs: dict[nn.Module, torch.Tensor] = {}
-
-    def keep(module, inputs, out):  # the lecture's layer.out, with retain_grad() on a stats step
-        out.retain_grad()
-        outputs[module] = out
-
     i = 0
 
     def step() -> None:
         nonlocal i
         want_stats = i % config.stats_every == 0
-        handles = [t.register_forward_hook(keep) for t in tanhs] if want_stats else []
         ix = torch.randint(0, splits.Xtr.shape[0], (config.batch_size,), generator=g)
         Xb, Yb = splits.Xtr[ix], splits.Ytr[ix]
-        logits = model(Xb)
+        with diagnostics.probe_activations(model) if want_stats else contextlib.nullcontext([]) as tanh_outputs:
+            logits = model(Xb)  # a stats step keeps the lecture's layer.out, with retain_grad()
         loss = F.cross_entropy(logits, Yb)
         for p in parameters:
             p.grad = None
         loss.backward()
-        for handle in handles:
-            handle.remove()
         writer.add_scalar("loss", loss.item(), i)
         if want_stats:
-            for k, t in enumerate(tanhs, 1):
-                out = outputs[t]
+            for k, out in enumerate(tanh_outputs, 1):
                 writer.add_histogram(f"act/tanh{k}", out, i)
                 writer.add_histogram(f"grad/tanh{k}", out.grad, i)
                 writer.add_scalar(f"saturation/tanh{k}", (out.abs() > diagnostics.SATURATION).float().mean().item() * 100, i)

@@ -1,10 +1,12 @@
 """A models.MLP's training forward and backward pass written out, as in the lecture's part 4
 ("becoming a backprop ninja"): no autograd graph, each gradient one expression.
 
-On the lecture's small network a step's arithmetic is a fraction of its time; the rest is the
-per-op overhead of torch and autograd's bookkeeping. Here each layer's backward is a few fused
-ops (BatchNorm's in one kernel), which makes a training step ~2-3x faster on a CPU than
-`loss.backward()` through the nn.Modules, with the same numbers to float rounding.
+On the lecture's small network much of a step's time is the per-op overhead of the nn.Modules
+and of autograd's bookkeeping. Here each layer's backward is a few fused ops (BatchNorm's in
+torch's own kernel, as nn.BatchNorm1d's autograd uses), with no graph: a training step takes
+~0.6x the time of `loss.backward()` through the nn.Modules on a CPU (bench/throughput.py), with
+the same numbers to float rounding. What is left is mostly the kernels both run (matmuls,
+BatchNorm, tanh).
 """
 
 from typing import NamedTuple
@@ -43,7 +45,9 @@ class ManualBackprop:
     statistics moved as nn.BatchNorm1d moves them). Afterwards `h[i]` is the i-th Tanh's output and
     `dh[i]` the loss's gradient w.r.t. it, (B, n_hidden) each: what the lecture plots.
 
-    Works on the model's own tensors: an update of the parameters is seen by the next call."""
+    Works on the model's own tensors: an update of the parameters is seen by the next call. What
+    it makes (the gradients, h, dh) are inference tensors: read them anywhere, change them in place
+    only under torch.inference_mode()."""
 
     def __init__(self, model: MLP):
         self.C = model.embedding.weight  # (vocab_size, n_embd)
@@ -53,7 +57,7 @@ class ManualBackprop:
         self.dh: list[torch.Tensor] = []
         self._minus_ones: torch.Tensor | None = None
 
-    @torch.no_grad()
+    @torch.inference_mode()  # no autograd at all: ops skip its dispatch, a few % of the step
     def __call__(self, Xb: torch.Tensor, Yb: torch.Tensor) -> torch.Tensor:
         n = Xb.shape[0]
         # ---- forward pass, keeping what the backward needs
@@ -84,7 +88,7 @@ class ManualBackprop:
         # ---- backward pass
         # cross-entropy: dlogits = (softmax(logits) - one_hot(Yb)) / n
         dlogits = logprobs.exp_()
-        dlogits.scatter_add_(1, Yb.view(n, 1), self._minus_ones_for(dlogits))
+        dlogits.scatter_add_(1, Yb.reshape(n, 1), self._minus_ones_for(dlogits))
         dout = dlogits.div_(n)  # the loss's gradient w.r.t. the block's output
         dh = []
         for (W, b, bn, tanh), (x, hprebn, bnmean, bnvar_inv, h) in zip(reversed(self.blocks), reversed(saved)):
@@ -111,7 +115,7 @@ class ManualBackprop:
         self.dh = dh[::-1]
         # the embedding: each row of C collects the gradient of every place it was looked up at
         demb = dout.view(-1, self.C.shape[1])  # (n * block_size, n_embd)
-        self.C.grad = torch.zeros_like(self.C).index_add_(0, Xb.view(-1), demb)
+        self.C.grad = torch.zeros_like(self.C).index_add_(0, Xb.reshape(-1), demb)
         return loss
 
     def _minus_ones_for(self, dlogits: torch.Tensor) -> torch.Tensor:

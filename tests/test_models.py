@@ -7,8 +7,7 @@ import torch.nn.functional as F
 
 from app.config import RunConfig
 from app.data import VOCAB_SIZE, build_dataset
-from models import MLP
-from models import lecture
+from models import MLP, lecture
 from models.lecture import LectureMLP
 
 

@@ -14,7 +14,7 @@ def trained(make_config, splits):
     config = make_config(steps=300)
     trainer = Trainer(config, splits, device=torch.device("cpu"))
     assert trainer.run() == "finished"
-    return trainer.snapshot(), config.block_size
+    return trainer.snapshot()[1], config.block_size
 
 
 def names(rows: list[dict]) -> list[str]:

@@ -1,6 +1,7 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
+from fastapi.responses import JSONResponse
 from fastapi.exceptions import RequestValidationError
 from pydantic import AfterValidator
 
@@ -71,13 +72,13 @@ def run_history(
     """Everything recorded so far: every series decimated evenly (first and last point kept),
     the steps that have statistics, the latest statistics, and the timeline of status/control/eval
     events. `last_event_id`: pass it to /events as `after` to continue live without a gap."""
-    return service.history(run_id, max_points, max_histograms)
+    return JSONResponse(service.history(run_id, max_points, max_histograms))  # plain JSON: 100k+ numbers
 
 
 @router.get("/{run_id}/stats", responses={404: ERRORS[404]})
 def run_stats(run_id: int, service: Service, step: Annotated[int, Query(ge=0, le=2**62)]) -> dict:
     """The statistics (histograms, running stats, saturation image) at `step`, or the nearest recorded step before it."""
-    return service.stats_at(run_id, step)
+    return JSONResponse(service.stats_at(run_id, step))
 
 
 @router.get("/{run_id}/samples", response_model=SamplesOut, responses=ERRORS)

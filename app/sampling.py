@@ -40,17 +40,16 @@ def sample_names(
     start = [0] * block_size + encode(prefix)
     context = torch.tensor(start[-block_size:], device=device).repeat(n, 1)  # (n, block_size)
     out = torch.zeros((n, max(max_len - len(prefix), 0)), dtype=torch.long, device=device)  # (n, T)
-    done = torch.zeros(n, dtype=torch.bool, device=device)
-    with torch.no_grad():
+    active = torch.arange(n, device=device)  # the names still growing: only they go through the network
+    with torch.inference_mode():
         for t in range(out.shape[1]):
-            logits = model(context) / temperature  # (n, vocab)
-            ix = torch.multinomial(F.softmax(logits, dim=1), num_samples=1, generator=generator).squeeze(1)
-            ix = ix.masked_fill(done, 0)  # a finished name only appends '.'
-            out[:, t] = ix
-            done |= ix == 0
-            if bool(done.all()):
+            logits = model(context[active]) / temperature  # (A, vocab)
+            ix = torch.multinomial(F.softmax(logits, dim=1), num_samples=1, generator=generator).squeeze(1)  # (A,)
+            out[active, t] = ix
+            context[active] = torch.cat([context[active, 1:], ix.unsqueeze(1)], dim=1)  # crop and append
+            active = active[ix != 0]  # a name that drew '.' is finished
+            if active.numel() == 0:
                 break
-            context = torch.cat([context[:, 1:], ix.unsqueeze(1)], dim=1)  # crop and append
     names = []
     for row in out.tolist():
         end = row.index(0) if 0 in row else len(row)

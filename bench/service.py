@@ -9,15 +9,12 @@ import time
 import zlib
 
 import httpx
-import torch
 
 from app.config import RunConfig
-from app.data import VOCAB_SIZE
 from app.history import series_points
 from app.hub import to_json
 from app.sampling import sample_names
 from bench.server import BenchServer
-from models import MLP
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -87,10 +84,16 @@ def measure_server(window_s: float = 8.0, rounds: int = 3, api_requests: int = 3
     }
 
 
-def measure_sampling(counts=(1, 100, 1000), repeats: int = 5) -> dict[int, float]:
-    """names/s for a request of `count` names (one batch), default network, median of repeats."""
-    config = RunConfig()
-    model = MLP(vocab_size=VOCAB_SIZE, generator=torch.Generator().manual_seed(1), **config.model_kwargs()).eval()
+def measure_sampling(counts=(1, 100, 1000), repeats: int = 5, train_steps: int = 5000) -> dict[int, float]:
+    """names/s for a request of `count` names (one batch), from the default network trained
+    `train_steps` steps (an untrained one rambles to max_len), median of repeats."""
+    from app.data import make_splits, read_names
+    from app.trainer import Trainer
+
+    config = RunConfig(steps=train_steps, stats_every=10**6, dev_every=10**6)
+    trainer = Trainer(config, make_splits(read_names(), config.block_size))
+    trainer.run()
+    _, model = trainer.snapshot()
     rates = {}
     for count in counts:
         times = []

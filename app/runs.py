@@ -166,13 +166,21 @@ class RunService:
     def pause(self, run_id: int) -> Run:
         run = self._require(run_id, ("running", "created"), "pause")
         run.trainer.pause()
+        return self._settled(run, ("paused",))
+
+    @staticmethod
+    def _settled(run: Run, statuses: tuple[str, ...], timeout: float = 2.0) -> Run:
+        """Wait (a step or so) until the training thread has acted, so the answer shows the new status."""
+        deadline = time.monotonic() + timeout
+        while run.status not in statuses and run.status in ACTIVE and time.monotonic() < deadline:
+            time.sleep(0.002)
         return run
 
     def resume(self, run_id: int) -> Run:
         run = self.get(run_id)
         if run.status == "paused":
             run.trainer.resume()
-            return run
+            return self._settled(run, ("running",))
         if run.status != "interrupted":
             raise Conflict(f"run {run_id} is {run.status}; only a paused or interrupted run can be resumed")
         with self._lock:
@@ -191,7 +199,7 @@ class RunService:
             return run
         run = self._require(run_id, ACTIVE, "stop")
         run.trainer.stop()
-        return run
+        return self._settled(run, ("stopped",))
 
     def set_lr(self, run_id: int, lr: float) -> Run:
         run = self._require(run_id, ACTIVE, "change the learning rate of")

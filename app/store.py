@@ -169,7 +169,7 @@ class Store:
             state = run_state.setdefault(run_id, {})
             state["last_event_id"] = event_id
             if kind == "stats":
-                stats_rows.append((run_id, event["step"], zlib.compress(text.encode(), 1)  # fast: most of it is small integers))
+                stats_rows.append((run_id, event["step"], zlib.compress(text.encode(), 1)))  # level 1: fast, and enough
             elif kind == "scalars":
                 state["step"] = event["step"] + len(event["loss"])
                 state["lr"] = event["lr"]

@@ -45,7 +45,7 @@ def main() -> None:
     sections.append("## 1. Training throughput (default network)\n\n" + throughput.markdown(rows) +
                     f"\n\nOne dev evaluation ({dev['examples']} examples, eval mode): {dev['seconds'] * 1e3:.0f} ms.")  # fmt: skip
 
-    server = service.measure_server(window_s=2 if q else 8, rounds=1 if q else 3, api_requests=20 if q else 300)
+    server = service.measure_server(window_s=1 if q else 8, rounds=1 if q else 3, api_requests=20 if q else 300)
     rates = server["steps_per_s"]
     lat = server["event_latency_ms"]
     sections.append(
@@ -67,7 +67,7 @@ def main() -> None:
           f" for a {cost['stats_event_kib']:.0f} KiB event."
     )  # fmt: skip
 
-    steps = (2_000, 5_000) if q else (10_000, 100_000, 1_000_000)
+    steps = (500, 1_000) if q else (10_000, 100_000, 1_000_000)
     scaled = scale.measure(steps, log=lambda row: None)
     sections.append(
         f"## 5. Scale (small config {scale.SMALL}, one run to {steps[-1]:,} steps)\n\n"
@@ -76,7 +76,7 @@ def main() -> None:
                   f"{r['history_ms_max']:.0f} ms | {r['db_mib']:.1f} MiB |\n" for r in scaled)
     )  # fmt: skip
 
-    quality_rows = [quality.measure(path, 2_000 if q else 200_000) for path in (DEFAULT_NAMES, quality.LECTURE_NAMES)
+    quality_rows = [quality.measure(path, 500 if q else 200_000) for path in (DEFAULT_NAMES, quality.LECTURE_NAMES)
                     if path.exists()]  # fmt: skip
     sections.append(
         "## 6. Learning quality (default network, full schedule)\n\n"

@@ -76,14 +76,12 @@ def test_pause_resume_stop_and_live_learning_rate(client):
     wait_status(client, run["id"], "running")
     patched = client.patch(f"/api/runs/{run['id']}", json={"lr": 0.05})
     assert patched.status_code == 200 and patched.json()["lr"] == 0.05
-    assert client.post(f"/api/runs/{run['id']}/pause").status_code == 200
+    assert client.post(f"/api/runs/{run['id']}/pause").json()["status"] == "paused"  # the answer is current
     paused = wait_status(client, run["id"], "paused")
     assert wait_status(client, run["id"], "paused")["step"] == paused["step"]  # no steps while paused
     assert client.post(f"/api/runs/{run['id']}/pause").status_code == 409
-    assert client.post(f"/api/runs/{run['id']}/resume").status_code == 200
-    wait_status(client, run["id"], "running")
-    assert client.post(f"/api/runs/{run['id']}/stop").status_code == 200
-    wait_status(client, run["id"], "stopped")
+    assert client.post(f"/api/runs/{run['id']}/resume").json()["status"] == "running"
+    assert client.post(f"/api/runs/{run['id']}/stop").json()["status"] == "stopped"
     timeline = client.get(f"/api/runs/{run['id']}/history").json()["timeline"]
     actions = [e["action"] for e in timeline if e["type"] == "control"]
     assert actions == ["lr", "pause", "resume", "stop"]

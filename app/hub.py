@@ -12,6 +12,7 @@ import math
 import threading
 from collections import deque
 from dataclasses import dataclass, field
+from functools import cached_property
 
 RING_BYTES = 8 * 2**20  # recent events kept for reconnecting clients (a minute or more of a run)
 QUEUE_SIZE = 256  # events a client may fall behind before it is dropped
@@ -40,6 +41,11 @@ class Message:
     id: int
     type: str
     data: str  # the event as JSON, serialised once for every client
+
+    @cached_property
+    def wire(self) -> bytes:
+        """The event as a Server-Sent Events frame: framed once, the same bytes for every client."""
+        return f"id: {self.id}\nevent: {self.type}\ndata: {self.data}\n\n".encode()
 
 
 DROPPED = Message(-1, "dropped", "")

@@ -146,12 +146,12 @@ class RunService:
         if kind == "status":
             run.status, run.message, run.step = event["status"], event["message"], event["step"]
             if event["status"] in CHECKPOINT_ON:
-                self.writer.checkpoint(run.id, run.trainer.state_dict)
+                self.writer.checkpoint(run.id, run.trainer.state_dict())
         elif kind == "scalars":
             run.step, run.lr = event["step"] + len(event["loss"]), event["lr"]
             if run.step >= run.next_checkpoint:
                 run.next_checkpoint = run.step + self.settings.checkpoint_every
-                self.writer.checkpoint(run.id, run.trainer.state_dict)
+                self.writer.checkpoint(run.id, run.trainer.state_dict())
 
     def _on_store_failure(self, run_ids: set[int], reason: str) -> None:
         for run_id in run_ids:

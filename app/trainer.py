@@ -56,7 +56,9 @@ class Trainer:
         self.status = "created"
         self.message = ""
         self.steps_per_s = 0.0
-        self.lock = threading.Lock()  # held for the length of a step: readers see whole steps only
+        # held for the length of a step: readers see whole steps only. Re-entrant, so a listener
+        # may take a checkpoint (state_dict) from inside an event emitted during a step
+        self.lock = threading.RLock()
         self._resume = threading.Event()
         self._resume.set()
         self._stop = threading.Event()

@@ -32,9 +32,10 @@ class StoreWriter:
     def event(self, run_id: int, message: Message, event: dict, config: RunConfig) -> None:
         self._queue.put(("event", run_id, message, event, config))
 
-    def checkpoint(self, run_id: int, state_of: Callable[[], dict]) -> None:
-        """Ask for a checkpoint; `state_of()` (e.g. Trainer.state_dict) is called on the writer's thread."""
-        self._queue.put(("checkpoint", run_id, state_of))
+    def checkpoint(self, run_id: int, state: dict) -> None:
+        """A checkpoint (Trainer.state_dict()), serialised and written on the writer's thread. Handed
+        over after the events it covers, so it is never ahead of the history that is saved."""
+        self._queue.put(("checkpoint", run_id, state))
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Block until everything handed over so far is written."""
@@ -72,9 +73,8 @@ class StoreWriter:
                     run_ids.add(run_id)
                     events.append((run_id, message.id, event, message.data, series_points(event, config)))
                 elif kind == "checkpoint":
-                    _, run_id, state_of = item
+                    _, run_id, state = item
                     run_ids.add(run_id)
-                    state = state_of()
                     buffer = io.BytesIO()
                     torch.save(state, buffer)
                     checkpoints.append((run_id, state["step"], buffer.getvalue()))

@@ -71,9 +71,11 @@ class RunConfig(BaseModel):
             bn_eps=self.bn_eps, bn_momentum=self.bn_momentum,
         )  # fmt: skip
 
-    def lr_at(self, step: int) -> float:
-        """The scheduled learning rate: the lecture's step decay (x0.1 after lr_decay_step)."""
-        return self.lr if step < self.lr_decay_step else self.lr * 0.1
+    def lr_at(self, step: int, base_lr: float | None = None) -> float:
+        """The scheduled learning rate: the lecture's step decay (x0.1 after lr_decay_step) of
+        `lr`, or of a base rate the user set while the run trains."""
+        lr = self.lr if base_lr is None else base_lr
+        return lr if step < self.lr_decay_step else lr * 0.1
 
 
 def describe_errors(err: ValidationError) -> str:

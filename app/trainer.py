@@ -71,7 +71,7 @@ class Trainer:
     # ---- control, from any thread -----------------------------------------------------------
     @property
     def lr(self) -> float:
-        return self.base_lr if self.step < self.config.lr_decay_step else self.base_lr * 0.1
+        return self.config.lr_at(self.step, self.base_lr)
 
     def pause(self) -> None:
         self._resume.clear()

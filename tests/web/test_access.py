@@ -3,7 +3,6 @@
 import subprocess
 import sys
 
-import httpx
 from fastapi.testclient import TestClient
 
 from app import ROOT

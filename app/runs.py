@@ -20,6 +20,8 @@ from models import MLP
 
 ACTIVE = ("created", "running", "paused")  # a training thread exists
 CHECKPOINT_ON = ("paused", "stopped", "finished", "diverged")
+HISTORY_POINTS = 2000  # points per series in a history answer (W&B draws <= 1,500 a line)
+HISTORY_HISTOGRAMS = 500  # statistics steps listed (TensorBoard keeps 500 histograms a tag)
 
 
 class NotFound(LookupError):
@@ -256,7 +258,7 @@ class RunService:
             run.weights = (saved[0], model.eval())
         return run.weights
 
-    def history(self, run_id: int, max_points: int, max_histograms: int) -> dict:
+    def history(self, run_id: int, max_points: int = HISTORY_POINTS, max_histograms: int = HISTORY_HISTOGRAMS) -> dict:
         """Everything recorded so far, each series decimated evenly to <= max_points (first and
         last kept), statistics steps to <= max_histograms. `last_event_id` tells the live stream
         where to pick up."""

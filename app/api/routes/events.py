@@ -36,7 +36,7 @@ async def run_events(
         try:
             yield f"retry: {RETRY_MS}\n: connected\n\n".encode()
             if backlog is None:  # the gap is older than the ring: send the history, then go on live
-                snapshot = await asyncio.to_thread(service.history, run_id, 2000, 500)
+                snapshot = await asyncio.to_thread(service.history, run_id)
                 yield Message(snapshot["last_event_id"], "snapshot", to_json(snapshot)).wire
                 backlog = run.channel.since(snapshot["last_event_id"]) or []
             last_sent = resume_from or 0

@@ -1,12 +1,13 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
-from fastapi.responses import JSONResponse
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from pydantic import AfterValidator
 
 from app.api.deps import Service
 from app.api.schemas import RunCreate, RunOut, RunPatch, SamplesOut
+from app.runs import HISTORY_HISTOGRAMS, HISTORY_POINTS
 from app.sampling import check_prefix
 
 router = APIRouter(prefix="/api/runs", tags=["runs"])
@@ -66,8 +67,8 @@ def patch_run(run_id: int, body: RunPatch, service: Service):
 def run_history(
     run_id: int,
     service: Service,
-    max_points: Annotated[int, Query(ge=2, le=10_000, description="points per series at most")] = 2000,
-    max_histograms: Annotated[int, Query(ge=1, le=500, description="statistics steps listed at most")] = 500,
+    max_points: Annotated[int, Query(ge=2, le=10_000, description="points per series at most")] = HISTORY_POINTS,
+    max_histograms: Annotated[int, Query(ge=1, le=HISTORY_HISTOGRAMS, description="statistics steps listed at most")] = HISTORY_HISTOGRAMS,
 ) -> dict:
     """Everything recorded so far: every series decimated evenly (first and last point kept),
     the steps that have statistics, the latest statistics, and the timeline of status/control/eval

@@ -8,8 +8,8 @@ from pathlib import Path
 import torch
 from pydantic import ValidationError
 
-from app.config import RunConfig, describe_errors
-from app.data import DEFAULT_NAMES, VOCAB_SIZE, NamesFileError, make_splits, read_names
+from bnscope.config import RunConfig, describe_errors
+from bnscope.data import DEFAULT_NAMES, VOCAB_SIZE, NamesFileError, make_splits, read_names
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -36,8 +36,8 @@ def _config_from(args: argparse.Namespace) -> RunConfig:
 def _train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from app.sampling import sample_names
-    from app.trainer import Trainer
+    from bnscope.sampling import sample_names
+    from bnscope.trainer import Trainer
 
     config = _config_from(args)
     splits = make_splits(read_names(args.names), config.block_size)
@@ -82,7 +82,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def load_weights(path: Path) -> tuple[RunConfig, torch.nn.Module]:
     """A network saved by `bnscope train --out`, in eval mode."""
-    from models import MLP
+    from bnscope.models import MLP
 
     saved = torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain data only
     config = RunConfig(**saved["config"])
@@ -92,7 +92,7 @@ def load_weights(path: Path) -> tuple[RunConfig, torch.nn.Module]:
 
 
 def _sample(args: argparse.Namespace) -> int:
-    from app.sampling import sample_names
+    from bnscope.sampling import sample_names
 
     config, model = load_weights(args.weights)
     train_words = make_splits(read_names(args.names), config.block_size).train_words
@@ -104,7 +104,7 @@ def _sample(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from app.server import serve
+    from bnscope.server import serve
 
     return serve(host=args.host, port=args.port, data_dir=args.data_dir, token=args.token, names=args.names)
 

@@ -10,7 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from app.data import DEFAULT_NAMES
+from bnscope.data import DEFAULT_NAMES
 
 MAX_PARAMETERS = 5_000_000  # keeps one run's memory, checkpoints and steps/s within reason
 
@@ -64,7 +64,7 @@ class RunConfig(BaseModel):
         return vocab_size * self.n_embd + hidden + self.n_hidden * vocab_size + per_unit * units
 
     def model_kwargs(self) -> dict:
-        """The arguments of models.MLP (less vocab_size and generator)."""
+        """The arguments of bnscope.models.MLP (less vocab_size and generator)."""
         return dict(
             block_size=self.block_size, n_embd=self.n_embd, n_hidden=self.n_hidden, n_layers=self.n_layers,
             batchnorm=self.batchnorm, init=self.init, gain=self.gain, last_layer_scale=self.last_layer_scale,

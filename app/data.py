@@ -7,9 +7,9 @@ from pathlib import Path
 
 import torch
 
-from app import ROOT
+from bnscope import PACKAGE_DIR
 
-DEFAULT_NAMES = ROOT / "names.txt"
+DEFAULT_NAMES = PACKAGE_DIR / "names.txt"  # built by scripts/build_names.py
 # '.' marks both the start and the end of a name; letters are 1..26, as in the lecture
 ITOS = ["."] + list(string.ascii_lowercase)
 STOI = {s: i for i, s in enumerate(ITOS)}

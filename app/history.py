@@ -13,7 +13,7 @@ The page builds the same series from live events (static/dashboard.js).
 
 import math
 
-from app.config import RunConfig
+from bnscope.config import RunConfig
 
 MAX_LEVEL = 40  # step 0 sits on every level, so the first point is always kept
 

@@ -8,15 +8,15 @@ from dataclasses import dataclass, field
 
 import torch
 
-from app.config import RunConfig, Settings
-from app.data import VOCAB_SIZE, Splits, make_splits
-from app.history import cadence_of, decimation_level, evenly, layer_names
-from app.hub import Channel
-from app.sampling import sample_names
-from app.store import Store
-from app.trainer import Trainer
-from app.writer import StoreWriter
-from models import MLP
+from bnscope.config import RunConfig, Settings
+from bnscope.data import VOCAB_SIZE, Splits, make_splits
+from bnscope.history import cadence_of, decimation_level, evenly, layer_names
+from bnscope.hub import Channel
+from bnscope.sampling import sample_names
+from bnscope.store import Store
+from bnscope.trainer import Trainer
+from bnscope.writer import StoreWriter
+from bnscope.models import MLP
 
 ACTIVE = ("created", "running", "paused")  # a training thread exists
 CHECKPOINT_ON = ("paused", "stopped", "finished", "diverged")

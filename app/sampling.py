@@ -3,7 +3,7 @@
 import torch
 import torch.nn.functional as F
 
-from app.data import decode, encode, outside_vocab
+from bnscope.data import decode, encode, outside_vocab
 
 
 def check_prefix(prefix: str) -> str:

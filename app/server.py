@@ -11,13 +11,13 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 
-from app import ROOT
-from app.api.routes import events, pages, runs
-from app.api.security import Guard
-from app.config import Settings
-from app.data import read_names
-from app.runs import Conflict, NotFound, RunService, TooManyRuns
-from app.store import Store, StoreError
+from bnscope import PACKAGE_DIR, __version__
+from bnscope.api.routes import events, pages, runs
+from bnscope.api.security import Guard
+from bnscope.config import Settings
+from bnscope.data import read_names
+from bnscope.runs import Conflict, NotFound, RunService, TooManyRuns
+from bnscope.store import Store, StoreError
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -36,7 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title="bnscope",
         summary="Train the makemore BatchNorm MLP and watch its activations, gradients and BatchNorm statistics live.",
-        version="0.1.0",
+        version=__version__,
         lifespan=lifespan,
     )
     app.state.settings = settings
@@ -44,7 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(runs.router)
     app.include_router(events.router)
     app.include_router(pages.router)
-    app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
+    app.mount("/static", StaticFiles(directory=PACKAGE_DIR / "static"), name="static")
 
     def error(status: int):
         async def handler(request: Request, exc: Exception) -> JSONResponse:

@@ -20,7 +20,7 @@ import zlib
 from contextlib import contextmanager
 from pathlib import Path
 
-from app.hub import to_json
+from bnscope.hub import to_json
 
 SCHEMA_VERSION = 1
 SCHEMA = """

@@ -20,11 +20,11 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from app import diagnostics
-from app.config import RunConfig
-from app.data import VOCAB_SIZE, Splits
-from models import MLP
-from models.fused import ManualBackprop
+from bnscope import diagnostics
+from bnscope.config import RunConfig
+from bnscope.data import VOCAB_SIZE, Splits
+from bnscope.models import MLP
+from bnscope.models.fused import ManualBackprop
 
 Emit = Callable[[dict], None]
 FLUSH_SECONDS = 0.1  # how often the per-step losses go out: ~10 updates a second for a live chart

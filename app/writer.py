@@ -12,10 +12,10 @@ from typing import Callable
 
 import torch
 
-from app.config import RunConfig
-from app.history import series_points
-from app.hub import Message
-from app.store import Store
+from bnscope.config import RunConfig
+from bnscope.history import series_points
+from bnscope.hub import Message
+from bnscope.store import Store
 
 FLUSH_SECONDS = 1.0
 

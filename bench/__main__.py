@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from bench import quality, scale, service, throughput
-from app.data import DEFAULT_NAMES
+from bnscope.data import DEFAULT_NAMES
 
 
 def machine() -> str:

@@ -4,9 +4,9 @@ with the final train/dev/test loss in eval mode and the wall time."""
 import time
 from pathlib import Path
 
-from app.config import RunConfig
-from app.data import make_splits, read_names
-from app.trainer import Trainer
+from bnscope.config import RunConfig
+from bnscope.data import make_splits, read_names
+from bnscope.trainer import Trainer
 
 LECTURE_NAMES = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "makemore-names.txt"
 
@@ -30,7 +30,7 @@ def measure(names: Path, steps: int = 200_000) -> dict:
 if __name__ == "__main__":
     import sys
 
-    from app.data import DEFAULT_NAMES
+    from bnscope.data import DEFAULT_NAMES
 
     steps = 2_000 if "--quick" in sys.argv else 200_000
     for path in (DEFAULT_NAMES, LECTURE_NAMES):

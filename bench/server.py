@@ -10,7 +10,6 @@ from pathlib import Path
 
 import httpx
 
-from app import ROOT
 
 
 class BenchServer:
@@ -22,7 +21,7 @@ class BenchServer:
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "BNSCOPE_DATA_DIR": str(self.data_dir), "BNSCOPE_AUTOSTART": "false", **env}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "serve", "--port", str(self.port)], cwd=ROOT, env=env,
+            [sys.executable, "-m", "bnscope.cli", "serve", "--port", str(self.port)], cwd=self.data_dir, env=env,
             stdout=subprocess.DEVNULL,
         )  # fmt: skip
         deadline = time.monotonic() + 120

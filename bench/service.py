@@ -10,10 +10,10 @@ import zlib
 
 import httpx
 
-from app.config import RunConfig
-from app.history import series_points
-from app.hub import to_json
-from app.sampling import sample_names
+from bnscope.config import RunConfig
+from bnscope.history import series_points
+from bnscope.hub import to_json
+from bnscope.sampling import sample_names
 from bench.server import BenchServer
 
 
@@ -87,8 +87,8 @@ def measure_server(window_s: float = 8.0, rounds: int = 3, api_requests: int = 3
 def measure_sampling(counts=(1, 100, 1000), repeats: int = 5, train_steps: int = 5000) -> dict[int, float]:
     """names/s for a request of `count` names (one batch), from the default network trained
     `train_steps` steps (an untrained one rambles to max_len), median of repeats."""
-    from app.data import make_splits, read_names
-    from app.trainer import Trainer
+    from bnscope.data import make_splits, read_names
+    from bnscope.trainer import Trainer
 
     config = RunConfig(steps=train_steps, stats_every=10**6, dev_every=10**6)
     trainer = Trainer(config, make_splits(read_names(), config.block_size))
@@ -108,8 +108,8 @@ def measure_sampling(counts=(1, 100, 1000), repeats: int = 5, train_steps: int =
 def measure_event_cost(repeats: int = 50) -> dict[str, float]:
     """Server-side CPU for one stats event of the default network: JSON once (hub), series
     points and compression (store writer)."""
-    from app.data import make_splits, read_names
-    from app.trainer import Trainer
+    from bnscope.data import make_splits, read_names
+    from bnscope.trainer import Trainer
 
     config = RunConfig(steps=1)
     events = []

@@ -9,8 +9,8 @@ bare loop measured in the same round (median and min-max):
 
   bare loop            the lecture's torch.nn loop: model(Xb), F.cross_entropy, loss.backward(),
                        p.data += -lr * p.grad; no statistics
-  fast step            the same step with models.fused.ManualBackprop and one _foreach_add_
-  trainer ...          app.trainer.Trainer.run() (paused and resumed between windows) with no
+  fast step            the same step with bnscope.models.fused.ManualBackprop and one _foreach_add_
+  trainer ...          bnscope.trainer.Trainer.run() (paused and resumed between windows) with no
                        diagnostics, update:data only, the default cadences, everything every step
   bare + TensorBoard   the bare loop logging the same statistics at the default cadences the usual
                        way: retain_grad on every tanh output, SummaryWriter.add_histogram/add_scalar
@@ -30,12 +30,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from app import diagnostics
-from app.config import RunConfig
-from app.data import VOCAB_SIZE, Splits, make_splits, read_names
-from app.trainer import Trainer
-from models import MLP
-from models.fused import ManualBackprop
+from bnscope import diagnostics
+from bnscope.config import RunConfig
+from bnscope.data import VOCAB_SIZE, Splits, make_splits, read_names
+from bnscope.trainer import Trainer
+from bnscope.models import MLP
+from bnscope.models.fused import ManualBackprop
 
 NEVER = 1_000_000  # the longest cadence: once at step 0, then never again
 CPU = torch.device("cpu")
@@ -198,7 +198,7 @@ def measure(rounds: int = 7, window: float = 2.0, warmup: float = 1.0) -> list[d
         trainers = {name: TrainerWindow(config, splits) for name, config in trainer_configs.items()}
         variants = {
             "bare loop (lecture, torch.nn + autograd)": _looped(bare_loop(base, splits)),
-            "fast step (models.fused)": _looped(fast_step(base, splits)),
+            "fast step (bnscope.models.fused)": _looped(fast_step(base, splits)),
             **{name: t.run_for for name, t in trainers.items()},
             "bare loop + TensorBoard, default cadences": _looped(tensorboard_loop(base, splits, logdir)),
         }

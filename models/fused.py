@@ -1,4 +1,4 @@
-"""A models.MLP's training forward and backward pass written out, as in the lecture's part 4
+"""A bnscope.models.MLP's training forward and backward pass written out, as in the lecture's part 4
 ("becoming a backprop ninja"): no autograd graph, each gradient one expression.
 
 On the lecture's small network much of a step's time is the per-op overhead of the nn.Modules
@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.mlp import MLP
+from bnscope.models.mlp import MLP
 
 
 class Block(NamedTuple):

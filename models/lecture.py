@@ -6,7 +6,7 @@
   - BatchNorm1d normalises with the biased batch variance and tracks the unbiased one in
     `running_var`, exactly as torch.nn.BatchNorm1d does.
 
-`LectureMLP.from_torch(mlp)` builds the same network as a models.mlp.MLP, sharing no storage,
+`LectureMLP.from_torch(mlp)` builds the same network as a bnscope.models.mlp.MLP, sharing no storage,
 so the two can be compared output for output and gradient for gradient.
 """
 

@@ -1,11 +1,15 @@
 """Shared fixtures for the training-core tests: a small names list, its splits, tiny networks."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
-from app.config import RunConfig
-from app.data import VOCAB_SIZE, make_splits, read_names
-from models import MLP
+from bnscope.config import RunConfig
+from bnscope.data import VOCAB_SIZE, make_splits, read_names
+from bnscope.models import MLP
+
+REPO = Path(__file__).resolve().parent.parent  # the checkout: scripts/, bench/, the committed names.txt
 
 # the networks here are tiny: one thread is the fastest, and is not slowed down by a busy machine
 torch.set_num_threads(1)
@@ -59,7 +63,7 @@ def make_config():
 
 @pytest.fixture(scope="session")
 def make_mlp():
-    """A models.MLP built the way the trainer builds it (seeded init), from the tiny config plus overrides."""
+    """A bnscope.models.MLP built the way the trainer builds it (seeded init), from the tiny config plus overrides."""
 
     def make(**overrides) -> MLP:
         config = tiny_config(**overrides)

@@ -3,13 +3,13 @@
 import subprocess
 import sys
 
-from app import ROOT
+from tests.conftest import REPO
 
 
 def test_the_benchmark_command_writes_every_section(tmp_path):
     out = tmp_path / "BENCHMARKS.md"
     result = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", "bench", "--quick", "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=600
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = out.read_text()

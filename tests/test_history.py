@@ -2,11 +2,11 @@
 
 import torch
 
-from app import diagnostics
-from app.config import RunConfig
-from app.data import VOCAB_SIZE
-from app.history import decimation_level, evenly, layer_names, level_of
-from models import MLP
+from bnscope import diagnostics
+from bnscope.config import RunConfig
+from bnscope.data import VOCAB_SIZE
+from bnscope.history import decimation_level, evenly, layer_names, level_of
+from bnscope.models import MLP
 
 
 def test_layer_names_match_what_diagnostics_reports_for_the_network():

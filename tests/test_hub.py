@@ -3,8 +3,8 @@
 import asyncio
 import json
 
-from app import hub
-from app.hub import DROPPED, Channel, to_json
+from bnscope import hub
+from bnscope.hub import DROPPED, Channel, to_json
 
 
 def test_events_are_numbered_and_a_reconnect_gets_exactly_what_it_missed():

@@ -5,10 +5,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from app.config import RunConfig
-from app.data import VOCAB_SIZE, build_dataset
-from models import MLP, lecture
-from models.lecture import LectureMLP
+from bnscope.config import RunConfig
+from bnscope.data import VOCAB_SIZE, build_dataset
+from bnscope.models import MLP, lecture
+from bnscope.models.lecture import LectureMLP
 
 
 def a_batch(words, n=64, block_size=3):

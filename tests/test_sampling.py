@@ -3,9 +3,9 @@ import re
 import pytest
 import torch
 
-from app.data import decode
-from app.sampling import sample_names
-from app.trainer import Trainer
+from bnscope.data import decode
+from bnscope.sampling import sample_names
+from bnscope.trainer import Trainer
 
 
 @pytest.fixture(scope="module")

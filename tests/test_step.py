@@ -1,4 +1,4 @@
-"""models.fused.ManualBackprop, the trainer's step, against loss.backward() through models.MLP."""
+"""bnscope.models.fused.ManualBackprop, the trainer's step, against loss.backward() through bnscope.models.MLP."""
 
 import math
 
@@ -7,8 +7,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from app import diagnostics
-from models.fused import ManualBackprop
+from bnscope import diagnostics
+from bnscope.models.fused import ManualBackprop
 
 KINDS = [
     pytest.param(dict(batchnorm=True, init="kaiming"), id="bn-kaiming"),

@@ -4,7 +4,7 @@ import sqlite3
 
 import pytest
 
-from app.store import SCHEMA_VERSION, Store, StoreError
+from bnscope.store import SCHEMA_VERSION, Store, StoreError
 
 
 def test_a_database_of_another_schema_version_is_refused_with_a_clear_message(tmp_path):

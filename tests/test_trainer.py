@@ -6,10 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from app.data import STOI, VOCAB_SIZE, make_splits
-from app.trainer import Trainer
-from models import MLP
-from models.lecture import LectureMLP
+from bnscope.data import STOI, VOCAB_SIZE, make_splits
+from bnscope.trainer import Trainer
+from bnscope.models import MLP
+from bnscope.models.lecture import LectureMLP
 
 CPU = torch.device("cpu")  # bit-for-bit reproducible, whatever machine runs the tests
 LONG = 10_000_000  # steps for a run that only ends when the test stops it

@@ -6,7 +6,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model
 from pydantic.fields import FieldInfo
 
-from app.config import RunConfig
+from bnscope.config import RunConfig
 
 RunStatus = Literal["created", "running", "paused", "finished", "stopped", "diverged", "failed", "interrupted"]
 

@@ -13,9 +13,8 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from app import ROOT
-from app.config import Settings
-from app.server import create_app
+from bnscope.config import Settings
+from bnscope.server import create_app
 
 # a network that trains fast enough to finish inside a test
 SMALL = {"n_hidden": 32, "n_layers": 2, "steps": 400, "stats_every": 50, "dev_every": 200}
@@ -61,8 +60,8 @@ class LiveServer:
         self.process: subprocess.Popen | None = None
 
     def start(self) -> "LiveServer":
-        command = [sys.executable, "-m", "app.cli", "serve", "--port", str(self.port), *self.args]
-        self.process = subprocess.Popen(command, cwd=ROOT, env=self.env)
+        command = [sys.executable, "-m", "bnscope.cli", "serve", "--port", str(self.port), *self.args]
+        self.process = subprocess.Popen(command, cwd=self.data_dir.parent, env=self.env)  # anywhere but the checkout
 
         def healthy():
             if self.process.poll() is not None:

@@ -5,17 +5,16 @@ import sys
 
 from fastapi.testclient import TestClient
 
-from app import ROOT
-from app.config import Settings
-from app.server import create_app
+from bnscope.config import Settings
+from bnscope.server import create_app
 
 TOKEN = "s3cret-token-for-tests"
 
 
 def test_serving_beyond_loopback_without_a_token_is_refused(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "app.cli", "serve", "--host", "0.0.0.0", "--data-dir", str(tmp_path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        [sys.executable, "-m", "bnscope.cli", "serve", "--host", "0.0.0.0", "--data-dir", str(tmp_path)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
     )  # fmt: skip
     assert result.returncode == 2
     assert "token" in result.stderr and "0.0.0.0" in result.stderr

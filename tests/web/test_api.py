@@ -150,8 +150,8 @@ def test_a_prefix_as_long_as_max_len_is_refused(client):
 def test_a_full_database_fails_the_run_and_the_server_keeps_serving(tmp_path):
     from fastapi.testclient import TestClient
 
-    from app.config import Settings
-    from app.server import create_app
+    from bnscope.config import Settings
+    from bnscope.server import create_app
 
     settings = Settings(data_dir=tmp_path, autostart=False, max_db_mb=1)
     with TestClient(create_app(settings)) as client:

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page, sync_playwright
 
-from app import ROOT
+from tests.conftest import REPO
 from tests.web.conftest import live_server
 
 CHROMIUM = Path("/usr/bin/chromium")  # the distribution's browser: Playwright never downloads its own
@@ -18,7 +18,7 @@ CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-component-update", "--no-first-run",
 ]  # fmt: skip
-SCREENSHOT = ROOT / "artifacts" / "dashboard.png"
+SCREENSHOT = REPO / "artifacts" / "dashboard.png"
 WAIT_MS = 40_000  # generous: a slow 2-core CI machine trains two networks and runs the browser
 
 # How many points the traces of run `tag` ("A" or "B") hold in the Plotly chart of a panel.

@@ -5,8 +5,8 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import StreamingResponse
 
-from app.api.deps import Service
-from app.hub import DROPPED, Message, to_json
+from bnscope.api.deps import Service
+from bnscope.hub import DROPPED, Message, to_json
 
 router = APIRouter(prefix="/api/runs", tags=["events"])
 RETRY_MS = 1000  # how soon a dropped or disconnected browser reconnects

@@ -9,13 +9,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
-from app import ROOT
-from app.api.schemas import Health
-from app.api.security import COOKIE, token_matches
-from app.api.deps import Service
+from bnscope import PACKAGE_DIR
+from bnscope.api.schemas import Health
+from bnscope.api.security import COOKIE, token_matches
+from bnscope.api.deps import Service
 
 router = APIRouter(include_in_schema=False)
-templates = Jinja2Templates(directory=ROOT / "templates")  # autoescapes every value
+templates = Jinja2Templates(directory=PACKAGE_DIR / "templates")  # autoescapes every value
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 
 

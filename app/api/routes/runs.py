@@ -5,10 +5,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import AfterValidator
 
-from app.api.deps import Service
-from app.api.schemas import RunCreate, RunOut, RunPatch, SamplesOut
-from app.runs import HISTORY_HISTOGRAMS, HISTORY_POINTS
-from app.sampling import check_prefix
+from bnscope.api.deps import Service
+from bnscope.api.schemas import RunCreate, RunOut, RunPatch, SamplesOut
+from bnscope.runs import HISTORY_HISTOGRAMS, HISTORY_POINTS
+from bnscope.sampling import check_prefix
 
 router = APIRouter(prefix="/api/runs", tags=["runs"])
 

@@ -1,11 +1,15 @@
 """names.txt -> vocabulary, context windows and the lecture's 80/10/10 train/dev/test split."""
 
+from __future__ import annotations
+
 import random
 import string
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch loads only when a dataset is built: `bnscope --help` stays fast
+    import torch
 
 from bnscope import PACKAGE_DIR
 
@@ -58,6 +62,8 @@ def read_names(path: Path | str = DEFAULT_NAMES) -> list[str]:
 
 def build_dataset(words: list[str], block_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Every (context, next character) pair: X (N, block_size) int64, Y (N,) int64."""
+    import torch
+
     X, Y = [], []
     for w in words:
         context = [0] * block_size

@@ -5,11 +5,16 @@ import sys
 import threading
 from pathlib import Path
 
-import torch
 from pydantic import ValidationError
 
+from bnscope import __version__
 from bnscope.config import RunConfig, describe_errors
-from bnscope.data import DEFAULT_NAMES, VOCAB_SIZE, NamesFileError, make_splits, read_names
+from bnscope.data import DEFAULT_NAMES, NamesFileError, make_splits, read_names
+
+
+def format_duration(seconds: float) -> str:
+    s = round(seconds)
+    return f"{s}s" if s < 60 else f"{s // 60}m {s % 60:02d}s" if s < 3600 else f"{s // 3600}h {s % 3600 // 60:02d}m"
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -36,57 +41,99 @@ def _config_from(args: argparse.Namespace) -> RunConfig:
 def _train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from bnscope.sampling import sample_names
-    from bnscope.trainer import Trainer
+    from bnscope.worker import RunSpec, ThreadWorker
 
     config = _config_from(args)
-    splits = make_splits(read_names(args.names), config.block_size)
-    bar = tqdm(total=config.steps, unit="step", dynamic_ncols=True, disable=args.quiet)
-    finals: dict[str, float] = {}
+    words = read_names(args.names)
+    bar = tqdm(total=config.steps, unit="step", dynamic_ncols=True, disable=args.quiet,
+               bar_format="{percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")  # fmt: skip
+    seen: dict = {"finals": {}, "status": None, "checkpoint": None}
 
-    def on_event(event: dict) -> None:
-        if event["type"] == "scalars" and event["loss"]:
+    def on_event(event: dict) -> None:  # on the training thread: quick, never blocking
+        kind = event["type"]
+        if kind == "scalars" and event["loss"]:
             bar.update(len(event["loss"]))
-            bar.set_postfix(loss=f"{event['loss'][-1]:.4f}", lr=f"{event['lr']:.3g}", refresh=False)
-        elif event["type"] == "eval" and event.get("final"):
-            finals[event["split"]] = event["loss"]
-        elif event["type"] == "eval":
+            rate = event["steps_per_s"]  # 0 until measured after a warm-up: no guess from the first slow steps
+            eta = format_duration((config.steps - bar.n) / rate) if rate else "…"
+            bar.set_postfix_str(f"eta {eta}, {rate:.0f} steps/s, loss {event['loss'][-1]:.4f}, lr {event['lr']:.3g}", refresh=False)
+        elif kind == "eval" and event.get("final"):
+            seen["finals"][event["split"]] = event["loss"]
+        elif kind == "eval":
             bar.write(f"step {event['step']:>7d}  dev loss {event['loss']:.4f}")
+        elif kind == "checkpoint":
+            seen["checkpoint"] = event["state"]
+        elif kind == "status":
+            seen["status"] = event
 
-    trainer = Trainer(config, splits, emit=on_event)
-    worker = threading.Thread(target=trainer.run, name="train", daemon=True)
-    worker.start()
+    done = threading.Event()
+    # the CLI needs only the final checkpoint: the trainer makes one whenever training stops
+    worker = ThreadWorker(0, RunSpec(config, words, checkpoint_every=config.steps + 1, threads=args.threads),
+                          on_event, lambda reason: done.set())  # fmt: skip
+    interrupted = False
     try:
-        while worker.is_alive():
-            worker.join(0.2)
-    except KeyboardInterrupt:  # Ctrl-C stops between steps and still saves what was learned
-        trainer.stop()
-        worker.join()
+        while not done.wait(0.2):
+            pass
+    except KeyboardInterrupt:  # Ctrl-C: stop between steps and keep what was learned
+        interrupted = True
+        worker.send({"op": "stop"})
+        done.wait()
     bar.close()
-    print(f"status: {trainer.status} at step {trainer.step}" + (f" ({trainer.message})" if trainer.message else ""))
-    if trainer.status != "finished" and trainer.status != "diverged":
-        for split in ("train", "dev", "test"):
-            finals[split] = trainer.evaluate(split)
+    status = seen["status"] or {"status": "failed", "step": 0, "message": "the trainer ended without a status"}
+    print(f"{status['status']} at step {status['step']}" + (f" ({status['message']})" if status["message"] else ""))
+    if seen["checkpoint"] is not None:
+        _report(config, words, seen, args)
+    return 130 if interrupted else 0 if status["status"] == "finished" else 1
+
+
+def _report(config: RunConfig, words: list[str], seen: dict, args: argparse.Namespace) -> None:
+    """The final losses, the weights saved with --out, and a few samples."""
+    import io
+
+    import torch
+
+    from bnscope.sampling import sample_names
+    from bnscope.trainer import load_model, split_loss
+
+    splits = make_splits(words, config.block_size)
+    model = load_model(config, seen["checkpoint"])
     for split in ("train", "dev", "test"):
-        if split in finals:
-            print(f"{split:5s} loss {finals[split]:.4f}")
+        loss = seen["finals"].get(split)
+        print(f"{split:5s} loss {loss if loss is not None else split_loss(model, splits, split):.4f}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"config": config.model_dump(), "state": trainer.state_dict()}, args.out)
+        state = torch.load(io.BytesIO(seen["checkpoint"]), weights_only=True)
+        torch.save({"format": WEIGHTS_FORMAT, "config": config.model_dump(), "state": state}, args.out)
         print(f"weights saved to {args.out}")
-    for row in sample_names(trainer.snapshot()[1], args.samples, block_size=config.block_size, seed=0,
-                            train_words=splits.train_words):  # fmt: skip
+    for row in sample_names(model, args.samples, block_size=config.block_size, seed=0, train_words=splits.train_words):
         print(f"  {row['name']}" + ("" if row["novel"] else "   (in the training set)"))
-    return 0 if trainer.status in ("finished", "stopped") else 1
 
 
-def load_weights(path: Path) -> tuple[RunConfig, torch.nn.Module]:
-    """A network saved by `bnscope train --out`, in eval mode."""
-    from bnscope.models import MLP
+WEIGHTS_FORMAT = "bnscope-weights-1"
 
-    saved = torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain data only
+
+class NotWeights(ValueError):
+    """A file that is not bnscope weights; the message names the file and what was expected."""
+
+
+def load_weights(path: Path):
+    """(config, network in eval mode) saved by `bnscope train --out`."""
+    import pickle
+
+    import torch
+
+    from bnscope.trainer import build_model
+
+    expected = "expected a .pt file written by `bnscope train --out`"
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain data only
+    except FileNotFoundError:
+        raise NotWeights(f"{path}: no such file ({expected})") from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as err:
+        raise NotWeights(f"{path}: not bnscope weights ({expected}; {type(err).__name__})") from None
+    if not isinstance(saved, dict) or "config" not in saved or "model" not in saved.get("state", {}):
+        raise NotWeights(f"{path}: not bnscope weights ({expected}; it holds {type(saved).__name__} without config and state)")
     config = RunConfig(**saved["config"])
-    model = MLP(vocab_size=VOCAB_SIZE, **config.model_kwargs())
+    model = build_model(config, seed_init=False)
     model.load_state_dict(saved["state"]["model"])
     return config, model.eval()
 
@@ -106,12 +153,12 @@ def _sample(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from bnscope.server import serve
 
-    return serve(host=args.host, port=args.port, data_dir=args.data_dir, token=args.token, names=args.names)
+    return serve(host=args.host, port=args.port, data_dir=args.data_dir, token=args.token, names=args.names, ray=args.ray)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bnscope", description=__doc__)
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest for this small net)")
+    parser.add_argument("--version", action="version", version=f"bnscope {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train the network in the terminal")
@@ -120,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", type=Path, help="save the trained weights here (a .pt file)")
     train.add_argument("--samples", type=int, default=10, help="names to sample at the end")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest for this small net)")
     train.set_defaults(func=_train)
 
     sample = commands.add_parser("sample", help="sample names from saved weights")
@@ -138,18 +186,20 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", type=Path, default=None, help="where runs are kept (default ~/.bnscope)")
     serve.add_argument("--token", default=None, help="access token required by the API (env BNSCOPE_TOKEN)")
     serve.add_argument("--names", type=Path, default=None, help="names file to train on")
+    serve.add_argument("--ray", default=None, metavar="ADDRESS",
+                       help="train each run as a Ray actor: a Ray cluster's address, or 'local' for a private local Ray "
+                            "(env BNSCOPE_RAY; needs the extra: pip install 'bnscope[ray]')")  # fmt: skip
     serve.set_defaults(func=_serve)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    torch.set_num_threads(args.threads)
     try:
         return args.func(args)
     except ValidationError as err:
         print(f"bnscope: invalid settings:\n{describe_errors(err)}", file=sys.stderr)
-    except (NamesFileError, ValueError, FileNotFoundError) as err:
+    except (NamesFileError, NotWeights, ValueError, FileNotFoundError) as err:
         print(f"bnscope: {err}", file=sys.stderr)
     return 2
 

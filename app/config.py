@@ -4,26 +4,27 @@ The same model validates the command line, the REST API and a stored run, so an 
 value is refused everywhere with one message naming the field and the range.
 """
 
+import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from bnscope.data import DEFAULT_NAMES
+from bnscope.data import DEFAULT_NAMES, VOCAB_SIZE
 
 MAX_PARAMETERS = 5_000_000  # keeps one run's memory, checkpoints and steps/s within reason
 
 
 class RunConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     # the network
     n_embd: int = Field(10, ge=1, le=256, description="dimensions of each character's embedding vector")
     n_hidden: int = Field(100, ge=1, le=4096, description="neurons in each hidden layer")
     n_layers: int = Field(5, ge=1, le=16, description="hidden Linear -> BatchNorm -> Tanh blocks")
     block_size: int = Field(3, ge=1, le=16, description="characters of context used to predict the next one")
-    batchnorm: bool = Field(True, description="BatchNorm1d after every Linear (off: Linear layers keep a bias)")
+    batchnorm: StrictBool = Field(True, description="BatchNorm1d after every Linear (off: Linear layers keep a bias)")
     init: Literal["kaiming", "torch-default"] = Field(
         "kaiming", description="kaiming: randn/sqrt(fan_in)*gain; torch-default: nn.Linear's U(-1/sqrt(fan_in), 1/sqrt(fan_in))"
     )
@@ -56,7 +57,7 @@ class RunConfig(BaseModel):
             )
         return self
 
-    def parameter_count(self, vocab_size: int = 27) -> int:
+    def parameter_count(self, vocab_size: int = VOCAB_SIZE) -> int:
         fan_in = self.n_embd * self.block_size
         hidden = fan_in * self.n_hidden + (self.n_layers - 1) * self.n_hidden * self.n_hidden
         per_unit = 2 if self.batchnorm else 1  # BN's gamma and beta, or the Linear's bias
@@ -97,8 +98,10 @@ class Settings(BaseSettings):
     data_dir: Path = Path.home() / ".bnscope"
     token: str | None = None  # required when binding anything but loopback
     names: Path = DEFAULT_NAMES
-    max_runs: int = Field(4, ge=1, le=64)  # runs training at once; beyond it: 429
+    max_runs: int = Field(os.cpu_count() or 1, ge=1, le=256)  # runs training at once, a worker each; more wait queued
+    max_queued: int = Field(64, ge=0, le=10_000)  # runs waiting for a slot; beyond it: 429 with Retry-After
     checkpoint_every: int = Field(10_000, ge=1)  # steps between checkpoints (also on pause/stop/finish)
-    autostart: bool = True  # train the default network as soon as the server starts
+    autostart: bool = True  # train the default network when the store has no runs at all
+    ray: str | None = None  # train each run as a Ray actor: a cluster address, or "local" for a private local Ray
     max_body_bytes: int = 16_384
     max_db_mb: int | None = Field(None, ge=1)  # cap on the database file; a run that would pass it fails

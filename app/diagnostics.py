@@ -1,60 +1,156 @@
-"""What the lecture plots, computed on the tensor side and converted to plain Python once.
+"""What the lecture plots, for any nn.Module: computed on the tensor side, converted to Python once.
 
-  activations  every Tanh output: mean, std, saturation % (|t| > 0.97), histogram, dead units
-  gradients    the gradient flowing into every Tanh output, and every 2-D weight's gradient
-               with its grad:data ratio std(grad) / std(data)
-  updates      update:data ratio log10(std(lr * grad) / std(data)) per 2-D weight (~ -3 is healthy)
-  batchnorm    every BatchNorm1d's running_mean and running_var
+  activations  every activation module's output: mean, std, saturation % (the flat part of its
+               function: tanh |t| > 0.97, sigmoid < 0.03 or > 0.97, ReLU family <= 0), a histogram,
+               dead units; and the gradient flowing into it (mean, std, histogram)
+  weights      every weight matrix or kernel (>= 2-D): its gradient's mean, std and histogram, and
+               grad:data = std(grad) / std(weight)
+  updates      update:data = log10(std(lr * grad) / std(weight)) per weight (~ -3 is healthy)
+  norms        every normalisation layer: running mean / var (BatchNorm) and its affine gain and bias
 
-None of this runs on an ordinary step: the trainer asks for it at a cadence. Each statistic is
-computed for all layers at once (stacked, or one op over a list) and converted to Python with one
-.tolist(): on the lecture's small network the cost is the number of torch ops, not the arithmetic.
+`lecture_layers(mlp)` names the lecture network's layers as the lecture does (tanh3, linear2,
+batchnorm1, C); `find_layers(model)` names any model's by their qualified module names. The
+trainer hands `collect` the tensors its fused step kept; `probe` keeps them for an autograd step
+(hooks that exist only inside the `with`). The event types are in bnscope.events.
+
+None of this runs on an ordinary step. Each statistic is computed for all layers at once (one op
+over the flattened tensors, a row index telling which layer an element belongs to) and converted
+with a single .tolist(): on a small network the cost is the number of torch ops, not the arithmetic.
 """
 
 import functools
 import math
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 HIST_BINS = 50
-SATURATION = 0.97  # the lecture's "saturated" threshold for the saturation percentage
-DEAD = 0.99  # the lecture's white pixels in the |t| > 0.99 image; all-white column = dead unit
+SATURATION = 0.97  # the lecture's "saturated" tanh: |t| > 0.97
+DEAD = 0.99  # the lecture's white pixel |t| > 0.99; a unit white for the whole batch is dead
+MAX_IMAGE_BITS = 1 << 16  # the |t| > 0.99 image is sent for batches * units up to this
+
+# activation modules by kind; a subclass not listed is found by isinstance, in this order
+ACTIVATIONS: dict[type, str] = {
+    nn.Tanh: "tanh", nn.Sigmoid: "sigmoid", nn.ReLU6: "relu6", nn.Hardtanh: "hardtanh", nn.ReLU: "relu",
+    nn.LeakyReLU: "leaky_relu", nn.PReLU: "prelu", nn.ELU: "elu", nn.SELU: "selu", nn.CELU: "celu",
+    nn.GELU: "gelu", nn.SiLU: "silu", nn.Mish: "mish", nn.Hardsigmoid: "hardsigmoid", nn.Hardswish: "hardswish",
+    nn.Softplus: "softplus",
+}  # fmt: skip
+# The flat part of each function, (at or below, at or above): there its derivative is (nearly) zero, so
+# a unit there passes almost no gradient back. Saturation counts outputs in it; a unit in it for every
+# example is dead. The ReLU family is flat (or nearly) wherever its input is negative: outputs <= 0.
+RELU_FLAT = (0.0, math.inf)
+FLAT: dict[str, tuple[float, float]] = {
+    "tanh": (-SATURATION, SATURATION), "hardtanh": (-1.0, 1.0), "sigmoid": (1 - SATURATION, SATURATION),
+    "hardsigmoid": (0.0, 1.0), "relu6": (0.0, 6.0), "softplus": (1 - SATURATION, math.inf),
+}  # fmt: skip
+DEAD_FLAT: dict[str, tuple[float, float]] = {**FLAT, "tanh": (-DEAD, DEAD), "sigmoid": (1 - DEAD, DEAD)}
+# activations whose outputs have fixed bounds get a fixed histogram range; others: the batch's min..max
+BOUNDS: dict[str, tuple[float, float]] = {"tanh": (-1.0, 1.0), "hardtanh": (-1.0, 1.0), "sigmoid": (0.0, 1.0),
+                                          "hardsigmoid": (0.0, 1.0), "relu6": (0.0, 6.0)}  # fmt: skip
+
+NORMS: dict[type, str] = {nn.modules.batchnorm._BatchNorm: "batchnorm", nn.LayerNorm: "layernorm",
+                          nn.GroupNorm: "groupnorm", nn.modules.instancenorm._InstanceNorm: "instancenorm"}  # fmt: skip
+if hasattr(nn, "RMSNorm"):  # torch >= 2.4
+    NORMS[nn.RMSNorm] = "rmsnorm"
+WEIGHTED: dict[type, str] = {nn.Linear: "linear", nn.Embedding: "embedding", nn.modules.conv._ConvNd: "conv",
+                             nn.MultiheadAttention: "attention"}  # fmt: skip
 
 
-def layer_names(model: nn.Module, kind: type) -> list[str]:
-    """Lecture-style names: 'tanh1', 'linear3', 'batchnorm2' (1-based, counted per kind)."""
-    prefix = kind.__name__.lower().removesuffix("1d")  # BatchNorm1d -> batchnorm
-    return [f"{prefix}{i}" for i in range(1, sum(isinstance(m, kind) for m in model.layers) + 1)]
+def _kind(module: nn.Module, table: dict[type, str]) -> str | None:
+    kind = table.get(type(module))
+    if kind is None:
+        kind = next((k for cls, k in table.items() if isinstance(module, cls)), None)
+    return kind
 
 
-def weight_names(model: nn.Module) -> list[str]:
-    """The 2-D weights the lecture plots: the embedding table C and every Linear's weight."""
-    return ["C"] + layer_names(model, nn.Linear)
+@dataclass(frozen=True)
+class Layers:
+    """The layers a run reports, each (name, kind, module or parameter), named once."""
+
+    activations: list[tuple[str, str, nn.Module]]
+    weights: list[tuple[str, str, nn.Parameter]]
+    norms: list[tuple[str, str, nn.Module]]
+
+    def info(self) -> dict:
+        """The `model` event's body (bnscope.events.ModelEvent): names and kinds."""
+        describe = lambda entries: [{"name": name, "kind": kind} for name, kind, _ in entries]  # noqa: E731
+        return {"activations": describe(self.activations), "weights": describe(self.weights),
+                "norms": describe(self.norms)}  # fmt: skip
+
+    @property
+    def weight_names(self) -> list[str]:
+        return [name for name, _, _ in self.weights]
+
+    @property
+    def params(self) -> list[nn.Parameter]:
+        return [p for _, _, p in self.weights]
 
 
-def weights(model: nn.Module) -> list[torch.Tensor]:
-    return [model.embedding.weight] + [m.weight for m in model.layers if isinstance(m, nn.Linear)]
+def lecture_layers(mlp: nn.Module) -> Layers:
+    """The lecture network's layers by the lecture's names: tanh1.., C and linear1.., batchnorm1..
+    (1-based, counted per kind)."""
+    tanhs = [m for m in mlp.layers if isinstance(m, nn.Tanh)]
+    linears = [m for m in mlp.layers if isinstance(m, nn.Linear)]
+    bns = [m for m in mlp.layers if isinstance(m, nn.BatchNorm1d)]
+    return Layers(
+        activations=[(f"tanh{i}", "tanh", m) for i, m in enumerate(tanhs, 1)],
+        weights=[("C", "embedding", mlp.embedding.weight)] + [(f"linear{i}", "linear", m.weight) for i, m in enumerate(linears, 1)],
+        norms=[(f"batchnorm{i}", "batchnorm", m) for i, m in enumerate(bns, 1)],
+    )  # fmt: skip
+
+
+def find_layers(model: nn.Module) -> Layers:
+    """Any model's layers by qualified name (`named_modules`; a shared module once): its activation
+    modules, its trainable >= 2-D parameters (a module's `weight` goes by the module's name, any other
+    as `module.param`), and its normalisation layers."""
+    activations, weights, norms = [], [], []
+    for name, module in model.named_modules():
+        if (kind := _kind(module, ACTIVATIONS)) is not None:
+            activations.append((name or type(module).__name__.lower(), kind, module))
+        elif (kind := _kind(module, NORMS)) is not None:
+            norms.append((name or kind, kind, module))
+        for pname, p in module.named_parameters(recurse=False):
+            if p.requires_grad and p.dim() >= 2:
+                label = name if pname == "weight" and name else f"{name}.{pname}" if name else pname
+                weights.append((label, _kind(module, WEIGHTED) or "weight", p))
+    return Layers(activations, weights, norms)
+
+
+class Probe:
+    """Every activation module's output of one forward pass and, after backward, the loss's gradient
+    w.r.t. it (the lecture's `layer.out.retain_grad()`, through a tensor hook on the output)."""
+
+    def __init__(self, layers: Layers):
+        self.outputs: list[torch.Tensor | None] = [None] * len(layers.activations)
+        self.grads: list[torch.Tensor | None] = [None] * len(layers.activations)
+        self._handles = [module.register_forward_hook(self._keeper(i)) for i, (_, _, module) in enumerate(layers.activations)]
+
+    def _keeper(self, i: int):
+        def keep(module, inputs, out):
+            self.outputs[i] = out.detach()
+            if out.requires_grad:
+                out.register_hook(lambda grad: self.grads.__setitem__(i, grad.detach()))
+
+        return keep
+
+    def close(self) -> None:
+        for handle in self._handles:
+            handle.remove()
 
 
 @contextmanager
-def probe_activations(model: nn.Module):
-    """For one forward/backward pass, keep every Tanh output and its gradient (the lecture's
-    `layer.out.retain_grad()`). Hooks exist only inside the `with`, so ordinary steps pay nothing."""
-    outputs: list[torch.Tensor] = []
-
-    def keep(module, inputs, out):
-        out.retain_grad()
-        outputs.append(out)
-
-    handles = [m.register_forward_hook(keep) for m in model.layers if isinstance(m, nn.Tanh)]
+def probe(layers: Layers):
+    """`with probe(layers) as p:` forward and backward; then p.outputs and p.grads. The hooks exist
+    only inside the `with`, so ordinary steps pay nothing."""
+    p = Probe(layers)
     try:
-        yield outputs
+        yield p
     finally:
-        for handle in handles:
-            handle.remove()
+        p.close()
 
 
 def update_to_data(params: list[torch.Tensor], lr: float) -> torch.Tensor:
@@ -65,35 +161,92 @@ def update_to_data(params: list[torch.Tensor], lr: float) -> torch.Tensor:
 
 
 def _mean_std(tensors: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every tensor's mean and std (unbiased, as torch.std), as two (T,) tensors, in a few
-    ops for the whole list: from the sums and the sums of squares (torch.std's pass is slow on a CPU)."""
-    n = tensors[0].new_tensor([t.numel() for t in tensors])
-    sums = torch.stack([t.sum() for t in tensors])
-    sumsq = torch.stack(torch._foreach_norm(tensors)).square()
+    """Every tensor's mean and std (unbiased, as torch.std), as two (T,) tensors, in a few ops for the
+    whole list: from the sums and the sums of squares (torch.std's pass is slow on a CPU)."""
+    n = tensors[0].new_tensor([t.numel() for t in tensors], dtype=torch.float32)
+    sums = torch.stack([t.sum() for t in tensors]).float()
+    sumsq = torch.stack(torch._foreach_norm(tensors)).float().square()
     mean = sums / n
-    var = (sumsq - sums * mean) / (n - 1)
+    var = (sumsq - sums * mean) / (n - 1).clamp(min=1)
     return mean, var.clamp_(min=0).sqrt()
 
 
-def _histograms(values: torch.Tensor, lim: torch.Tensor | float, offset: torch.Tensor, n_rows: int) -> torch.Tensor:
-    """(n_rows, HIST_BINS) counts in one bincount, binned as torch.histc bins: a value goes to the
-    histogram at `offset` (row * HIST_BINS) over [-lim, lim]; `lim` and `offset` broadcast against
-    `values`, and every value must lie in its range (no NaN)."""
-    pos = (values + lim) * HIST_BINS / (2 * lim)  # histc's (x - min) * bins / (max - min), truncated
-    index = pos.clamp_(0, HIST_BINS - 1).long() + offset  # x == max: the last bin, as in histc
-    return torch.bincount(index.view(-1), minlength=n_rows * HIST_BINS).view(n_rows, HIST_BINS)
+@functools.lru_cache(maxsize=32)
+def _row_index(sizes: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """The row k of every element of the k-th tensor, the tensors flattened and concatenated."""
+    return torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes)).to(device)
 
 
-@functools.lru_cache(maxsize=16)
-def _weight_offsets(sizes: tuple[int, ...], device: torch.device) -> torch.Tensor:
-    """HIST_BINS * k for every element of the k-th weight, the weights flattened and concatenated."""
-    rows = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
-    return (rows * HIST_BINS).to(device)
+def _flat(tensors: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The tensors flattened into one float vector with no NaN or inf (a diverging run still gets its
+    histograms), and each element's row."""
+    flat = torch.cat([t.reshape(-1) for t in tensors]).float().nan_to_num_(0.0, 3e38, -3e38)
+    return flat, _row_index(tuple(t.numel() for t in tensors), flat.device)
 
 
-def _half_width(lim: float) -> float | None:
-    """A histogram's range [-lim, lim] from the largest |value|: 1 if that is 0; None if it is not finite."""
-    return None if not math.isfinite(lim) else lim if lim > 0 else 1.0
+def _row_ranges(flat: torch.Tensor, rows: torch.Tensor, n_rows: int, symmetric: bool) -> torch.Tensor:
+    """(n_rows, 2) [lo, hi] of each row: its min..max, or +-max|x| when symmetric."""
+    if symmetric:
+        hi = flat.new_zeros(n_rows).scatter_reduce_(0, rows, flat.abs(), "amax")
+        return torch.stack([-hi, hi], dim=1)
+    lo = flat.new_full((n_rows,), math.inf).scatter_reduce_(0, rows, flat, "amin")
+    hi = flat.new_full((n_rows,), -math.inf).scatter_reduce_(0, rows, flat, "amax")
+    return torch.stack([lo, hi], dim=1)
+
+
+@functools.lru_cache(maxsize=32)
+def _bounds(kinds: tuple[str, ...], device: torch.device) -> torch.Tensor:
+    """(L, 2) fixed [lo, hi] of each activation kind; NaN where the kind has none."""
+    return torch.tensor([BOUNDS.get(kind, (math.nan, math.nan)) for kind in kinds], device=device)
+
+
+def _act_ranges(flat: torch.Tensor, rows: torch.Tensor, kinds: tuple[str, ...]) -> torch.Tensor:
+    """(L, 2) histogram ranges: the function's bounds (tanh [-1, 1]), else the batch's min..max."""
+    fixed = _bounds(kinds, flat.device)
+    if all(kind in BOUNDS for kind in kinds):
+        return fixed.clone()
+    return torch.where(fixed.isnan(), _row_ranges(flat, rows, len(kinds), symmetric=False), fixed)
+
+
+def _histograms(flat: torch.Tensor, rows: torch.Tensor, ranges: torch.Tensor) -> torch.Tensor:
+    """(n_rows, HIST_BINS) counts in one bincount, binned as torch.histc bins each row over its range
+    (a value at hi goes to the last bin). A row whose range is empty (every value equal) gets [lo-1, lo+1]."""
+    n_rows = ranges.shape[0]
+    lo, hi = ranges.unbind(1)
+    empty = hi <= lo
+    ranges[:, 0] = torch.where(empty, lo - 1, lo)
+    ranges[:, 1] = torch.where(empty, lo + 1, hi)
+    lo, width = ranges[:, 0], ranges[:, 1] - ranges[:, 0]
+    pos = (flat - lo[rows]) * (HIST_BINS / width)[rows]  # histc's (x - min) * bins / (max - min), truncated
+    index = pos.clamp_(0, HIST_BINS - 1).long() + rows * HIST_BINS
+    return torch.bincount(index, minlength=n_rows * HIST_BINS).view(n_rows, HIST_BINS)
+
+
+def _thresholds(kinds: tuple[str, ...], table: dict, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    lo, hi = zip(*(table.get(kind, RELU_FLAT) for kind in kinds))
+    return torch.tensor(lo, device=device), torch.tensor(hi, device=device)
+
+
+def _dead_units(outputs: list[torch.Tensor], kinds: tuple[str, ...]) -> tuple[torch.Tensor, list[int]]:
+    """Per layer, how many units sit in the flat part for every example (and position), and its number
+    of units: a 2-D output's features, a 3-D output's last dim (B, T, C), a 4-D and up's channels."""
+    if len(set(kinds)) == 1 and len({o.shape for o in outputs}) == 1 and outputs[0].dim() == 2:
+        lo, hi = DEAD_FLAT.get(kinds[0], RELU_FLAT)  # the lecture's case: one stacked op for every layer
+        stacked = torch.stack(outputs)  # (L, B, H)
+        return ((stacked <= lo) | (stacked >= hi)).all(1).sum(1), [outputs[0].shape[1]] * len(outputs)
+    counts, units = [], []
+    for out, kind in zip(outputs, kinds):
+        lo, hi = DEAD_FLAT.get(kind, RELU_FLAT)
+        flat = (out <= lo) | (out >= hi)
+        if out.dim() <= 1:
+            by_unit = flat.reshape(1, -1)
+        elif out.dim() <= 3:
+            by_unit = flat.reshape(-1, out.shape[-1]).T
+        else:
+            by_unit = flat.transpose(0, 1).reshape(out.shape[1], -1)
+        counts.append(by_unit.all(1).sum())
+        units.append(by_unit.shape[0])
+    return torch.stack(counts), units
 
 
 HEX = torch.tensor(list(b"0123456789abcdef"), dtype=torch.uint8)
@@ -112,7 +265,7 @@ def _hex_rows(saturated: torch.Tensor) -> list[str]:
 
 
 class _Packer:
-    """Collects float tensors and converts them all to Python with a single .tolist()."""
+    """Collects tensors and converts them all to Python with a single .tolist()."""
 
     def __init__(self):
         self.parts: list[tuple[str, torch.Tensor]] = []
@@ -121,7 +274,7 @@ class _Packer:
         self.parts.append((key, tensor.float()))
 
     def unpack(self) -> dict[str, list]:
-        flat = torch.cat([t.reshape(-1) for _, t in self.parts]).tolist()
+        flat = torch.cat([t.reshape(-1) for _, t in self.parts]).tolist() if self.parts else []
         out, offset = {}, 0
         for key, t in self.parts:
             n = t.numel()
@@ -134,88 +287,120 @@ class _Packer:
         return out
 
 
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
 @torch.no_grad()
-def collect(model: nn.Module, tanh_outputs: list[torch.Tensor], tanh_grads: list[torch.Tensor] | None = None) -> dict:
-    """Statistics after a backward pass (gradients present, update not yet applied). `tanh_grads`
-    are the loss's gradients w.r.t. `tanh_outputs`; by default each output's .grad (as
-    probe_activations and loss.backward() leave them). Histograms of non-finite values are empty."""
-    if tanh_grads is None:
-        tanh_grads = [t.grad for t in tanh_outputs]
-    L, (B, H) = len(tanh_outputs), tanh_outputs[0].shape
-    ws = weights(model)
-    W = len(ws)
-    grads = [w.grad for w in ws]
+def collect(layers: Layers, outputs: list[torch.Tensor], grads: list[torch.Tensor | None]) -> dict:
+    """Statistics after a backward pass (gradients present, update not yet applied): the body of a
+    `stats` event (bnscope.events.StatsEvent: activations, weights, norms). `outputs[i]` is the i-th
+    activation's output (dim 0 the batch) and `grads[i]` the loss's gradient w.r.t. it (None: not
+    measured). Values that are not finite come out as None; histograms never fail."""
     packer = _Packer()
-    # --- Tanh activations and their gradients: row l of `ag` is tanh l+1's outputs, row L + l their gradients
-    ag = torch.cat(tanh_outputs + tanh_grads).view(2 * L, B * H)
-    ag_abs = ag.abs()
-    weight_grads = torch.cat([g.reshape(-1) for g in grads])  # every 2-D weight's gradient, flattened
-    # the histograms' shared ranges: the largest |gradient| of the tanh outputs and of the weights
-    grad_max, weight_max = torch.stack([ag_abs[L:].amax(), weight_grads.abs().amax()]).tolist()
-    grad_lim, weight_lim = _half_width(grad_max), _half_width(weight_max)
-    ag_mean = ag.mean(1, keepdim=True)  # (2L, 1)
-    packer.add("ag_mean", ag_mean.view(-1))
-    packer.add("ag_dev", torch.linalg.vector_norm(ag - ag_mean, dim=1))  # sqrt(B*H - 1) * std: two passes, as torch.std
-    acts_abs = ag_abs[:L]  # (L, B*H)
-    packer.add("saturated", (acts_abs > SATURATION).sum(1))  # of B * H values
-    white = (acts_abs > DEAD).view(L, B, H)  # the lecture's |t| > 0.99 image
-    packer.add("dead", (acts_abs.view(L, B, H).amin(1) > DEAD).sum(1))  # units white for every example
-    if grad_lim is not None:
-        lims = ag.new_tensor([1.0] * L + [grad_lim] * L).view(2 * L, 1)
-        offsets = torch.arange(0, 2 * L * HIST_BINS, HIST_BINS, device=ag.device).view(2 * L, 1)
-        packer.add("hist", _histograms(ag, lims, offsets, 2 * L))  # act_hist rows, then grad_hist rows
-    else:
-        packer.add("hist", ag.new_zeros(2 * L, HIST_BINS))
-    # --- 2-D weights: gradient mean and std, grad:data ratio, gradient histograms over a shared range
-    mean, std = _mean_std(grads + [w.data for w in ws])
-    packer.add("weight_summary", torch.stack([mean[:W], std[:W], std[:W] / std[W:]], dim=1))  # (W, 3)
-    if weight_lim is not None:
-        offsets = _weight_offsets(tuple(w.numel() for w in ws), ag.device)
-        packer.add("weight_hist", _histograms(weight_grads, weight_lim, offsets, W))
-    else:
-        packer.add("weight_hist", ag.new_zeros(W, HIST_BINS))
-    # --- BatchNorm running statistics (vectors are small: n_hidden or vocab_size each)
-    bns = [m for m in model.layers if isinstance(m, nn.BatchNorm1d)]
-    if bns:
-        packer.add("bn", torch.cat([bn.running_mean for bn in bns] + [bn.running_var for bn in bns]))
+    names = [name for name, _, _ in layers.activations]
+    kinds = tuple(kind for _, kind, _ in layers.activations)
+    L = len(outputs)
+    units: list[int] = []
+    images: list[str] = []
+    if L:
+        device = outputs[0].device
+        measured = [g is not None for g in grads]
+        grads_or_zero = [g if g is not None else torch.zeros_like(o) for o, g in zip(outputs, grads)]
+        mean, std = _mean_std(outputs + grads_or_zero)  # (2L,): the outputs', then the gradients'
+        packer.add("act_mean", mean)
+        packer.add("act_std", std)
+        flat, rows = _flat(outputs)
+        lo, hi = _thresholds(kinds, FLAT, device)
+        in_flat = (flat <= lo[rows]) | (flat >= hi[rows])
+        packer.add("saturated", flat.new_zeros(L).index_add_(0, rows, in_flat.float()))
+        dead, units = _dead_units(outputs, kinds)
+        packer.add("dead", dead)
+        ranges = _act_ranges(flat, rows, kinds)
+        packer.add("act_hist", _histograms(flat, rows, ranges))
+        packer.add("act_range", ranges)
+        gflat, _ = _flat(grads_or_zero)
+        granges = _row_ranges(gflat, rows, L, symmetric=True)
+        packer.add("grad_hist", _histograms(gflat, rows, granges))
+        packer.add("grad_range", granges)
+        images = _images(outputs, kinds)
+    # --- weights: gradient mean and std, grad:data, gradient histograms
+    ws = layers.params
+    W = len(ws)
+    if W:
+        wgrads = [w.grad if w.grad is not None else torch.zeros_like(w) for w in ws]
+        mean, std = _mean_std(wgrads + [w.data for w in ws])
+        packer.add("weight_summary", torch.stack([mean[:W], std[:W], std[:W] / std[W:], std[W:]], dim=1))  # (W, 4)
+        wflat, wrows = _flat(wgrads)
+        wranges = _row_ranges(wflat, wrows, W, symmetric=True)
+        packer.add("weight_hist", _histograms(wflat, wrows, wranges))
+        packer.add("weight_range", wranges)
+    # --- normalisation layers: running statistics (small vectors) and the affine gain and bias
+    norm_modules = [m for _, _, m in layers.norms]
+    running = [m for m in norm_modules if getattr(m, "running_mean", None) is not None]
+    if running:
+        packer.add("running", torch.cat([m.running_mean for m in running] + [m.running_var for m in running]))
+    affine = [(m.weight, getattr(m, "bias", None)) for m in norm_modules if getattr(m, "weight", None) is not None]
+    affine_params = [t for pair in affine for t in pair if t is not None]
+    if affine_params:
+        amean, astd = _mean_std([t.detach() for t in affine_params])
+        packer.add("affine", torch.stack([amean, astd], dim=1))
 
     v = packer.unpack()
-    image = _hex_rows(white)
-    ag_std = [dev / math.sqrt(B * H - 1) for dev in v["ag_dev"]]
-    layers = []
-    for i, name in enumerate(layer_names(model, nn.Tanh)):
-        layers.append({
-            "name": name, "mean": v["ag_mean"][i], "std": ag_std[i],
-            "saturation": v["saturated"][i] * 100 / (B * H), "dead": int(v["dead"][i]),
-            "grad_mean": v["ag_mean"][L + i], "grad_std": ag_std[L + i],
-            "act_hist": v["hist"][i], "grad_hist": v["hist"][L + i],
-            "image": image[i * B : (i + 1) * B],
+    activations = []
+    for i, (name, kind) in enumerate(zip(names, kinds)):
+        entry = {
+            "name": name, "kind": kind, "units": units[i],
+            "mean": _finite(v["act_mean"][i]), "std": _finite(v["act_std"][i]),
+            "saturation": v["saturated"][i] * 100 / max(outputs[i].numel(), 1), "dead": int(v["dead"][i]),
+            "hist": [int(c) for c in v["act_hist"][i]], "range": v["act_range"][i],
+            "grad_mean": _finite(v["act_mean"][L + i]) if measured[i] else None,
+            "grad_std": _finite(v["act_std"][L + i]) if measured[i] else None,
+            "grad_hist": [int(c) for c in v["grad_hist"][i]], "grad_range": v["grad_range"][i],
+        }  # fmt: skip
+        if images:
+            entry["image"] = images[i]
+        activations.append(entry)
+    weights = []
+    for i, (name, kind, w) in enumerate(layers.weights):
+        grad_mean, grad_std, grad_to_data, data_std = v["weight_summary"][i]
+        weights.append({
+            "name": name, "kind": kind, "shape": list(w.shape), "data_std": _finite(data_std),
+            "grad_mean": _finite(grad_mean), "grad_std": _finite(grad_std), "grad_to_data": _finite(grad_to_data),
+            "grad_hist": [int(c) for c in v["weight_hist"][i]], "grad_range": v["weight_range"][i],
         })  # fmt: skip
-    weights_out = []
-    for i, name in enumerate(weight_names(model)):
-        grad_mean, grad_std, grad_to_data = v["weight_summary"][i]
-        weights_out.append({
-            "name": name, "shape": list(ws[i].shape), "grad_mean": grad_mean, "grad_std": grad_std,
-            "grad_to_data": grad_to_data, "grad_hist": v["weight_hist"][i],
-        })  # fmt: skip
-    batchnorm, offset = [], 0
-    running = v.get("bn", [])  # every running_mean, then every running_var
-    for name, bn in zip(layer_names(model, nn.BatchNorm1d), bns):
-        n, half = bn.num_features, len(running) // 2
-        running_mean, running_var = running[offset : offset + n], running[half + offset : half + offset + n]
-        offset += n
-        batchnorm.append({
-            "name": name,
-            "mean_of_running_mean": sum(running_mean) / len(running_mean),
-            "mean_of_running_var": sum(running_var) / len(running_var),
-            "running_mean": running_mean, "running_var": running_var,
-        })  # fmt: skip
-    grad_lim, weight_lim = grad_lim or 1.0, weight_lim or 1.0
-    return {
-        "layers": layers,
-        "act_range": [-1.0, 1.0],
-        "grad_range": [-grad_lim, grad_lim],
-        "weights": weights_out,
-        "weight_grad_range": [-weight_lim, weight_lim],
-        "batchnorm": batchnorm,
-    }
+    return {"activations": activations, "weights": weights, "norms": _norms(layers, v)}
+
+
+def _images(outputs: list[torch.Tensor], kinds: tuple[str, ...]) -> list[list[str]]:
+    """The lecture's |t| > 0.99 image of every layer, when every layer is a tanh of the same 2-D shape
+    (the lecture's network) and small enough to send; else none."""
+    if set(kinds) != {"tanh"} or len({o.shape for o in outputs}) != 1 or outputs[0].dim() != 2:
+        return []
+    B, H = outputs[0].shape
+    if B * H > MAX_IMAGE_BITS:
+        return []
+    rows = _hex_rows(torch.stack(outputs).abs() > DEAD)
+    return [rows[i * B : (i + 1) * B] for i in range(len(outputs))]
+
+
+def _norms(layers: Layers, v: dict) -> list[dict]:
+    running, half, offset = v.get("running", []), len(v.get("running", [])) // 2, 0
+    affine, a = v.get("affine", []), 0
+    out = []
+    for name, kind, m in layers.norms:
+        entry: dict = {"name": name, "kind": kind}
+        if getattr(m, "running_mean", None) is not None:
+            n = m.running_mean.numel()
+            mean, var = running[offset : offset + n], running[half + offset : half + offset + n]
+            offset += n
+            entry.update(running_mean=mean, running_var=var, mean_of_running_mean=_finite(sum(mean) / n),
+                         mean_of_running_var=_finite(sum(var) / n))  # fmt: skip
+        if getattr(m, "weight", None) is not None:  # torch's weight / bias: the lecture's bngain / bnbias
+            entry.update(gain_mean=_finite(affine[a][0]), gain_std=_finite(affine[a][1]))
+            a += 1
+            if getattr(m, "bias", None) is not None:
+                entry.update(bias_mean=_finite(affine[a][0]), bias_std=_finite(affine[a][1]))
+                a += 1
+        out.append(entry)
+    return out

@@ -1,82 +1,37 @@
-"""Events -> named time series, and the even decimation that keeps every answer bounded.
+"""Reading a run back: its series over a range of steps at a resolution, its statistics, the
+histograms over time, and a whole export. Every answer is bounded.
 
-Series names (one value per step at the series' cadence):
-  loss                        minibatch loss, every step
-  lr                          learning rate, at each scalars event
-  update_to_data/<weight>     log10 update:data ratio, every update_every steps
-  dev_loss                    full dev split in eval mode, every dev_every steps
-  saturation/<tanh>, act_mean/<tanh>, act_std/<tanh>, dead/<tanh>, grad_std/<tanh>
-  grad_to_data/<weight>
-  running_mean/<batchnorm>, running_var/<batchnorm>   (means across channels)
-The page builds the same series from live events (static/dashboard.js).
+Equal footing: a range [start, end) and a point budget give one bucket width, a power of two
+(`bucket_for`); buckets start at multiples of it, and each point is the mean of the raw values in
+its bucket, at the first step it holds. Two runs asked for over the same range so come back at the
+same steps, each point averaging the same steps, whatever their lengths; a plotted curve, smoothed
+or not, is never biased by one run being decimated more than another.
 """
 
-import math
+import csv
+import heapq
+import json
+from typing import TextIO
 
-from bnscope.config import RunConfig
+from bnscope.hub import to_json
+from bnscope.store import Store
 
-MAX_LEVEL = 40  # step 0 sits on every level, so the first point is always kept
-
-
-def level_of(ordinal: int) -> int:
-    """Decimation level of the k-th sample of a series: the number of trailing zero bits of k.
-    Keeping the samples of level >= L keeps every 2**L-th one, evenly spaced, first included."""
-    if ordinal == 0:
-        return MAX_LEVEL
-    return min((ordinal & -ordinal).bit_length() - 1, MAX_LEVEL)
-
-
-def layer_names(config: RunConfig) -> dict[str, list[str]]:
-    """The names diagnostics gives a network of this config: its Tanh layers, its 2-D weights
-    (the embedding C and every Linear) and its BatchNorm layers."""
-    n_linear = config.n_layers + 1
-    return {
-        "tanh": [f"tanh{i}" for i in range(1, config.n_layers + 1)],
-        "weights": ["C"] + [f"linear{i}" for i in range(1, n_linear + 1)],
-        "batchnorm": [f"batchnorm{i}" for i in range(1, n_linear + 1)] if config.batchnorm else [],
-    }
+HISTORY_POINTS = 2000  # points per series in a history answer (W&B draws <= 1,500 a line)
+HISTORY_HISTOGRAMS = 500  # statistics steps listed (TensorBoard keeps 500 histograms a tag)
+HEATMAP_STEPS = 200  # columns of a histograms-over-time heatmap
+HISTOGRAM_KINDS = {  # heatmap kind -> (stats list, histogram key, range key)
+    "activations": ("activations", "hist", "range"),
+    "activation_grads": ("activations", "grad_hist", "grad_range"),
+    "weight_grads": ("weights", "grad_hist", "grad_range"),
+}
 
 
-def series_points(event: dict, config: RunConfig) -> list[tuple[str, int, int, float]]:
-    """(series name, step, level, value) for every value an event contributes."""
-    weight_names = layer_names(config)["weights"]
-    points: list[tuple[str, int, int, float]] = []
-    kind, step = event["type"], event["step"]
-
-    def add(name: str, at: int, cadence: int, value: float) -> None:
-        points.append((name, at, level_of(at // cadence), value))
-
-    if kind == "scalars":
-        for offset, loss in enumerate(event["loss"]):
-            add("loss", step + offset, 1, loss)
-        if event["loss"]:
-            add("lr", step, 1, event["lr"])
-        for at, row in zip(event["ud_steps"], event["ud"]):
-            for name, value in zip(weight_names, row):
-                add(f"update_to_data/{name}", at, config.update_every, value)
-    elif kind == "stats":
-        for layer in event["layers"]:
-            for key in ("saturation", "dead", "grad_std"):
-                add(f"{key}/{layer['name']}", step, config.stats_every, layer[key])
-            add(f"act_mean/{layer['name']}", step, config.stats_every, layer["mean"])
-            add(f"act_std/{layer['name']}", step, config.stats_every, layer["std"])
-        for weight in event["weights"]:
-            add(f"grad_to_data/{weight['name']}", step, config.stats_every, weight["grad_to_data"])
-        for bn in event["batchnorm"]:
-            add(f"running_mean/{bn['name']}", step, config.stats_every, bn["mean_of_running_mean"])
-            add(f"running_var/{bn['name']}", step, config.stats_every, bn["mean_of_running_var"])
-    elif kind == "eval" and event["split"] == "dev":
-        add("dev_loss", step, config.dev_every, event["loss"])
-    return [p for p in points if p[3] is not None and math.isfinite(p[3])]  # log10(0) = -inf: no point
-
-
-def decimation_level(count: int, max_points: int) -> int:
-    """The lowest level whose samples (every 2**L-th of `count`) number at most max_points - 1,
-    leaving room for the last point."""
-    level = 0
-    while (count - 1) // (1 << level) + 1 > max_points - 1 and level < MAX_LEVEL:
-        level += 1
-    return level
+def bucket_for(start: int, end: int, max_points: int) -> int:
+    """The smallest power of two such that [start, end) in buckets of it is at most max_points buckets."""
+    bucket = 1
+    while (end - 1) // bucket - start // bucket + 1 > max_points:
+        bucket *= 2
+    return bucket
 
 
 def evenly(items: list, max_count: int) -> list:
@@ -90,13 +45,60 @@ def evenly(items: list, max_count: int) -> list:
     return [items[i] for i in picks]
 
 
-def cadence_of(series: str, config: RunConfig) -> int:
-    """Steps between two samples of a series."""
-    kind = series.split("/", 1)[0]
-    if kind in ("loss", "lr"):
-        return 1
-    if kind == "update_to_data":
-        return config.update_every
-    if kind == "dev_loss":
-        return config.dev_every
-    return config.stats_every
+def series(store: Store, run_id: int, start: int, end: int, max_points: int) -> dict:
+    """Every series of a run over [start, end) at the bucket width the budget gives:
+    {"start", "end", "bucket", "series": {name: {"steps", "values"}}} (start aligned down to a bucket)."""
+    bucket = bucket_for(start, end, max_points)
+    start = start // bucket * bucket
+    out = {}
+    for name in store.series_names(run_id):
+        steps, values = store.series(run_id, name, start, end, bucket)
+        out[name] = {"steps": steps, "values": values}
+    return {"start": start, "end": end, "bucket": bucket, "series": out}
+
+
+def histograms(store: Store, run_id: int, kind: str, start: int, end: int, max_steps: int) -> dict:
+    """Each layer's histogram at up to max_steps statistics steps in [start, end), evenly spaced:
+    {"kind", "steps", "layers": {name: {"ranges": [[lo, hi], ...], "counts": [[...], ...]}}}, a column
+    a step (a layer missing at a step has no column there: "steps" lists each layer's own)."""
+    group, hist_key, range_key = HISTOGRAM_KINDS[kind]
+    steps = evenly([s for s in store.stats_steps(run_id) if start <= s < end], max_steps)
+    layers: dict[str, dict] = {}
+    for stats in store.stats_of(run_id, steps):
+        for entry in stats[group]:
+            layer = layers.setdefault(entry["name"], {"steps": [], "ranges": [], "counts": []})
+            layer["steps"].append(stats["step"])
+            layer["ranges"].append(entry[range_key])
+            layer["counts"].append(entry[hist_key])
+    return {"kind": kind, "steps": steps, "layers": layers}
+
+
+def export_csv(store: Store, run_id: int, out: TextIO) -> None:
+    """Every raw point of every series as CSV: a `step` column, then one column a series (empty where a
+    series has no point at that step). One cursor a series, merged by step: memory stays small."""
+    names = store.series_names(run_id)
+    writer = csv.writer(out)
+    writer.writerow(["step", *names])
+    streams = [((step, i, value) for step, value in store.series_rows(run_id, name)) for i, name in enumerate(names)]
+    row, at = [""] * len(names), None
+    for step, i, value in heapq.merge(*streams):
+        if step != at:
+            if at is not None:
+                writer.writerow([at, *row])
+                row = [""] * len(names)
+            at = step
+        row[i] = repr(value)
+    if at is not None:
+        writer.writerow([at, *row])
+
+
+def export_json(store: Store, run_id: int, head: dict, out: TextIO) -> None:
+    """The run (`head`: its description), its timeline and every raw series, as one JSON object."""
+    out.write('{"run":' + to_json(head) + ',"timeline":' + to_json(store.timeline(run_id)) + ',"series":{')
+    for i, name in enumerate(store.series_names(run_id)):
+        steps, values = [], []
+        for step, value in store.series_rows(run_id, name):
+            steps.append(step)
+            values.append(value)
+        out.write(("," if i else "") + json.dumps(name) + ":" + to_json({"steps": steps, "values": values}))
+    out.write("}}")

@@ -1,25 +1,35 @@
 """Fan-out of a run's events to live clients, never waiting for any of them.
 
-Each run has a Channel: events get increasing ids, a ring of the most recent ones serves
-reconnects (`Last-Event-ID`), and every subscriber has a bounded queue. The training thread
-publishes; a subscriber whose queue is full is dropped (its stream ends and the browser
-reconnects with Last-Event-ID), so a slow client never slows training or the other clients.
+Each run has a Channel: events get strictly increasing ids, a ring of the most recent ones serves
+reconnects (`Last-Event-ID`), and every subscriber has a queue bounded by bytes and by age. The
+server's thread for the run publishes; a subscriber that falls behind either bound is dropped (its
+stream ends, the browser reconnects with Last-Event-ID and gets the rest from the ring), so a slow
+client never slows training or the other clients.
+
+Ids are never reused, across crashes too: a channel reserves them in blocks (`reserve` writes the
+new ceiling to the store before any id of the block is sent), and after a restart it starts above
+the last ceiling. A client whose last id falls in the gap that leaves has missed nothing that still
+exists: the events it saw but the store lost are trained again, under new ids.
 """
 
 import asyncio
 import json
 import math
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Callable
 
 RING_BYTES = 8 * 2**20  # recent events kept for reconnecting clients (a minute or more of a run)
-QUEUE_SIZE = 256  # events a client may fall behind before it is dropped
+QUEUE_BYTES = 4 * 2**20  # what a client may fall behind by before it is dropped...
+QUEUE_SECONDS = 10.0  # ...or for how long its oldest unsent event may wait
+ID_BLOCK = 1000  # ids reserved in the store at a time (one small write every ~1,000 events)
 
 
 def to_json(event: dict) -> str:
-    """JSON text for the wire; non-finite floats (a diverging run) become null."""
+    """JSON text for the wire and the store; non-finite floats (a diverging run) become null."""
     try:
         return json.dumps(event, separators=(",", ":"), allow_nan=False)
     except ValueError:
@@ -48,41 +58,60 @@ class Message:
         return f"id: {self.id}\nevent: {self.type}\ndata: {self.data}\n\n".encode()
 
 
-DROPPED = Message(-1, "dropped", "")
-
-
 @dataclass(eq=False)
 class Subscriber:
+    """One client's queue, used on the event loop only (offer arrives via call_soon_threadsafe)."""
+
     loop: asyncio.AbstractEventLoop
-    queue: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(QUEUE_SIZE))
-    dropped: bool = False
+    queue: deque = field(default_factory=deque)  # (message, enqueued at)
+    queued_bytes: int = 0
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    dropped: asyncio.Event = field(default_factory=asyncio.Event)
 
     def offer(self, message: Message) -> None:
-        """On the event loop: enqueue, or drop this subscriber when it has fallen too far behind."""
-        if self.dropped:
+        """Enqueue, or drop this subscriber once it is too far behind: by bytes, or by the age of its
+        oldest unsent event. Nothing is thrown away from the queue: the client resumes by its last id."""
+        if self.dropped.is_set():
             return
-        try:
-            self.queue.put_nowait(message)
-        except asyncio.QueueFull:
-            self.dropped = True
-            self.queue.get_nowait()  # make room for the end-of-stream marker
-            self.queue.put_nowait(DROPPED)
+        now = time.monotonic()
+        if self.queued_bytes + len(message.data) > QUEUE_BYTES or (self.queue and now - self.queue[0][1] > QUEUE_SECONDS):
+            self.dropped.set()
+            return
+        self.queue.append((message, now))
+        self.queued_bytes += len(message.data)
+        self.ready.set()
+
+    async def next(self) -> Message:
+        while not self.queue:
+            self.ready.clear()
+            await self.ready.wait()
+        message, _ = self.queue.popleft()
+        self.queued_bytes -= len(message.data)
+        return message
 
 
 class Channel:
-    def __init__(self, last_id: int = 0):
+    def __init__(self, last_id: int = 0, stored_id: int | None = None, reserve: Callable[[int], None] | None = None):
+        """`last_id`: ids below it are taken (the store's reserved ceiling after a restart); `stored_id`:
+        the last id the store holds (events above it and up to last_id were lost or never sent)."""
         self._lock = threading.Lock()
         self._ring: deque[Message] = deque()
         self._ring_bytes = 0
         self._subscribers: set[Subscriber] = set()
         self.last_id = last_id
+        self._session_floor = last_id  # this session's first id is last_id + 1
+        self._stored_id = last_id if stored_id is None else stored_id
+        self._reserve = reserve
+        self._reserved = last_id
 
-    def publish(self, event: dict) -> Message:
-        """From any thread. Returns the numbered message."""
-        data = to_json(event)
+    def publish(self, event_type: str, data: str) -> Message:
+        """From any thread: number the JSON text of an event and hand it to every subscriber."""
         with self._lock:
+            if self._reserve is not None and self.last_id >= self._reserved:
+                self._reserved = self.last_id + ID_BLOCK
+                self._reserve(self._reserved)  # durable before any id of the block leaves
             self.last_id += 1
-            message = Message(self.last_id, event["type"], data)
+            message = Message(self.last_id, event_type, data)
             self._ring.append(message)
             self._ring_bytes += len(data)
             while self._ring_bytes > RING_BYTES:  # bounded by size: stats events are 100x a scalars event
@@ -97,7 +126,7 @@ class Channel:
 
     def subscribe(self, after: int | None, loop: asyncio.AbstractEventLoop) -> tuple[Subscriber, list[Message] | None]:
         """A new subscriber and the backlog after event id `after` (None: from now on). The
-        backlog is None when `after` is older than the ring: the client needs a fresh snapshot."""
+        backlog is None when some events after `after` are no longer held: send a snapshot."""
         sub = Subscriber(loop)
         with self._lock:
             self._subscribers.add(sub)
@@ -108,13 +137,20 @@ class Channel:
             return self._since(after)
 
     def _since(self, after: int) -> list[Message] | None:
-        """Ring messages after `after`, or None if some of them are no longer in the ring."""
         if after >= self.last_id:
             return []
         if self._ring and self._ring[0].id <= after + 1:
             return [m for m in self._ring if m.id > after]
+        # after a restart: a client that has all the store held has all that still exists
+        whole_session = not self._ring or self._ring[0].id == self._session_floor + 1
+        if self._stored_id <= after <= self._session_floor and whole_session:
+            return list(self._ring)
         return None
 
     def unsubscribe(self, sub: Subscriber) -> None:
         with self._lock:
             self._subscribers.discard(sub)
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._subscribers)

@@ -1,27 +1,33 @@
-"""The runs service: create (or pair), control, sample, read back. Routes call this; it owns
-the training threads, each run's event channel, and the store writer."""
+"""The runs service: create (alone, paired, or as a sweep), queue, control, sample, read back.
+Routes call this. It never runs a training step: each run trains in a worker (bnscope.worker)
+behind the run interface, and the service turns the worker's events into the stream (hub), the
+store (writer) and the run's state (bnscope.events.RunState, folded here once).
+
+At most `settings.max_runs` workers exist at once (a slot each); more runs wait as `queued` and
+start in order as slots free. Stopping the server is not losing: every worker is told to shut down,
+checkpoints at its step and ends `interrupted`, and resumes exactly after a restart.
+"""
 
 import io
 import threading
 import time
 from dataclasses import dataclass, field
 
-import torch
-
 from bnscope.config import RunConfig, Settings
-from bnscope.data import VOCAB_SIZE, Splits, make_splits
-from bnscope.history import cadence_of, decimation_level, evenly, layer_names
-from bnscope.hub import Channel
-from bnscope.sampling import sample_names
-from bnscope.store import Store
-from bnscope.trainer import Trainer
+from bnscope.data import Splits, make_splits
+from bnscope.events import ACTIVE, ENDED, INTERNAL, RunState, series_points, wire
+from bnscope.history import HEATMAP_STEPS, HISTORY_HISTOGRAMS, HISTORY_POINTS, evenly, export_csv, export_json
+from bnscope.history import histograms as histograms_of
+from bnscope.history import series as series_of
+from bnscope.hub import Channel, to_json
+from bnscope.store import Store, StoreFull
+from bnscope.worker import Backend, RunSpec, Worker
 from bnscope.writer import StoreWriter
-from bnscope.models import MLP
 
-ACTIVE = ("created", "running", "paused")  # a training thread exists
-CHECKPOINT_ON = ("paused", "stopped", "finished", "diverged")
-HISTORY_POINTS = 2000  # points per series in a history answer (W&B draws <= 1,500 a line)
-HISTORY_HISTOGRAMS = 500  # statistics steps listed (TensorBoard keeps 500 histograms a tag)
+SETTLE_SECONDS = 5.0  # how long a control request waits for the worker to act (a step, or a dev evaluation)
+WEIGHTS_FRESH_SECONDS = 0.2  # live samples come from weights at most this old...
+WEIGHTS_STALE_SECONDS = 5.0  # ...or, while fresher ones are on their way, at most this old
+SHUTDOWN_SECONDS = 8.0  # workers get this long to checkpoint when the server stops
 
 
 class NotFound(LookupError):
@@ -32,52 +38,71 @@ class Conflict(RuntimeError):
     """The action does not fit the run's state (e.g. resuming a finished run)."""
 
 
-class TooManyRuns(RuntimeError):
-    pass
+class Invalid(ValueError):
+    """A request that cannot be carried out as asked, naming the field."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field, self.message = field, message
+
+
+class QueueFull(RuntimeError):
+    """More runs are waiting than the queue holds; try again once some have started."""
+
+    retry_after_s = 30
+
+
+class StorageFull(RuntimeError):
+    """The change could not be saved: the disk (or the database's size cap) is full."""
 
 
 @dataclass(eq=False)
 class Run:
     id: int
     name: str
-    config: RunConfig
+    source: str  # "trainer" (bnscope trains it) or "watched" (bnscope.watch in a user's process)
+    config: dict  # a trainer run's RunConfig, as a dict; a watched run's description
     paired_with: int | None
+    sweep_id: int | None
     created_at: float
-    status: str
-    message: str
-    step: int
-    lr: float
+    state: RunState
     channel: Channel
-    trainer: Trainer | None = None
-    thread: threading.Thread | None = None
-    next_checkpoint: int = 0
-    weights: tuple[int, torch.nn.Module] | None = field(default=None, repr=False)  # (step, eval model) cache
+    model: dict | None = None  # the layers it reports (a `model` event's body)
+    worker: Worker | None = None
+    worker_info: dict | None = None  # where it trains (or trained last)
+    settled: threading.Condition = field(default_factory=threading.Condition)  # notified at every status change
+    weights: tuple[float, int, bytes] | None = field(default=None, repr=False)  # (received at, step, bytes)
+    weights_asked: float = 0.0
+    last_checkpoint: tuple[int, bytes] | None = field(default=None, repr=False)  # the newest one its worker sent
+    sampler: tuple[int, object] | None = field(default=None, repr=False)  # (step, eval model) built from weights
+
+    @property
+    def run_config(self) -> RunConfig:
+        return RunConfig(**self.config)
 
 
 class RunService:
-    def __init__(self, store: Store, words: list[str], settings: Settings):
+    def __init__(self, store: Store, words: list[str], settings: Settings, backend: Backend):
         self.store = store
         self.words = words
-        self._splits: dict[int, Splits] = {}  # by block_size: runs may differ in context length
         self.settings = settings
+        self.backend = backend
         self.writer = StoreWriter(store, self._on_store_failure)
-        self._lock = threading.Lock()  # guards self.runs and the active-run cap
-        store.mark_interrupted()
+        self._splits: dict[int, Splits] = {}  # by block_size, for samples' novelty
+        self._lock = threading.RLock()  # guards the runs, the queue and the slots
+        self._stopping = False
+        store.interrupt_training()
         self.runs: dict[int, Run] = {row["id"]: self._run_from_row(row) for row in store.runs()}
+        self.queue: list[int] = [run.id for run in self.runs.values() if run.state.status == "queued"]
+        self._fill_slots()
 
-    def splits(self, block_size: int) -> Splits:
-        if block_size not in self._splits:
-            self._splits[block_size] = make_splits(self.words, block_size)
-        return self._splits[block_size]
-
-    @staticmethod
-    def _run_from_row(row: dict) -> Run:
-        config = RunConfig(**row["config"])
-        return Run(
-            id=row["id"], name=row["name"], config=config, paired_with=row["paired_with"],
-            created_at=row["created_at"], status=row["status"], message=row["message"], step=row["step"],
-            lr=row["lr"] if row["lr"] is not None else config.lr, channel=Channel(last_id=row["last_event_id"]),
-        )  # fmt: skip
+    def _run_from_row(self, row: dict) -> Run:
+        state = RunState(status=row["status"], message=row["message"], step=row["step"], lr=row["lr"])
+        last_id = max(row["last_event_id"], row["reserved_event_id"])
+        channel = Channel(last_id, row["last_event_id"], reserve=lambda ceiling, run_id=row["id"]: self.store.reserve_ids(run_id, ceiling))
+        return Run(id=row["id"], name=row["name"], source=row["source"], config=row["config"],
+                   paired_with=row["paired_with"], sweep_id=row["sweep_id"], created_at=row["created_at"],
+                   state=state, channel=channel, model=row["model"])  # fmt: skip
 
     # ---- reading --------------------------------------------------------------------------------
     def get(self, run_id: int) -> Run:
@@ -86,198 +111,321 @@ class RunService:
         except KeyError:
             raise NotFound(f"no run with id {run_id}") from None
 
-    def list(self) -> list[Run]:
+    def all(self) -> list[Run]:
         return list(self.runs.values())
 
     def describe(self, run: Run) -> dict:
-        trainer = run.trainer
-        step = trainer.step if trainer else run.step
-        steps_per_s = trainer.steps_per_s if trainer and run.status == "running" else 0.0
+        state = run.state
+        config = run.config if run.source == "trainer" else None
+        steps = config["steps"] if config else None
         partner = self.runs.get(run.paired_with) if run.paired_with else None
         return {
-            "id": run.id, "name": run.name, "status": run.status, "message": run.message,
-            "step": step, "steps": run.config.steps, "steps_per_s": steps_per_s,
-            "eta_s": (run.config.steps - step) / steps_per_s if steps_per_s > 0 else None,
-            "lr": trainer.lr if trainer else run.lr, "config": run.config.model_dump(),
-            "paired_with": run.paired_with, "differs": self._differs(run.config, partner.config) if partner else {},
-            "layers": layer_names(run.config), "created_at": run.created_at, "last_event_id": run.channel.last_id,
+            "id": run.id, "name": run.name, "source": run.source, "status": state.status, "message": state.message,
+            "step": state.step, "steps": steps, "steps_per_s": state.steps_per_s,
+            "eta_s": (steps - state.step) / state.steps_per_s if steps and state.steps_per_s > 0 else None,
+            "lr": state.lr, "config": config, "watched": None if config else run.config,
+            "paired_with": run.paired_with, "sweep_id": run.sweep_id,
+            "differs": _differs(run.config, partner.config) if partner and config else {},
+            "layers": _layer_names(run.model), "queue_position": self.queue.index(run.id) + 1 if run.id in self.queue else None,
+            "worker": run.worker_info, "created_at": run.created_at, "last_event_id": run.channel.last_id,
         }  # fmt: skip
 
-    @staticmethod
-    def _differs(config: RunConfig, partner: RunConfig) -> dict:
-        mine, theirs = config.model_dump(), partner.model_dump()
-        return {key: value for key, value in mine.items() if theirs[key] != value}
-
-    # ---- creating and controlling ----------------------------------------------------------------
+    # ---- creating -------------------------------------------------------------------------------
     def create(self, overrides: dict, paired_with: int | None = None, name: str | None = None) -> Run:
         """A new run with the default config plus `overrides`, or, paired with another run, that
         run's config (same seed, same batch order) plus `overrides`, trained from step 0."""
-        base = self.get(paired_with).config.model_dump() if paired_with is not None else {}
+        base = self._trainer_config(paired_with) if paired_with is not None else {}
         config = RunConfig(**{**base, **overrides})
+        if name is None:
+            name = ", ".join(f"{key}={value}" for key, value in overrides.items()) or ("copy" if paired_with else "default")
         with self._lock:
-            if sum(run.status in ACTIVE for run in self.runs.values()) >= self.settings.max_runs:
-                raise TooManyRuns(
-                    f"{self.settings.max_runs} runs are already training; stop or delete one first (limit: max_runs)"
-                )
-            if name is None:
-                name = "default" if not overrides and paired_with is None else ", ".join(
-                    f"{key}={value}" for key, value in overrides.items()
-                ) or "copy"  # fmt: skip
-            run_id = self.store.create_run(name, config.model_dump(), paired_with, config.lr)
-            run = Run(id=run_id, name=name, config=config, paired_with=paired_with, created_at=time.time(),
-                      status="created", message="", step=0, lr=config.lr, channel=Channel())  # fmt: skip
-            self.runs[run_id] = run
-            self._start(run, checkpoint=None)
+            self._check_queue_room(1)
+            return self._add(name, config, paired_with, sweep_id=None)
+
+    def create_sweep(self, overrides: dict, setting: str, values: list) -> tuple[int, list[Run]]:
+        """Paired runs over one setting's values: the same config, seed and batch order but `setting`,
+        queued in order. Every value is checked before any run is made."""
+        if setting not in RunConfig.model_fields:
+            raise Invalid("vary", f"{setting!r} is not a setting")
+        if setting in overrides:
+            raise Invalid(f"vary.{setting}", "it is both in config and varied")
+        configs = [RunConfig(**{**overrides, setting: value}) for value in values]  # a bad value: ValidationError
+        with self._lock:
+            self._check_queue_room(len(configs))
+            sweep_id = self.store.create_sweep(overrides, setting, [c.model_dump()[setting] for c in configs])
+            runs: list[Run] = []
+            for config in configs:
+                partner = runs[0].id if runs else None
+                runs.append(self._add(f"{setting}={getattr(config, setting)}", config, partner, sweep_id))
+        return sweep_id, runs
+
+    def sweeps(self) -> list[dict]:
+        return [{**s, "runs": [r.id for r in self.runs.values() if r.sweep_id == s["id"]]} for s in self.store.sweeps()]
+
+    def _trainer_config(self, run_id: int) -> dict:
+        run = self.get(run_id)
+        if run.source != "trainer":
+            raise Conflict(f"run {run_id} is a watched run: bnscope cannot train a copy of it")
+        return run.config
+
+    def _check_queue_room(self, count: int) -> None:
+        free = self.settings.max_runs - self._training_count()
+        waiting = len(self.queue) + max(0, count - free)
+        if waiting > self.settings.max_queued:
+            raise QueueFull(f"{len(self.queue)} runs are already waiting for one of {self.settings.max_runs} slots "
+                            f"(max_queued {self.settings.max_queued}); try again when some have started")  # fmt: skip
+
+    def _add(self, name: str, config: RunConfig, paired_with: int | None, sweep_id: int | None) -> Run:
+        dumped = config.model_dump()
+        run_id = self.store.create_run(name, dumped, paired_with=paired_with, sweep_id=sweep_id, status="queued", lr=config.lr)
+        row = self.store.run(run_id)
+        run = self._run_from_row(row)
+        self.runs[run_id] = run
+        self.queue.append(run_id)
+        self._publish(run, {"type": "status", "step": 0, "status": "queued", "message": "waiting for a free slot"})
+        self._fill_slots()
         return run
 
-    def _start(self, run: Run, checkpoint: dict | None) -> None:
-        trainer = Trainer(run.config, self.splits(run.config.block_size), emit=lambda event: self._on_event(run, event))
-        if checkpoint is not None:
-            trainer.load_state_dict(checkpoint)
-        run.trainer, run.status, run.message = trainer, "created", ""
-        run.next_checkpoint = trainer.step + self.settings.checkpoint_every
-        run.thread = threading.Thread(target=trainer.run, name=f"run-{run.id}", daemon=True)
-        run.thread.start()
+    # ---- slots ------------------------------------------------------------------------------------
+    def _training_count(self) -> int:
+        return sum(run.worker is not None for run in self.runs.values())
 
+    def _fill_slots(self) -> None:
+        """Start queued runs, oldest first, while slots are free."""
+        with self._lock:
+            while self.queue and not self._stopping and self._training_count() < self.settings.max_runs:
+                run = self.runs[self.queue.pop(0)]
+                saved = (run.last_checkpoint or self.store.checkpoint(run.id)) if run.state.step > 0 else None
+                self._start(run, saved[1] if saved else None)
+
+    def _start(self, run: Run, checkpoint: bytes | None) -> None:
+        spec = RunSpec(run.run_config, self.words, checkpoint, self.settings.checkpoint_every)
+        self._publish(run, {"type": "status", "step": run.state.step, "status": "created", "message": ""})
+        run.worker = self.backend.start(run.id, spec, lambda event: self._on_event(run, event),
+                                        lambda reason: self._on_exit(run, reason))  # fmt: skip
+        run.worker_info = run.worker.info
+
+    # ---- events ------------------------------------------------------------------------------------
     def _on_event(self, run: Run, event: dict) -> None:
-        """On the training thread: publish to live clients, hand to the store. Never blocks."""
-        event["time"] = time.time()  # wall clock, for the timeline and for measuring event latency
-        message = run.channel.publish(event)
-        self.writer.event(run.id, message, event, run.config)
+        """On the worker's thread (or ours, for the service's own): keep what is internal, stream and
+        store the rest. Never blocks on a client or the database."""
         kind = event["type"]
-        if kind == "status":
-            run.status, run.message, run.step = event["status"], event["message"], event["step"]
-            if event["status"] in CHECKPOINT_ON:
-                self.writer.checkpoint(run.id, run.trainer.state_dict())
-        elif kind == "scalars":
-            run.step, run.lr = event["step"] + len(event["loss"]), event["lr"]
-            if run.step >= run.next_checkpoint:
-                run.next_checkpoint = run.step + self.settings.checkpoint_every
-                self.writer.checkpoint(run.id, run.trainer.state_dict())
+        if kind == "checkpoint":
+            run.last_checkpoint = (event["step"], event["state"])  # samples need not wait for the store
+            self.writer.checkpoint(run.id, event["step"], event["state"])
+        elif kind == "weights":
+            run.weights = (time.monotonic(), event["step"], event["state"])
+            with run.settled:
+                run.settled.notify_all()
+        else:
+            self._publish(run, event)
+
+    def _publish(self, run: Run, event: dict) -> None:
+        """Fold, number, stream and store one event, under the run's lock: ids reach the store in order."""
+        assert event["type"] not in INTERNAL
+        event["time"] = time.time()  # wall clock: the timeline, and how old a point is when a client gets it
+        points = series_points(event)
+        with run.settled:
+            changed = run.state.apply(event)
+            if event["type"] == "model":
+                run.model = {key: event[key] for key in ("activations", "weights", "norms")}
+            text = to_json(wire(event, points, run.state if changed else None))
+            message = run.channel.publish(event["type"], text)
+            self.writer.event(run.id, message.id, event, text, points, run.state.as_dict() if changed else None)
+            if changed:
+                run.settled.notify_all()
+
+    def _on_exit(self, run: Run, reason: str) -> None:
+        """A worker ended. Without a final status (killed, crashed) the run is interrupted, resumable
+        from its last checkpoint; either way its slot goes to the next queued run."""
+        with self._lock:
+            run.worker = None
+            with run.settled:
+                run.settled.notify_all()
+            if run.state.status in ACTIVE:
+                saved = run.last_checkpoint or self.store.checkpoint(run.id)
+                where = f"from step {saved[0]:,} (its last checkpoint)" if saved else "from step 0"
+                self._publish(run, {"type": "status", "step": saved[0] if saved else 0, "status": "interrupted",
+                                    "message": f"{reason or 'the worker ended early'}; resume to continue {where}"})  # fmt: skip
+            self._fill_slots()
 
     def _on_store_failure(self, run_ids: set[int], reason: str) -> None:
         for run_id in run_ids:
             run = self.runs.get(run_id)
-            if run is None:
-                continue
-            if run.trainer is not None and run.status in ACTIVE:
-                run.trainer.fail(reason)  # its status event reaches the page; the store may not take it
-            else:
-                run.status, run.message = "failed", reason
+            if run is not None and run.worker is not None:
+                run.worker.send({"op": "stop"})
+                run.state.status, run.state.message = "failed", reason  # its status may not reach the store
+            elif run is not None:
+                run.state.status, run.state.message = "failed", reason
 
+    # ---- control -----------------------------------------------------------------------------------
     def pause(self, run_id: int) -> Run:
-        run = self._require(run_id, ("running", "created"), "pause")
-        run.trainer.pause()
+        run = self._training(run_id, "pause", ("running", "created"))
+        run.worker.send({"op": "pause"})
         return self._settled(run, ("paused",))
-
-    @staticmethod
-    def _settled(run: Run, statuses: tuple[str, ...], timeout: float = 2.0) -> Run:
-        """Wait (a step or so) until the training thread has acted, so the answer shows the new status."""
-        deadline = time.monotonic() + timeout
-        while run.status not in statuses and run.status in ACTIVE and time.monotonic() < deadline:
-            time.sleep(0.002)
-        return run
 
     def resume(self, run_id: int) -> Run:
         run = self.get(run_id)
-        if run.status == "paused":
-            run.trainer.resume()
+        if run.state.status == "paused" and run.worker is not None:
+            run.worker.send({"op": "resume"})
             return self._settled(run, ("running",))
-        if run.status != "interrupted":
-            raise Conflict(f"run {run_id} is {run.status}; only a paused or interrupted run can be resumed")
+        if run.state.status != "interrupted" or run.source != "trainer":
+            raise Conflict(f"run {run_id} is {run.state.status}; only a paused or interrupted run can be resumed")
         with self._lock:
-            if sum(r.status in ACTIVE for r in self.runs.values()) >= self.settings.max_runs:
-                raise TooManyRuns(f"{self.settings.max_runs} runs are already training (limit: max_runs)")
-            saved = self.store.checkpoint(run_id)
-            state = torch.load(io.BytesIO(saved[1]), weights_only=True) if saved else None
-            self._start(run, state)  # no checkpoint yet: start over, which is the same run by its seed
+            self._check_queue_room(1)
+            self.queue.append(run.id)
+            self._publish(run, {"type": "status", "step": run.state.step, "status": "queued",
+                                "message": "waiting for a free slot"})  # fmt: skip
+            self._fill_slots()
         return run
 
     def stop(self, run_id: int) -> Run:
         run = self.get(run_id)
-        if run.status == "interrupted":
-            run.status = "stopped"
-            self.store.set_status(run_id, "stopped", "stopped while interrupted")
-            return run
-        run = self._require(run_id, ACTIVE, "stop")
-        run.trainer.stop()
-        return self._settled(run, ("stopped",))
+        with self._lock:
+            if run.state.status in ("interrupted", "queued") and run.worker is None:
+                if run.id in self.queue:
+                    self.queue.remove(run.id)
+                self._publish(run, {"type": "status", "step": run.state.step, "status": "stopped",
+                                    "message": f"stopped while {run.state.status}"})  # fmt: skip
+                return run
+        run = self._training(run_id, "stop", ACTIVE)
+        run.worker.send({"op": "stop"})
+        return self._settled(run, ENDED)
 
     def set_lr(self, run_id: int, lr: float) -> Run:
-        run = self._require(run_id, ACTIVE, "change the learning rate of")
-        run.trainer.set_lr(lr)
-        run.lr = lr
+        run = self._training(run_id, "change the learning rate of", ACTIVE)
+        with run.settled:
+            run.worker.send({"op": "lr", "lr": lr})
+            run.settled.wait_for(lambda: run.state.lr == lr or run.worker is None, timeout=SETTLE_SECONDS)
         return run
 
-    def _require(self, run_id: int, statuses: tuple[str, ...], action: str) -> Run:
+    def rename(self, run_id: int, name: str) -> Run:
         run = self.get(run_id)
-        if run.status not in statuses or run.trainer is None:
-            raise Conflict(f"cannot {action} run {run_id}: it is {run.status}")
+        self.store.update_run(run_id, name=name)
+        run.name = name
+        return run
+
+    def _training(self, run_id: int, action: str, statuses: tuple[str, ...]) -> Run:
+        run = self.get(run_id)
+        if run.state.status not in statuses or run.worker is None:
+            raise Conflict(f"cannot {action} run {run_id}: it is {run.state.status}")
+        return run
+
+    @staticmethod
+    def _settled(run: Run, statuses: tuple[str, ...]) -> Run:
+        """Wait until the worker has acted (a step, or a dev evaluation), so the answer shows the new status."""
+        with run.settled:
+            run.settled.wait_for(lambda: run.state.status in statuses or run.worker is None, timeout=SETTLE_SECONDS)
         return run
 
     def delete(self, run_id: int) -> None:
+        """Stop the run if it trains, then delete it with all it recorded. On a full disk the run stays."""
         run = self.get(run_id)
-        if run.trainer is not None:
-            run.trainer.stop()
-            run.thread.join(timeout=30)
+        with self._lock:
+            if run.id in self.queue:
+                self.queue.remove(run.id)
+        if run.worker is not None:
+            run.worker.send({"op": "stop"})
+            with run.settled:
+                if not run.settled.wait_for(lambda: run.worker is None, timeout=SETTLE_SECONDS):
+                    run.worker.kill()
+        self.writer.flush()  # its last events are written before the rows go
+        try:
+            self.store.delete_run(run_id)
+        except StoreFull as err:
+            raise StorageFull(f"{err}; the run is kept: free some space and delete it again") from err
         with self._lock:
             self.runs.pop(run_id, None)
-        self.writer.flush()  # its last events are written before the rows go
-        self.store.delete_run(run_id)
+
+    def closing(self) -> None:
+        """The server begins to stop (from a signal handler): start no queued run from now on."""
+        self._stopping = True
 
     def shutdown(self) -> None:
-        """Stop every training thread between steps; their last events and checkpoints are written."""
-        for run in list(self.runs.values()):
-            if run.trainer is not None and run.status in ACTIVE:
-                run.trainer.stop()
-        for run in list(self.runs.values()):
-            if run.thread is not None:
-                run.thread.join(timeout=30)
+        """Every worker checkpoints at its step and ends interrupted; then the store is closed."""
+        with self._lock:
+            self._stopping = True
+            training = [run for run in self.runs.values() if run.worker is not None]
+        for run in training:
+            run.worker.send({"op": "shutdown", "message": "the server stopped; resume to continue"})
+        deadline = time.monotonic() + SHUTDOWN_SECONDS
+        for run in training:
+            with run.settled:
+                run.settled.wait_for(lambda: run.worker is None, timeout=max(0.0, deadline - time.monotonic()))
+            if run.worker is not None:
+                run.worker.kill()
         self.writer.flush()
         self.writer.close()
+        self.backend.close()
 
-    # ---- samples and history ---------------------------------------------------------------
+    # ---- samples --------------------------------------------------------------------------------------
+    def sampler(self, run: Run):
+        """(step, the run's network in eval mode) to sample from: live from its worker (weights at most
+        WEIGHTS_FRESH_SECONDS old, or older ones while new ones come), else its last checkpoint."""
+        if run.source != "trainer":
+            raise Conflict(f"run {run.id} is a watched run: its network lives in the process that watches it")
+        if run.worker is not None and run.state.status in ("running", "paused"):
+            step, state = self._live_weights(run)
+        else:
+            saved = run.last_checkpoint or self.store.checkpoint(run.id)
+            if saved is None:
+                raise Conflict(f"run {run.id} has no saved weights yet")
+            step, state = saved
+        if run.sampler is None or run.sampler[0] != step:
+            from bnscope.trainer import load_model  # torch loads with the first sample, not with the server
+
+            run.sampler = (step, load_model(run.run_config, state))
+        return run.sampler
+
     def samples(self, run_id: int, n: int, temperature: float, seed: int | None, prefix: str, max_len: int) -> dict:
+        from bnscope.sampling import sample_names
+
         run = self.get(run_id)
-        step, model = self._weights(run)
-        names = sample_names(model, n, block_size=run.config.block_size, temperature=temperature, prefix=prefix,
-                             seed=seed, max_len=max_len, train_words=self.splits(run.config.block_size).train_words)  # fmt: skip
+        step, model = self.sampler(run)
+        if not all(bool(p.isfinite().all()) for p in model.parameters()):
+            raise Conflict(f"run {run_id}'s weights are not finite (it diverged at step {step:,}): nothing to sample")
+        names = sample_names(model, n, block_size=run.run_config.block_size, temperature=temperature, prefix=prefix,
+                             seed=seed, max_len=max_len, train_words=self.splits(run.run_config.block_size).train_words)  # fmt: skip
         return {"run_id": run.id, "step": step, "samples": names}
 
-    def _weights(self, run: Run) -> tuple[int, torch.nn.Module]:
-        """The run's current network in eval mode: live from its trainer, else its last checkpoint."""
-        if run.trainer is not None:
-            return run.trainer.snapshot()
-        saved = self.store.checkpoint(run.id)
-        if saved is None:
-            raise Conflict(f"run {run.id} has no saved weights yet")
-        if run.weights is None or run.weights[0] != saved[0]:
-            state = torch.load(io.BytesIO(saved[1]), weights_only=True)
-            model = MLP(vocab_size=VOCAB_SIZE, **run.config.model_kwargs())
-            model.load_state_dict(state["model"])
-            run.weights = (saved[0], model.eval())
-        return run.weights
+    def _live_weights(self, run: Run) -> tuple[int, bytes]:
+        now = time.monotonic()
+        held = run.weights
+        if held is None or now - held[0] > WEIGHTS_FRESH_SECONDS:
+            if now - run.weights_asked > WEIGHTS_FRESH_SECONDS:
+                run.weights_asked = now
+                run.worker.send({"op": "weights"})
+            if held is None or now - held[0] > WEIGHTS_STALE_SECONDS:  # nothing usable: wait for the answer
+                with run.settled:
+                    run.settled.wait_for(lambda: run.weights is not held or run.worker is None, timeout=SETTLE_SECONDS)
+                held = run.weights
+        if held is None:
+            if run.last_checkpoint is None:
+                raise Conflict(f"run {run.id} has no weights yet")
+            return run.last_checkpoint
+        return held[1], held[2]
 
-    def history(self, run_id: int, max_points: int = HISTORY_POINTS, max_histograms: int = HISTORY_HISTOGRAMS) -> dict:
-        """Everything recorded so far, each series decimated evenly to <= max_points (first and
-        last kept), statistics steps to <= max_histograms. `last_event_id` tells the live stream
-        where to pick up."""
+    def splits(self, block_size: int) -> Splits:
+        if block_size not in self._splits:
+            self._splits[block_size] = make_splits(self.words, block_size)
+        return self._splits[block_size]
+
+    # ---- reading back ---------------------------------------------------------------------------------
+    def history(self, run_id: int, start: int = 0, end: int | None = None, max_points: int = HISTORY_POINTS,
+                max_histograms: int = HISTORY_HISTOGRAMS) -> dict:  # fmt: skip
+        """Every series over [start, end) (default: the whole run) at one resolution, the statistics steps,
+        the latest statistics and the timeline. `last_event_id`: where the live stream picks up."""
         run = self.get(run_id)
-        self.writer.flush()  # what the trainer emitted so far is in the store, so the answer is current
+        self.writer.flush()  # what the workers sent so far is in the store, so the answer is current
         with self.store.reading():
             stored = self.store.run(run_id)
-            series = {}
-            for name in self.store.series_names(run_id):
-                count = self.store.last_step(run_id, name) // cadence_of(name, run.config) + 1
-                steps, values = self.store.series(run_id, name, decimation_level(count, max_points))
-                series[name] = {"steps": steps, "values": values}
-            stats_steps = self.store.stats_steps(run_id)
+            end = max(end if end is not None else max(stored["step"], run.state.step), start + 1)
+            answer = series_of(self.store, run_id, start, end, max_points)
+            stats_steps = [s for s in self.store.stats_steps(run_id) if start <= s < end]
             latest = self.store.stats_at(run_id, stats_steps[-1]) if stats_steps else None
             timeline = self.store.timeline(run_id)
-        return {
-            "run": self.describe(run), "last_event_id": stored["last_event_id"], "series": series,
-            "stats_steps": evenly(stats_steps, max_histograms), "latest_stats": latest, "timeline": timeline,
-        }  # fmt: skip
+        return {"run": self.describe(run), "last_event_id": stored["last_event_id"], **answer,
+                "stats_steps": evenly(stats_steps, max_histograms), "latest_stats": latest, "timeline": timeline}  # fmt: skip
 
     def stats_at(self, run_id: int, step: int) -> dict:
         self.get(run_id)
@@ -286,3 +434,30 @@ class RunService:
         if stats is None:
             raise NotFound(f"run {run_id} has no statistics recorded yet")
         return stats
+
+    def histograms(self, run_id: int, kind: str, start: int = 0, end: int | None = None,
+                   max_steps: int = HEATMAP_STEPS) -> dict:  # fmt: skip
+        run = self.get(run_id)
+        self.writer.flush()
+        return histograms_of(self.store, run_id, kind, start, end if end is not None else run.state.step + 1, max_steps)
+
+    def export(self, run_id: int, fmt: str) -> io.TextIOBase:
+        """Every series of the run, raw, as CSV or JSON, in a spooled temporary file (read from the start)."""
+        import tempfile
+
+        run = self.get(run_id)
+        self.writer.flush()
+        out = tempfile.SpooledTemporaryFile(max_size=8 * 2**20, mode="w+", newline="")
+        with self.store.reading():
+            export_csv(self.store, run_id, out) if fmt == "csv" else export_json(self.store, run_id, self.describe(run), out)
+        out.seek(0)
+        return out
+
+
+def _differs(config: dict, partner: dict) -> dict:
+    return {key: value for key, value in config.items() if partner.get(key) != value}
+
+
+def _layer_names(model: dict | None) -> dict:
+    model = model or {"activations": [], "weights": [], "norms": []}
+    return {group: [entry["name"] for entry in model[group]] for group in ("activations", "weights", "norms")}

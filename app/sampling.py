@@ -6,6 +6,9 @@ import torch.nn.functional as F
 from bnscope.data import decode, encode, outside_vocab
 
 
+PREFIX_PATTERN = "^[a-z]*$"
+
+
 def check_prefix(prefix: str) -> str:
     bad = outside_vocab(prefix)
     if bad:

@@ -1,11 +1,13 @@
 """The FastAPI app and `bnscope serve`."""
 
+import asyncio
 import ipaddress
+import socket
 import sys
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import torch
+import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -15,23 +17,36 @@ from bnscope import PACKAGE_DIR, __version__
 from bnscope.api.routes import events, pages, runs
 from bnscope.api.security import Guard
 from bnscope.config import Settings
-from bnscope.data import read_names
-from bnscope.runs import Conflict, NotFound, RunService, TooManyRuns
+from bnscope.data import NamesFileError, read_names
+from bnscope.runs import Conflict, Invalid, NotFound, QueueFull, RunService, StorageFull
 from bnscope.store import Store, StoreError
+from bnscope.worker import Backend, ProcessBackend
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def make_backend(settings: Settings) -> Backend:
+    """Where runs train: a worker process each (the default), or a Ray actor each (`--ray`)."""
+    if settings.ray:
+        from bnscope.ray_backend import RayBackend
+
+        return RayBackend(settings.ray)
+    return ProcessBackend()
+
+
+def create_app(settings: Settings | None = None, backend: Backend | None = None) -> FastAPI:
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         store = Store(settings.data_dir / "bnscope.sqlite3", max_mb=settings.max_db_mb)
-        service = RunService(store, read_names(settings.names), settings)
+        service = RunService(store, read_names(settings.names), settings, backend or make_backend(settings))
         app.state.service = service
-        if settings.autostart:
+        app.state.stopping = asyncio.Event()  # set when the server begins to stop: every stream ends
+        app.state.loop = asyncio.get_running_loop()
+        if settings.autostart and not service.runs:  # a fresh store: show something at once
             service.create({})
         yield
-        service.shutdown()
+        app.state.stopping.set()
+        await asyncio.to_thread(service.shutdown)
 
     app = FastAPI(
         title="bnscope",
@@ -46,22 +61,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=PACKAGE_DIR / "static"), name="static")
 
-    def error(status: int):
+    def error(status: int, headers: dict | None = None):
         async def handler(request: Request, exc: Exception) -> JSONResponse:
-            return JSONResponse({"detail": str(exc)}, status_code=status)
+            return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)
 
         return handler
 
     app.add_exception_handler(NotFound, error(404))
     app.add_exception_handler(Conflict, error(409))
-    app.add_exception_handler(TooManyRuns, error(429))
+    app.add_exception_handler(QueueFull, error(429, {"Retry-After": str(QueueFull.retry_after_s)}))
+    app.add_exception_handler(StorageFull, error(507))
 
     async def invalid_config(request: Request, exc: ValidationError) -> JSONResponse:
         # a combination of settings RunConfig refuses (e.g. batch_size 1 with batchnorm on)
         detail = [{"loc": ["body", "config", *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
         return JSONResponse({"detail": detail}, status_code=422)
 
+    async def invalid(request: Request, exc: Invalid) -> JSONResponse:
+        return JSONResponse({"detail": [{"loc": ["body", *exc.field.split(".")], "msg": exc.message, "type": "value_error"}]},
+                            status_code=422)  # fmt: skip
+
     app.add_exception_handler(ValidationError, invalid_config)
+    app.add_exception_handler(Invalid, invalid)
     app.add_middleware(Guard, token=settings.token, max_body_bytes=settings.max_body_bytes)
     return app
 
@@ -75,22 +96,59 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def serve(host: str | None, port: int | None, data_dir: Path | None, token: str | None, names: Path | None) -> int:
-    import uvicorn
+class Server(uvicorn.Server):
+    """uvicorn's server, told when it begins to stop (a signal): the streams end at once and no queued
+    run starts, so the rest of the stop (the workers' checkpoints) fits in a few seconds."""
 
-    overrides = {k: v for k, v in dict(host=host, port=port, data_dir=data_dir, token=token, names=names).items() if v}
-    settings = Settings(**overrides)
+    def __init__(self, config: uvicorn.Config, app: FastAPI):
+        super().__init__(config)
+        self.app = app
+
+    def handle_exit(self, sig, frame) -> None:
+        state = self.app.state
+        if getattr(state, "service", None) is not None:
+            state.service.closing()
+            state.loop.call_soon_threadsafe(state.stopping.set)
+        super().handle_exit(sig, frame)
+
+
+def serve(host: str | None, port: int | None, data_dir: Path | None, token: str | None, names: Path | None,
+          ray: str | None = None) -> int:  # fmt: skip
+    overrides = dict(host=host, port=port, data_dir=data_dir, token=token, names=names, ray=ray)
+    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
     if not is_loopback(settings.host) and not settings.token:
         print(f"bnscope: refusing to serve on {settings.host} without an access token: "
               "pass --token or set BNSCOPE_TOKEN (or bind 127.0.0.1)", file=sys.stderr)  # fmt: skip
         return 2
-    read_names(settings.names)  # a bad names file or database is reported before the server starts
-    try:
+    try:  # everything that can fail is checked before anything is written
+        read_names(settings.names)
+        listener = _listen(settings.host, settings.port)
         Store(settings.data_dir / "bnscope.sqlite3", max_mb=settings.max_db_mb)
-    except StoreError as err:
+    except (NamesFileError, StoreError) as err:
         print(f"bnscope: {err}", file=sys.stderr)
         return 2
-    torch.set_num_threads(1)  # many small ops: one thread per run is fastest, and leaves a core for the API
-    print(f"bnscope: dashboard on http://{settings.host}:{settings.port}  (runs kept in {settings.data_dir})")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
+    except OSError as err:
+        print(f"bnscope: cannot listen on {settings.host}:{settings.port}: {err.strerror or err}", file=sys.stderr)
+        return 2
+    app = create_app(settings)
+    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=3)
+    bound = listener.getsockname()[1]
+    print(f"bnscope: dashboard on http://{settings.host}:{bound}  (runs kept in {settings.data_dir}; Ctrl-C stops, "
+          "training runs resume after a restart)", flush=True)  # fmt: skip
+    Server(config, app).run(sockets=[listener])
     return 0
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound now: a busy port is reported before a run or a database exists."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock

@@ -1,21 +1,21 @@
-"""One run of training, a step at a time: the lecture's loop with pause / resume / stop and a
-live learning rate between steps, emitting plain-dict events to whoever listens.
+"""One run of training, a step at a time: the lecture's loop, with the user's commands applied
+between steps, handing events (bnscope.events) to whoever listens.
 
-Events (each a JSON-ready dict with "type" and "step"):
-  status   the run's status changed: running, paused, finished, stopped, diverged, failed
-  control  a user action took effect between steps (pause, resume, stop, lr)
-  scalars  every step's minibatch loss since the last one, and the update:data ratios measured
-           at their cadence; sent every ~0.1 s and before any other event, so order is kept
-  stats    activation / gradient / BatchNorm statistics at a stats step (see diagnostics)
-  eval     loss on a whole split in eval mode: dev at its cadence, train/dev/test at the end
-The trainer never waits on a listener: `emit` must return at once.
+    trainer = Trainer(config, splits, emit)
+    trainer.run(commands)   # until the last step, a stop, a shutdown or divergence; never raises
+
+`commands` gives what the user asked for (pause, resume, stop, lr, checkpoint, weights, shutdown):
+`poll()` without waiting between steps, `wait()` while paused (bnscope.worker.CommandQueue). The
+trainer makes its own checkpoints, on its own thread: every `checkpoint_every` steps and whenever
+training stops, always after the events they cover. `emit` must return at once: the training hot
+path never waits on a listener, and a listener never reaches back into the trainer.
 """
 
-import copy
+import io
 import math
-import threading
 import time
-from typing import Callable
+from collections import deque
+from typing import Callable, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -23,114 +23,110 @@ import torch.nn.functional as F
 from bnscope import diagnostics
 from bnscope.config import RunConfig
 from bnscope.data import VOCAB_SIZE, Splits
+from bnscope.events import Status
 from bnscope.models import MLP
 from bnscope.models.fused import ManualBackprop
 
 Emit = Callable[[dict], None]
 FLUSH_SECONDS = 0.1  # how often the per-step losses go out: ~10 updates a second for a live chart
-SNAPSHOT_SECONDS = 0.2  # how stale the weights that live samples come from may be
+WARMUP_SECONDS = 1.0  # steps/s (and so the ETA) is reported only once the first steps' start-up cost is behind
+EXPLODE_STEPS = 500  # a loss that stays above EXPLODE_FACTOR x ln(vocab) for this many steps has exploded
+EXPLODE_FACTOR = 2.0  # a healthy run starts at ln(27) = 3.30 and only falls
+
+
+class Commands(Protocol):
+    def poll(self) -> list[dict]: ...  # the commands waiting now (none: an empty list)
+    def wait(self) -> dict: ...  # the next command, waiting for it
 
 
 def pick_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def build_model(config: RunConfig, seed_init: bool = True) -> MLP:
+    """The run's network, built from its config in this one place (the init drawn from the seed)."""
+    generator = torch.Generator().manual_seed(config.seed) if seed_init else None
+    return MLP(vocab_size=VOCAB_SIZE, generator=generator, **config.model_kwargs())
+
+
+def load_model(config: RunConfig, state: bytes) -> MLP:
+    """A network in eval mode from `weights` or `checkpoint` bytes."""
+    saved = torch.load(io.BytesIO(state), map_location="cpu", weights_only=True)
+    model = build_model(config, seed_init=False)
+    model.load_state_dict(saved.get("model", saved))
+    return model.eval()
+
+
+@torch.no_grad()
+def split_loss(model: MLP, splits: Splits, split: str) -> float:
+    """Mean loss over a whole split in eval mode (BatchNorm uses its running statistics)."""
+    X, Y = splits.split(split)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        return F.cross_entropy(model(X.to(device)), Y.to(device)).item()
+    finally:
+        model.train(was_training)
+
+
 class Trainer:
-    def __init__(self, config: RunConfig, splits: Splits, emit: Emit | None = None, device: torch.device | None = None):
+    def __init__(self, config: RunConfig, splits: Splits, emit: Emit | None = None, *,
+                 checkpoint_every: int = 10_000, device: torch.device | None = None):  # fmt: skip
         self.config = config
         self.device = device or pick_device()
         self.emit = emit or (lambda event: None)
-        self.Xtr, self.Ytr = splits.Xtr.to(self.device), splits.Ytr.to(self.device)
-        self.Xdev, self.Ydev = splits.Xdev.to(self.device), splits.Ydev.to(self.device)
+        self.checkpoint_every = checkpoint_every
         self.splits = splits
+        self.Xtr, self.Ytr = splits.Xtr.to(self.device), splits.Ytr.to(self.device)
         # two generators: the init draws and the minibatch order, so a paired run that changes
         # the network's shape still sees exactly the same batches
-        init_gen = torch.Generator().manual_seed(config.seed)
         self.batch_gen = torch.Generator().manual_seed(config.seed)
-        self.model = MLP(vocab_size=VOCAB_SIZE, generator=init_gen, **config.model_kwargs()).to(self.device)
+        self.model = build_model(config).to(self.device)
         self.backprop = ManualBackprop(self.model)  # the forward and backward pass, written out
+        self.layers = diagnostics.lecture_layers(self.model)
         self.params = list(self.model.parameters())
-        self.weights = diagnostics.weights(self.model)
-        self.step = 0  # steps done; the next step's index
-        self.base_lr = config.lr
-        self.status = "created"
-        self.message = ""
-        self.steps_per_s = 0.0
-        # held for the length of a step: readers see whole steps only. Re-entrant, so a listener
-        # may take a checkpoint (state_dict) from inside an event emitted during a step
-        self.lock = threading.RLock()
-        self._resume = threading.Event()
-        self._resume.set()
-        self._stop = threading.Event()
-        self._failure = ""
-        self._snapshot: tuple[float, int, torch.nn.Module] | None = None  # (taken at, step, eval copy)
+        self.step = 0  # steps done: the next step's index
+        self.base_lr = config.lr  # the user may change it; the decay after lr_decay_step still applies
+        self.paused = False
+        self.outcome: tuple[Status, str] | None = None  # how the run ends, once decided
         self._pending_loss: list[torch.Tensor] = []
         self._pending_ud: list[tuple[int, torch.Tensor]] = []
-        self._last_flush = (time.perf_counter(), 0)
+        self._next_checkpoint = checkpoint_every
+        self._speed = _Speedometer()
+        self._recent = _RecentLoss(EXPLODE_STEPS)
 
-    # ---- control, from any thread -----------------------------------------------------------
     @property
     def lr(self) -> float:
         return self.config.lr_at(self.step, self.base_lr)
 
-    def pause(self) -> None:
-        self._resume.clear()
-
-    def resume(self) -> None:
-        self._resume.set()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._resume.set()  # wake a paused loop so it can see the stop
-
-    def fail(self, message: str) -> None:
-        """Stop between steps with status `failed` (e.g. its events can no longer be saved)."""
-        self._failure = message
-        self.stop()
-
-    def set_lr(self, lr: float) -> None:
-        """A new base learning rate from the next step on (the decay after lr_decay_step still applies)."""
-        with self.lock:
-            self.base_lr = lr
-            self.emit({"type": "control", "action": "lr", "step": self.step, "lr": lr})
-
     # ---- the loop ---------------------------------------------------------------------------
-    def run(self) -> str:
-        """Train until `steps`, a stop, or divergence. Returns the final status; never raises."""
+    def run(self, commands: Commands) -> Status:
+        """Train until `steps`, a stop, a shutdown or divergence. Returns the final status; never raises."""
         try:
+            self.emit({"type": "model", "step": self.step, **self.layers.info()})
             self._set_status("running")
-            while self.step < self.config.steps:
-                if not self._resume.is_set():
+            self._speed.start(self.step)
+            while self.step < self.config.steps and self.outcome is None:
+                self._obey(commands.poll())
+                while self.paused and self.outcome is None:
+                    self._obey([commands.wait()])
+                if self.outcome is not None:
+                    break
+                self._train_step()
+                if self._speed.since_flush() >= FLUSH_SECONDS:
                     self._flush()
-                    self._set_status("paused")
-                    self.emit({"type": "control", "action": "pause", "step": self.step})
-                    self._resume.wait()
-                    if not self._stop.is_set():
-                        self.emit({"type": "control", "action": "resume", "step": self.step})
-                        self._set_status("running")
-                        self._last_flush = (time.perf_counter(), self.step)
-                if self._stop.is_set():
-                    self._flush()
-                    if self._failure:
-                        self._set_status("failed", self._failure)
-                        return self.status
-                    self.emit({"type": "control", "action": "stop", "step": self.step})
-                    self._set_status("stopped")
-                    return self.status
-                with self.lock:
-                    self._train_step()
-                if time.perf_counter() - self._last_flush[0] >= FLUSH_SECONDS:
-                    self._flush()
-                if self.status == "diverged":
-                    return self.status
+                if self.step >= self._next_checkpoint and self.outcome is None:
+                    self._checkpoint()
             self._flush()
-            if self.status == "diverged":
-                return self.status
-            self._emit_final_eval()
-            self._set_status("finished")
-        except Exception as err:  # one run's fault must not take down the server or other runs
+            if self.outcome is None:
+                self._emit_final_eval()
+                self.outcome = ("finished", "")
+            self._checkpoint()
+            self._set_status(*self.outcome)
+        except Exception as err:  # one run's fault must not take down its worker's server or other runs
             self._set_status("failed", f"{type(err).__name__}: {err}")
-        return self.status
+        return self.outcome[0] if self.outcome else "failed"
 
     def _train_step(self) -> None:
         cfg, i = self.config, self.step
@@ -139,30 +135,59 @@ class Trainer:
         Xb, Yb = self.Xtr[ix], self.Ytr[ix]  # (B, block_size), (B,)
         # forward and backward pass: the loss, every p.grad, and every tanh output with its gradient
         loss = self.backprop(Xb, Yb)
-        stats = diagnostics.collect(self.model, self.backprop.h, self.backprop.dh) if i % cfg.stats_every == 0 else None
+        stats = diagnostics.collect(self.layers, self.backprop.h, self.backprop.dh) if i % cfg.stats_every == 0 else None
         # update
         lr = self.lr
         with torch.no_grad():
             torch._foreach_add_(self.params, [p.grad for p in self.params], alpha=-lr)
         if i % cfg.update_every == 0:
-            self._pending_ud.append((i, diagnostics.update_to_data(self.weights, lr)))
+            self._pending_ud.append((i, diagnostics.update_to_data(self.layers.params, lr)))
         self._pending_loss.append(loss)
         self.step = i + 1
-        want_dev = i % cfg.dev_every == 0
-        if stats is not None or want_dev:
+        if stats is not None or i % cfg.dev_every == 0:
             self._flush()  # the losses up to this step go first, and a divergence ends the step here
-            if self.status == "diverged":
+            if self.outcome is not None:
                 return
-        if stats is not None:
-            self.emit({"type": "stats", "step": i, **stats})
-        if want_dev:
-            self.emit({"type": "eval", "step": i, "split": "dev", "loss": self.evaluate("dev")})
+            if stats is not None:
+                self.emit({"type": "stats", "step": i, **stats})
+            if i % cfg.dev_every == 0:
+                self.emit({"type": "eval", "step": i, "split": "dev", "loss": self.evaluate("dev")})
 
+    # ---- between steps: the user's commands ------------------------------------------------------
+    def _obey(self, commands: list[dict]) -> None:
+        if commands:
+            self._flush()  # what a command changes is marked after the steps done before it
+        for command in commands:
+            op = command["op"]
+            if op == "pause" and not self.paused:
+                self.paused = True
+                self.emit({"type": "control", "action": "pause", "step": self.step})
+                self._checkpoint()
+                self._set_status("paused")
+            elif op == "resume" and self.paused:
+                self.paused = False
+                self.emit({"type": "control", "action": "resume", "step": self.step})
+                self._set_status("running")
+                self._speed.start(self.step)
+            elif op == "stop":
+                self.emit({"type": "control", "action": "stop", "step": self.step})
+                self.outcome = ("stopped", "")
+            elif op == "shutdown":  # the server is going away: save, and be resumed after its restart
+                self.outcome = ("interrupted", command.get("message", "the server stopped; resume to continue"))
+            elif op == "lr":
+                self.base_lr = float(command["lr"])
+                self.emit({"type": "control", "action": "lr", "step": self.step, "lr": self.base_lr})
+            elif op == "checkpoint":
+                self._checkpoint()
+            elif op == "weights":
+                self.emit({"type": "weights", "step": self.step, "state": self._save({"model": self._model_state()})})
+
+    # ---- events ----------------------------------------------------------------------------------
     def _flush(self) -> None:
-        """Send the pending losses and ratios as one `scalars` event; stop the run at a non-finite loss."""
+        """Send the pending losses and ratios as one `scalars` event; end the run at a non-finite or
+        exploded loss."""
         if not self._pending_loss:
             return
-        now = time.perf_counter()
         first = self.step - len(self._pending_loss)
         losses_t = torch.stack(self._pending_loss)
         finite = torch.isfinite(losses_t)
@@ -176,64 +201,107 @@ class Trainer:
             losses = losses[: diverged_at - first]
             keep = sum(1 for s in ud_steps if s < diverged_at)
             ud_steps, ud = ud_steps[:keep], ud[:keep]
-        t0, step0 = self._last_flush
-        if now > t0:
-            self.steps_per_s = (self.step - step0) / (now - t0)
-        self._last_flush = (now, self.step)
+            self.step = diverged_at
         self._pending_loss.clear()
         self._pending_ud.clear()
         self.emit({
-            "type": "scalars", "step": first, "loss": losses, "lr": self.lr,
-            "ud_steps": ud_steps, "ud": ud, "steps_per_s": self.steps_per_s,
+            "type": "scalars", "step": first, "loss": losses, "lr": self.lr, "steps_per_s": self._speed.flushed(self.step),
+            "ud_names": self.layers.weight_names, "ud_steps": ud_steps, "ud": ud,
         })  # fmt: skip
         if diverged_at is not None:
-            self.step = diverged_at
-            self._set_status("diverged", f"loss became non-finite at step {diverged_at}")
+            self.outcome = ("diverged", f"loss became non-finite at step {diverged_at}")
+        elif (exploded := self._recent.add(first, losses)) is not None:
+            start, mean = exploded
+            self.outcome = ("diverged", f"loss exploded: mean {mean:.3g} over steps {start:,}-{self.step - 1:,}, "
+                                        f"where a healthy run starts at ln({VOCAB_SIZE}) = {math.log(VOCAB_SIZE):.2f}")  # fmt: skip
 
-    def _set_status(self, status: str, message: str = "") -> None:
-        self.status, self.message = status, message
+    def _set_status(self, status: Status, message: str = "") -> None:
         self.emit({"type": "status", "step": self.step, "status": status, "message": message})
 
-    # ---- evaluation and sampling --------------------------------------------------------------
-    @torch.no_grad()
+    def _checkpoint(self) -> None:
+        self.emit({"type": "checkpoint", "step": self.step, "state": self._save(self.state_dict())})
+        self._next_checkpoint = self.step + self.checkpoint_every
+
+    # ---- evaluation ------------------------------------------------------------------------------
     def evaluate(self, split: str) -> float:
-        """Mean loss over a whole split in eval mode (BatchNorm uses its running statistics)."""
-        X, Y = self.splits.split(split)
-        self.model.eval()
-        try:
-            return F.cross_entropy(self.model(X.to(self.device)), Y.to(self.device)).item()
-        finally:
-            self.model.train()
+        return split_loss(self.model, self.splits, split)
 
     def _emit_final_eval(self) -> None:
         for split in ("train", "dev", "test"):
             self.emit({"type": "eval", "step": self.step, "split": split, "loss": self.evaluate(split), "final": True})
 
-    def snapshot(self) -> tuple[int, torch.nn.Module]:
-        """(step, an eval-mode copy of the network at that whole step), for sampling in another
-        thread. A copy is never changed afterwards; while training, a new one is taken at most
-        every SNAPSHOT_SECONDS, so a burst of sample requests costs one copy, not one each."""
-        with self.lock:
-            taken_at, step, _ = self._snapshot or (0.0, -1, None)
-            if step != self.step and time.monotonic() - taken_at >= SNAPSHOT_SECONDS:
-                self._snapshot = (time.monotonic(), self.step, copy.deepcopy(self.model).eval())
-            return self._snapshot[1], self._snapshot[2]
+    # ---- checkpoints ------------------------------------------------------------------------------
+    def _model_state(self) -> dict:
+        return {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
 
-    # ---- checkpoints --------------------------------------------------------------------------
+    @staticmethod
+    def _save(state: dict) -> bytes:
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        return buffer.getvalue()
+
     def state_dict(self) -> dict:
         """Everything a resumed run needs to continue exactly as an uninterrupted one."""
-        with self.lock:
-            return {
-                "model": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
-                "step": self.step,
-                "base_lr": self.base_lr,
-                "batch_gen": self.batch_gen.get_state(),
-            }
+        return {"model": self._model_state(), "step": self.step, "base_lr": self.base_lr,
+                "batch_gen": self.batch_gen.get_state()}  # fmt: skip
 
-    def load_state_dict(self, state: dict) -> None:
-        with self.lock:
-            self.model.load_state_dict(state["model"])
-            self.step = int(state["step"])
-            self.base_lr = float(state["base_lr"])
-            self.batch_gen.set_state(state["batch_gen"])
-            self._last_flush = (time.perf_counter(), self.step)
+    def load_checkpoint(self, state: bytes) -> None:
+        saved = torch.load(io.BytesIO(state), map_location="cpu", weights_only=True)
+        self.model.load_state_dict(saved["model"])
+        self.step = int(saved["step"])
+        self.base_lr = float(saved["base_lr"])
+        self.batch_gen.set_state(saved["batch_gen"])
+        self._next_checkpoint = self.step + self.checkpoint_every
+
+
+class _Speedometer:
+    """Steps per second for the live view and the ETA: measured over the flushes after a warm-up
+    (the first steps pay one-off costs), 0 until then; an EMA so one slow flush does not jump it."""
+
+    def __init__(self):
+        self.rate = 0.0
+        self._started = self._flushed_at = time.perf_counter()
+        self._step = 0
+
+    def start(self, step: int) -> None:
+        self.rate = 0.0
+        self._started = self._flushed_at = time.perf_counter()
+        self._step = step
+
+    def since_flush(self) -> float:
+        return time.perf_counter() - self._flushed_at
+
+    def flushed(self, step: int) -> float:
+        now = time.perf_counter()
+        if now - self._started < WARMUP_SECONDS:
+            self._flushed_at, self._step = now, step  # the warm-up's steps are not counted
+            return 0.0
+        window = (step - self._step) / (now - self._flushed_at) if now > self._flushed_at else self.rate
+        self.rate = window if self.rate == 0 else 0.7 * self.rate + 0.3 * window
+        self._flushed_at, self._step = now, step
+        return self.rate
+
+
+class _RecentLoss:
+    """The mean loss over the last `span` steps (at flush granularity), to tell a run whose loss
+    exploded: it stays well above where any healthy run starts (ln(vocab)) for the whole span."""
+
+    def __init__(self, span: int):
+        self.span = span
+        self.windows: deque[tuple[int, int, float]] = deque()  # (first step, count, sum)
+        self.count, self.total = 0, 0.0
+        self.limit = EXPLODE_FACTOR * math.log(VOCAB_SIZE)
+
+    def add(self, first: int, losses: list[float]) -> tuple[int, float] | None:
+        """Fold in a flush's losses; (first step of the span, its mean loss) if the loss exploded."""
+        if not losses:
+            return None
+        self.windows.append((first, len(losses), sum(losses)))
+        self.count += len(losses)
+        self.total += self.windows[-1][2]
+        while self.count - self.windows[0][1] >= self.span:
+            _, n, s = self.windows.popleft()
+            self.count, self.total = self.count - n, self.total - s
+        if self.count >= self.span and self.total / self.count > self.limit:
+            return self.windows[0][0], self.total / self.count
+        return None

@@ -1,20 +1,15 @@
-"""StoreWriter: the one thread that writes to SQLite. Training threads hand it events and ask
-for checkpoints; it writes them in one transaction about once a second, so the training hot
-path never waits on the database. If a write fails (disk full, read-only file) the runs in
+"""StoreWriter: the one thread that writes to SQLite. The runs service hands it events and
+checkpoints as they arrive from the workers; it writes them in one transaction about once a second,
+in the order they came, so a checkpoint is never ahead of the history it covers. If a write fails (disk full, read-only file) the runs in
 that batch are reported to `on_failure` and the writer carries on with later batches."""
 
-import io
 import queue
 import sqlite3
 import threading
 import time
 from typing import Callable
 
-import torch
-
-from bnscope.config import RunConfig
-from bnscope.history import series_points
-from bnscope.hub import Message
+from bnscope.events import Point
 from bnscope.store import Store
 
 FLUSH_SECONDS = 1.0
@@ -29,13 +24,12 @@ class StoreWriter:
         self._thread.start()
 
     # ---- from any thread (cheap: a queue put) ------------------------------------------------
-    def event(self, run_id: int, message: Message, event: dict, config: RunConfig) -> None:
-        self._queue.put(("event", run_id, message, event, config))
+    def event(self, run_id: int, event_id: int, event: dict, text: str, points: list[Point], state: dict | None) -> None:
+        """An event with its id, its JSON, its series points and the run's state after it (None: unchanged)."""
+        self._queue.put(("event", (run_id, event_id, event, text, points, state)))
 
-    def checkpoint(self, run_id: int, state: dict) -> None:
-        """A checkpoint (Trainer.state_dict()), serialised and written on the writer's thread. Handed
-        over after the events it covers, so it is never ahead of the history that is saved."""
-        self._queue.put(("checkpoint", run_id, state))
+    def checkpoint(self, run_id: int, step: int, state: bytes) -> None:
+        self._queue.put(("checkpoint", (run_id, step, state)))
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Block until everything handed over so far is written."""
@@ -69,15 +63,11 @@ class StoreWriter:
             for item in items:
                 kind = item[0]
                 if kind == "event":
-                    _, run_id, message, event, config = item
-                    run_ids.add(run_id)
-                    events.append((run_id, message.id, event, message.data, series_points(event, config)))
+                    events.append(item[1])
+                    run_ids.add(item[1][0])
                 elif kind == "checkpoint":
-                    _, run_id, state = item
-                    run_ids.add(run_id)
-                    buffer = io.BytesIO()
-                    torch.save(state, buffer)
-                    checkpoints.append((run_id, state["step"], buffer.getvalue()))
+                    checkpoints.append(item[1])
+                    run_ids.add(item[1][0])
                 elif kind == "flush":
                     waiters.append(item[1])
                 elif kind == "close":

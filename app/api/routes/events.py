@@ -1,60 +1,111 @@
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from bnscope.api.deps import Service
-from bnscope.hub import DROPPED, Message, to_json
+from bnscope.hub import Message, Subscriber, to_json
 
 router = APIRouter(prefix="/api/runs", tags=["events"])
 RETRY_MS = 1000  # how soon a dropped or disconnected browser reconnects
 HEARTBEAT_S = 15  # a comment line this often keeps proxies and browsers from timing out
-
-
 STREAM = {"description": "a text/event-stream that lasts while the client stays", "content": {"text/event-stream": {}}}
+
+
+class _DroppedOnPurpose(logging.Filter):
+    """A stream cut because its client stopped reading ends mid-response on purpose: not an error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "returned without completing response" not in record.getMessage()
+
+
+logging.getLogger("uvicorn.error").addFilter(_DroppedOnPurpose())
+
+
+class EventStream(Response):
+    """An endless text/event-stream for one subscriber. It ends when the client leaves, when the client
+    falls too far behind (the subscriber is dropped: even a send blocked on a full socket is cut), or
+    when the server stops."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, frames: AsyncIterator[bytes], subscriber: Subscriber, stopping: asyncio.Event):
+        super().__init__(headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
+        self.frames, self.subscriber, self.stopping = frames, subscriber, stopping
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+
+        async def pump() -> None:
+            async for frame in self.frames:
+                await send({"type": "http.response.body", "body": frame, "more_body": True})
+
+        async def client_left() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+
+        tasks = [asyncio.ensure_future(t) for t in (pump(), client_left(), self.subscriber.dropped.wait(), self.stopping.wait())]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self.frames.aclose()  # unsubscribes, even when the pump was cut inside a send
+        if not self.subscriber.dropped.is_set():  # a clean end; a dropped client's socket may be full
+            try:
+                await asyncio.wait_for(send({"type": "http.response.body", "body": b"", "more_body": False}), 1.0)
+            except (TimeoutError, OSError):
+                pass
 
 
 @router.get("/{run_id}/events", response_class=StreamingResponse, responses={200: STREAM, 404: {"description": "no such run"}})
 async def run_events(
     run_id: int,
+    request: Request,
     service: Service,
     after: Annotated[int | None, Query(ge=0, le=2**62, description="continue after this event id (from /history)")] = None,
     last_event_id: Annotated[int | None, Header(ge=0, le=2**62)] = None,
 ):
-    """Server-Sent Events of one run: `scalars`, `stats`, `eval`, `status`, `control`, each with an
-    increasing id. Reconnecting with `Last-Event-ID` (or `?after=`) replays what was missed; when
-    that is no longer held, a `snapshot` event carries the whole history instead. Comments are
-    sent as heartbeats. A client that falls too far behind is disconnected, never waited for."""
+    """Server-Sent Events of one run (bnscope.events): `model`, `status`, `control`, `scalars`,
+    `metrics`, `stats`, `eval`, each with an increasing id and, in its data, the series `points` it
+    adds and the run's state (`run`) when it changed. Reconnecting with `Last-Event-ID` (or `?after=`)
+    replays what was missed; when that is no longer held, a `snapshot` event (a /history answer)
+    comes first. Comments are heartbeats. A client that falls too far behind is disconnected, never
+    waited for, and resumes by its last id."""
     run = service.get(run_id)
     resume_from = last_event_id if last_event_id is not None else after
+    subscriber, backlog = run.channel.subscribe(resume_from, asyncio.get_running_loop())
 
-    async def stream() -> AsyncIterator[bytes]:
-        # each event is framed once, when published, and the same bytes go to every client
-        sub, backlog = run.channel.subscribe(resume_from, asyncio.get_running_loop())
+    async def frames() -> AsyncIterator[bytes]:
         try:
             yield f"retry: {RETRY_MS}\n: connected\n\n".encode()
-            if backlog is None:  # the gap is older than the ring: send the history, then go on live
-                snapshot = await asyncio.to_thread(service.history, run_id)
-                yield Message(snapshot["last_event_id"], "snapshot", to_json(snapshot)).wire
-                backlog = run.channel.since(snapshot["last_event_id"]) or []
             last_sent = resume_from or 0
-            for message in backlog:
-                last_sent = message.id
-                yield message.wire
-            while True:  # ends when the client goes (the response is cancelled) or is dropped
+            pending = backlog
+            if pending is None:  # the gap is older than what is held: the history, then on live
+                snapshot = await asyncio.to_thread(service.history, run_id)
+                last_sent = snapshot["last_event_id"]
+                yield Message(last_sent, "snapshot", to_json(snapshot)).wire
+                pending = run.channel.since(last_sent) or []
+            for message in pending:
+                if message.id > last_sent:
+                    last_sent = message.id
+                    yield message.wire
+            while True:
                 try:
-                    message = await asyncio.wait_for(sub.queue.get(), HEARTBEAT_S)
+                    message = await asyncio.wait_for(subscriber.next(), HEARTBEAT_S)
                 except TimeoutError:
                     yield b": ping\n\n"
                     continue
-                if message is DROPPED:
-                    return  # too slow: the browser reconnects with Last-Event-ID and catches up
-                if message.id > last_sent:  # not already sent from the backlog
+                if message.id > last_sent:  # not already sent with the backlog or the snapshot
                     last_sent = message.id
                     yield message.wire
         finally:
-            run.channel.unsubscribe(sub)
+            run.channel.unsubscribe(subscriber)
 
-    return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+    return EventStream(frames(), subscriber, request.app.state.stopping)

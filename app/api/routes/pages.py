@@ -51,5 +51,5 @@ health = APIRouter(tags=["health"])
 
 @health.get("/healthz", response_model=Health)
 def healthz(service: Service):
-    runs = service.list()
-    return {"status": "ok", "runs": len(runs), "training": sum(run.status == "running" for run in runs)}
+    runs = service.all()
+    return {"status": "ok", "runs": len(runs), "training": sum(run.worker is not None for run in runs), "queued": len(service.queue)}

@@ -1,103 +1,155 @@
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response, status
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import AfterValidator
 
 from bnscope.api.deps import Service
-from bnscope.api.schemas import RunCreate, RunOut, RunPatch, SamplesOut
-from bnscope.runs import HISTORY_HISTOGRAMS, HISTORY_POINTS
-from bnscope.sampling import check_prefix
+from bnscope.api.schemas import HistogramsOut, HistoryOut, RunCreate, RunOut, RunPatch, SamplesOut, SweepCreate, SweepInfo, SweepOut
+from bnscope.events import StatsEvent
+from bnscope.history import HEATMAP_STEPS, HISTORY_HISTOGRAMS, HISTORY_POINTS
+from bnscope.sampling import PREFIX_PATTERN, check_prefix
 
-router = APIRouter(prefix="/api/runs", tags=["runs"])
+router = APIRouter(prefix="/api", tags=["runs"])
 
-ERRORS = {404: {"description": "no such run"}, 409: {"description": "the action does not fit the run's state"}}
+NOT_FOUND = {404: {"description": "no such run"}}
+CONFLICT = {409: {"description": "the action does not fit the run's state"}}
+QUEUE_FULL = {429: {"description": "the queue of runs waiting for a slot is full (Retry-After says when to try again)"}}
+STEP = Annotated[int, Query(ge=0, le=2**62)]
 
 
-@router.get("", response_model=list[RunOut])
+@router.get("/runs", response_model=list[RunOut])
 def list_runs(service: Service):
-    return [service.describe(run) for run in service.list()]
+    return [service.describe(run) for run in service.all()]
 
 
-@router.post("", response_model=RunOut, status_code=status.HTTP_201_CREATED,
-             responses={404: ERRORS[404], 429: {"description": "too many runs training"}})  # fmt: skip
+@router.post("/runs", response_model=RunOut, status_code=status.HTTP_201_CREATED, responses={**NOT_FOUND, **CONFLICT, **QUEUE_FULL})
 def create_run(body: RunCreate, service: Service):
-    """Start a run: the defaults plus `config`, or paired with another run: its config, seed and
-    batch order plus `config`, trained from step 0 beside it."""
+    """Queue a run: the defaults plus `config`, or paired with another run: its config, seed and
+    batch order plus `config`, trained from step 0. It trains as soon as a slot is free."""
     overrides = body.config.model_dump(exclude_none=True)
     return service.describe(service.create(overrides, paired_with=body.paired_with, name=body.name))
 
 
-@router.get("/{run_id}", response_model=RunOut, responses={404: ERRORS[404]})
+@router.post("/sweeps", response_model=SweepOut, status_code=status.HTTP_201_CREATED, responses=QUEUE_FULL)
+def create_sweep(body: SweepCreate, service: Service):
+    """A family of paired runs over one setting's values: the same config, seed and batch order but
+    that setting, queued in order (e.g. `{"vary": {"gain": [0.5, 1, 1.667, 3, 5]}}`)."""
+    (setting, values), = body.vary.items()
+    sweep_id, runs = service.create_sweep(body.config.model_dump(exclude_none=True), setting, values)
+    return {"id": sweep_id, "runs": [run.id for run in runs]}
+
+
+@router.get("/sweeps", response_model=list[SweepInfo])
+def list_sweeps(service: Service):
+    return service.sweeps()
+
+
+@router.get("/runs/{run_id}", response_model=RunOut, responses=NOT_FOUND)
 def get_run(run_id: int, service: Service):
     return service.describe(service.get(run_id))
 
 
-@router.delete("/{run_id}", status_code=status.HTTP_204_NO_CONTENT, responses={404: ERRORS[404]})
+@router.delete("/runs/{run_id}", status_code=status.HTTP_204_NO_CONTENT,
+               responses={**NOT_FOUND, 507: {"description": "the disk is full: nothing was deleted"}})  # fmt: skip
 def delete_run(run_id: int, service: Service):
     """Stop the run if it trains, and delete it with all it recorded and its checkpoints."""
     service.delete(run_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/{run_id}/pause", response_model=RunOut, responses=ERRORS)
+@router.post("/runs/{run_id}/pause", response_model=RunOut, responses={**NOT_FOUND, **CONFLICT})
 def pause_run(run_id: int, service: Service):
     return service.describe(service.pause(run_id))
 
 
-@router.post("/{run_id}/resume", response_model=RunOut, responses={**ERRORS, 429: {"description": "too many runs"}})
+@router.post("/runs/{run_id}/resume", response_model=RunOut, responses={**NOT_FOUND, **CONFLICT, **QUEUE_FULL})
 def resume_run(run_id: int, service: Service):
-    """Continue a paused run, or an interrupted one (server restarted) from its last checkpoint."""
+    """Continue a paused run, or queue an interrupted one (the server or its worker stopped) to go on
+    from its last checkpoint, exactly as if it had never stopped."""
     return service.describe(service.resume(run_id))
 
 
-@router.post("/{run_id}/stop", response_model=RunOut, responses=ERRORS)
+@router.post("/runs/{run_id}/stop", response_model=RunOut, responses={**NOT_FOUND, **CONFLICT})
 def stop_run(run_id: int, service: Service):
+    """Stop for good (a stopped run keeps all it recorded, and its weights for samples)."""
     return service.describe(service.stop(run_id))
 
 
-@router.patch("/{run_id}", response_model=RunOut, responses=ERRORS)
+@router.patch("/runs/{run_id}", response_model=RunOut, responses={**NOT_FOUND, **CONFLICT})
 def patch_run(run_id: int, body: RunPatch, service: Service):
-    """Change the learning rate while the run trains (marked on its timeline)."""
-    return service.describe(service.set_lr(run_id, body.lr))
+    """Rename a run, or change its learning rate while it trains (marked on its timeline)."""
+    if body.name is not None:
+        service.rename(run_id, body.name)
+    if body.lr is not None:
+        service.set_lr(run_id, body.lr)
+    return service.describe(service.get(run_id))
 
 
-@router.get("/{run_id}/history", responses={404: ERRORS[404]})
+@router.get("/runs/{run_id}/history", response_model=HistoryOut, responses=NOT_FOUND)
 def run_history(
     run_id: int,
     service: Service,
+    start: Annotated[int, Query(ge=0, le=2**62, description="first step")] = 0,
+    end: Annotated[int | None, Query(ge=1, le=2**62, description="the step after the last (default: the run's step)")] = None,
     max_points: Annotated[int, Query(ge=2, le=10_000, description="points per series at most")] = HISTORY_POINTS,
     max_histograms: Annotated[int, Query(ge=1, le=HISTORY_HISTOGRAMS, description="statistics steps listed at most")] = HISTORY_HISTOGRAMS,
-) -> dict:
-    """Everything recorded so far: every series decimated evenly (first and last point kept),
-    the steps that have statistics, the latest statistics, and the timeline of status/control/eval
-    events. `last_event_id`: pass it to /events as `after` to continue live without a gap."""
-    return JSONResponse(service.history(run_id, max_points, max_histograms))  # plain JSON: 100k+ numbers
+):
+    """Every series over [start, end) averaged over buckets of `bucket` steps (a power of two, the
+    smallest that keeps each series within max_points): two runs asked for over the same range come back
+    at the same steps. Also the statistics steps, the latest statistics and the timeline.
+    `last_event_id`: pass it to /events as `after` to continue live without a gap."""
+    if end is not None and end <= start:
+        raise RequestValidationError([{"loc": ("query", "end"), "msg": "end must be greater than start",
+                                       "type": "value_error", "input": end}])  # fmt: skip
+    return JSONResponse(service.history(run_id, start, end, max_points, max_histograms))  # plain JSON: 100k+ numbers
 
 
-@router.get("/{run_id}/stats", responses={404: ERRORS[404]})
-def run_stats(run_id: int, service: Service, step: Annotated[int, Query(ge=0, le=2**62)]) -> dict:
+@router.get("/runs/{run_id}/stats", response_model=StatsEvent, responses=NOT_FOUND)
+def run_stats(run_id: int, service: Service, step: STEP):
     """The statistics (histograms, running stats, saturation image) at `step`, or the nearest recorded step before it."""
     return JSONResponse(service.stats_at(run_id, step))
 
 
-@router.get("/{run_id}/samples", response_model=SamplesOut, responses=ERRORS)
+@router.get("/runs/{run_id}/histograms", response_model=HistogramsOut, responses=NOT_FOUND)
+def run_histograms(
+    run_id: int,
+    service: Service,
+    kind: Literal["activations", "activation_grads", "weight_grads"] = "activations",
+    start: STEP = 0,
+    end: Annotated[int | None, Query(ge=1, le=2**62)] = None,
+    max_steps: Annotated[int, Query(ge=1, le=1000, description="statistics steps at most, evenly spaced")] = HEATMAP_STEPS,
+):
+    """Each layer's histogram over time (a column a statistics step, with its bin range): for a heatmap."""
+    return JSONResponse(service.histograms(run_id, kind, start, end, max_steps))
+
+
+@router.get("/runs/{run_id}/export", response_class=StreamingResponse, responses={
+    **NOT_FOUND, 200: {"description": "every series, raw", "content": {"text/csv": {}, "application/json": {}}}})  # fmt: skip
+def export_run(run_id: int, service: Service, format: Literal["csv", "json"] = "csv"):  # noqa: A002 - the query's name
+    """Every series of the run at every step it was measured. CSV: a `step` column and one column a
+    series; JSON: the run, its timeline and each series' steps and values."""
+    out = service.export(run_id, format)
+    name = f"bnscope-run-{run_id}.{format}"
+    return StreamingResponse(iter(lambda: out.read(65536), ""), media_type="text/csv" if format == "csv" else "application/json",
+                             headers={"content-disposition": f'attachment; filename="{name}"'})  # fmt: skip
+
+
+@router.get("/runs/{run_id}/samples", response_model=SamplesOut, responses={**NOT_FOUND, **CONFLICT})
 def run_samples(
     run_id: int,
     service: Service,
     n: Annotated[int, Query(ge=1, le=1000, description="how many names")] = 10,
-    temperature: Annotated[float, Query(gt=0, le=10, description="<1 safer, >1 wilder")] = 1.0,
+    temperature: Annotated[float, Query(gt=0, le=10, allow_inf_nan=False, description="<1 safer, >1 wilder")] = 1.0,
     seed: Annotated[int | None, Query(ge=0, le=2**62, description="same seed and weights, same names")] = None,
-    prefix: Annotated[
-        str, Query(max_length=20, description="every name starts with these letters (a-z)"), AfterValidator(check_prefix)
-    ] = "",
+    prefix: Annotated[str, Query(max_length=20, json_schema_extra={"pattern": PREFIX_PATTERN}, description="every name starts with these letters (a-z); shorter than max_len"),
+                      AfterValidator(check_prefix)] = "",  # fmt: skip
     max_len: Annotated[int, Query(ge=1, le=50, description="longest name, prefix included")] = 30,
 ):
-    """Names from the run's current weights (live while it trains), each marked novel or seen in training."""
+    """Names from the run's current weights (live while it trains), each marked novel or seen in training.
+    409 for a watched run, a run with no weights yet, or one whose weights are not finite (diverged)."""
     if len(prefix) >= max_len:
-        raise RequestValidationError(
-            [{"loc": ("query", "max_len"), "msg": f"max_len must be longer than the prefix ({len(prefix)})",
-              "type": "value_error", "input": max_len}]
-        )  # fmt: skip
+        raise RequestValidationError([{"loc": ("query", "max_len"), "msg": f"max_len must be longer than the prefix ({len(prefix)})",
+                                       "type": "value_error", "input": max_len}])  # fmt: skip
     return service.samples(run_id, n=n, temperature=temperature, seed=seed, prefix=prefix, max_len=max_len)

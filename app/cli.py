@@ -106,7 +106,8 @@ def _sample(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from bnscope.server import serve
 
-    return serve(host=args.host, port=args.port, data_dir=args.data_dir, token=args.token, names=args.names)
+    return serve(host=args.host, port=args.port, data_dir=args.data_dir, token=args.token, names=args.names,
+                 allowed_hosts=args.allowed_hosts)  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -138,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", type=Path, default=None, help="where runs are kept (default ~/.bnscope)")
     serve.add_argument("--token", default=None, help="access token required by the API (env BNSCOPE_TOKEN)")
     serve.add_argument("--names", type=Path, default=None, help="names file to train on")
+    serve.add_argument("--allowed-hosts", default=None, metavar="NAMES",
+                       help="comma-separated host names the server answers to besides localhost and its bound "
+                       "address, e.g. the name a proxy serves it under (env BNSCOPE_ALLOWED_HOSTS)")  # fmt: skip
     serve.set_defaults(func=_serve)
     return parser
 

@@ -5,10 +5,10 @@ value is refused everywhere with one message naming the field and the range.
 """
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bnscope.data import DEFAULT_NAMES
 
@@ -96,9 +96,17 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535)
     data_dir: Path = Path.home() / ".bnscope"
     token: str | None = None  # required when binding anything but loopback
+    # names the server answers to besides localhost and its bound address (a Host of any other is
+    # refused, against DNS rebinding); from the environment: comma-separated
+    allowed_hosts: Annotated[list[str], NoDecode] = []
     names: Path = DEFAULT_NAMES
     max_runs: int = Field(4, ge=1, le=64)  # runs training at once; beyond it: 429
     checkpoint_every: int = Field(10_000, ge=1)  # steps between checkpoints (also on pause/stop/finish)
     autostart: bool = True  # train the default network as soon as the server starts
     max_body_bytes: int = 16_384
     max_db_mb: int | None = Field(None, ge=1)  # cap on the database file; a run that would pass it fails
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        return [name.strip() for name in value.split(",") if name.strip()] if isinstance(value, str) else value

@@ -13,14 +13,19 @@ from pydantic import ValidationError
 
 from bnscope import PACKAGE_DIR, __version__
 from bnscope.api.routes import events, pages, runs
-from bnscope.api.security import Guard
+from bnscope.api.errors import TooManyRequests, add_error_handlers, too_many_requests
+from bnscope.api.security import Guard, LoginAttempts
 from bnscope.config import Settings
 from bnscope.data import read_names
 from bnscope.runs import Conflict, NotFound, RunService, TooManyRuns
 from bnscope.store import Store, StoreError
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+RUN_SLOT_RETRY_S = 30  # a full run queue frees up when a run finishes, pauses or stops
+
+
+def create_app(settings: Settings | None = None) -> Guard:
+    """The FastAPI app inside its Guard (`.app` is the FastAPI app)."""
     settings = settings or Settings()
 
     @asynccontextmanager
@@ -40,6 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.login_attempts = LoginAttempts()
     app.include_router(pages.health)
     app.include_router(runs.router)
     app.include_router(events.router)
@@ -54,7 +60,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.add_exception_handler(NotFound, error(404))
     app.add_exception_handler(Conflict, error(409))
-    app.add_exception_handler(TooManyRuns, error(429))
+
+    async def run_slots_full(request: Request, exc: TooManyRuns) -> JSONResponse:
+        # until RunService raises TooManyRequests itself (then this handler goes)
+        return await too_many_requests(request, TooManyRequests(str(exc), RUN_SLOT_RETRY_S))
+
+    app.add_exception_handler(TooManyRuns, run_slots_full)
 
     async def invalid_config(request: Request, exc: ValidationError) -> JSONResponse:
         # a combination of settings RunConfig refuses (e.g. batch_size 1 with batchnorm on)
@@ -62,8 +73,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse({"detail": detail}, status_code=422)
 
     app.add_exception_handler(ValidationError, invalid_config)
-    app.add_middleware(Guard, token=settings.token, max_body_bytes=settings.max_body_bytes)
-    return app
+    add_error_handlers(app)
+    # outermost, around Starlette's ServerErrorMiddleware too, so its 500s get the security headers
+    return Guard(app, settings)
 
 
 def is_loopback(host: str) -> bool:
@@ -75,11 +87,12 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def serve(host: str | None, port: int | None, data_dir: Path | None, token: str | None, names: Path | None) -> int:
+def serve(host: str | None, port: int | None, data_dir: Path | None, token: str | None, names: Path | None,
+          allowed_hosts: str | None = None) -> int:  # fmt: skip
     import uvicorn
 
-    overrides = {k: v for k, v in dict(host=host, port=port, data_dir=data_dir, token=token, names=names).items() if v}
-    settings = Settings(**overrides)
+    given = dict(host=host, port=port, data_dir=data_dir, token=token, names=names, allowed_hosts=allowed_hosts)
+    settings = Settings(**{k: v for k, v in given.items() if v})
     if not is_loopback(settings.host) and not settings.token:
         print(f"bnscope: refusing to serve on {settings.host} without an access token: "
               "pass --token or set BNSCOPE_TOKEN (or bind 127.0.0.1)", file=sys.stderr)  # fmt: skip

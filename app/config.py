@@ -104,6 +104,7 @@ class Settings(BaseSettings):
     checkpoint_every: int = Field(10_000, ge=1)  # steps between checkpoints (also on pause/stop/finish)
     autostart: bool = True  # train the default network as soon as the server starts
     max_body_bytes: int = 16_384
+    header_timeout_s: float = Field(10.0, gt=0)  # a request line and headers slower than this: connection closed
     max_db_mb: int | None = Field(None, ge=1)  # cap on the database file; a run that would pass it fails
 
     @field_validator("allowed_hosts", mode="before")

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from bnscope import PACKAGE_DIR, __version__
 from bnscope.api.routes import events, pages, runs
 from bnscope.api.errors import TooManyRequests, add_error_handlers, too_many_requests
+from bnscope.api.http import LOG_CONFIG, head_timeout_protocol
 from bnscope.api.security import Guard, LoginAttempts
 from bnscope.config import Settings
 from bnscope.data import read_names
@@ -105,5 +106,6 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, token: str 
         return 2
     torch.set_num_threads(1)  # many small ops: one thread per run is fastest, and leaves a core for the API
     print(f"bnscope: dashboard on http://{settings.host}:{settings.port}  (runs kept in {settings.data_dir})")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning",
+                http=head_timeout_protocol(settings.header_timeout_s), log_config=LOG_CONFIG)  # fmt: skip
     return 0

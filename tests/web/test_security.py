@@ -1,9 +1,12 @@
 """Closed to other sites, and no input or fault that ends in a 5xx: DNS rebinding (a foreign Host),
-cross-site writes, error responses that always serialise and carry the security headers,
-oversized bodies. HTTP-level behaviour runs against the real server; the rest in-process."""
+cross-site writes, error responses that always serialise and carry the security headers, slow
+request heads, oversized bodies. HTTP-level behaviour runs against the real server; the rest
+in-process."""
 
 import json
 import logging
+import socket
+import time
 import urllib.error
 import urllib.request
 
@@ -29,7 +32,7 @@ CROSS_SITE_FORM = {
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("security") / "data"
-    env = {"BNSCOPE_AUTOSTART": "false"}
+    env = {"BNSCOPE_AUTOSTART": "false", "BNSCOPE_HEADER_TIMEOUT_S": "1"}
     with live_server(data_dir, "--allowed-hosts", "dash.example", env=env) as server:
         yield server
 
@@ -163,6 +166,36 @@ def test_a_full_run_queue_says_when_to_try_again(tmp_path):
 
 
 # -- HTTP hygiene
+
+
+def read_response(sock: socket.socket) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data or not data.rstrip().endswith(b"}"):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def seconds_until_closed(sock: socket.socket, limit: float = 10.0) -> float:
+    sock.settimeout(limit)
+    start = time.monotonic()
+    assert sock.recv(1024) == b""  # closed, and no answer was sent
+    return time.monotonic() - start
+
+
+def test_a_slow_request_head_is_closed_after_the_header_timeout(live):
+    with socket.create_connection(("127.0.0.1", live.port)) as sock:
+        sock.sendall(b"GET /healthz HT")  # half a request line, then nothing
+        assert 0.8 < seconds_until_closed(sock) < 3
+    with socket.create_connection(("127.0.0.1", live.port)) as sock:  # connects, says nothing
+        assert 0.8 < seconds_until_closed(sock) < 3
+    with socket.create_connection(("127.0.0.1", live.port)) as sock:
+        sock.sendall(f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{live.port}\r\n\r\n".encode())
+        assert read_response(sock).startswith(b"HTTP/1.1 200")
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHo")  # the next request on the kept-alive connection
+        assert seconds_until_closed(sock) < 3  # sooner than uvicorn's 5 s keep-alive timeout
 
 
 def test_an_oversized_body_gets_a_readable_413_with_or_without_content_length(live):

@@ -22,6 +22,7 @@ from bnscope.runs import Conflict, NotFound, RunService, TooManyRuns
 from bnscope.store import Store, StoreError
 
 
+MIN_TOKEN_LENGTH = 16
 RUN_SLOT_RETRY_S = 30  # a full run queue frees up when a run finishes, pauses or stops
 
 
@@ -94,6 +95,11 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, token: str 
 
     given = dict(host=host, port=port, data_dir=data_dir, token=token, names=names, allowed_hosts=allowed_hosts)
     settings = Settings(**{k: v for k, v in given.items() if v})
+    if settings.token is not None and len(settings.token) < MIN_TOKEN_LENGTH:
+        hint = 'python -c "import secrets; print(secrets.token_urlsafe(24))"'
+        print(f"bnscope: the access token has {len(settings.token)} characters; it needs at least {MIN_TOKEN_LENGTH} "
+              f"(make one with: {hint})", file=sys.stderr)  # fmt: skip
+        return 2
     if not is_loopback(settings.host) and not settings.token:
         print(f"bnscope: refusing to serve on {settings.host} without an access token: "
               "pass --token or set BNSCOPE_TOKEN (or bind 127.0.0.1)", file=sys.stderr)  # fmt: skip

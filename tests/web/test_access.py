@@ -35,6 +35,15 @@ def test_serving_beyond_loopback_without_a_token_is_refused(tmp_path):
     assert "token" in result.stderr and "0.0.0.0" in result.stderr
 
 
+def test_a_short_token_is_refused_at_start_with_a_way_to_make_one(tmp_path):
+    result = serve_exit(tmp_path, "--token", "x" * 15)
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "16" in result.stderr and "secrets.token_urlsafe" in result.stderr
+    # an empty one too (BNSCOPE_TOKEN= from an unset variable): it would let every request in
+    assert serve_exit(tmp_path, env={"BNSCOPE_TOKEN": ""}).returncode == 2
+
+
 def test_with_a_token_every_api_route_and_the_stream_require_it(tmp_path):
     app = create_app(Settings(data_dir=tmp_path, autostart=False, token=TOKEN))
     with TestClient(app) as client:

@@ -110,8 +110,9 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, token: str 
     except StoreError as err:
         print(f"bnscope: {err}", file=sys.stderr)
         return 2
+    app = create_app(settings)  # a bad --allowed-hosts entry is reported here
     torch.set_num_threads(1)  # many small ops: one thread per run is fastest, and leaves a core for the API
     print(f"bnscope: dashboard on http://{settings.host}:{settings.port}  (runs kept in {settings.data_dir})")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning",
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning",
                 http=head_timeout_protocol(settings.header_timeout_s), log_config=LOG_CONFIG)  # fmt: skip
     return 0

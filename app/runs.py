@@ -385,7 +385,11 @@ class RunService:
                 raise Conflict(f"run {run.id} has no saved weights yet")
             step, state = saved
         if run.sampler is None or run.sampler[0] != step:
+            import torch
+
             from bnscope.trainer import load_model  # torch loads with the first sample, not with the server
+
+            torch.set_num_threads(1)  # small batches: one thread is fastest, and leaves the cores to the workers
 
             run.sampler = (step, load_model(run.run_config, state))
         return run.sampler

@@ -1,0 +1,130 @@
+"""Measure what the health badges judge, on the lecture's network trained healthy and broken, and
+print the table app/health.py's thresholds are chosen from.
+
+    python scripts/calibrate_health.py [--steps-default 200000] [--steps-short 2000] [--names PATH]
+
+The default config trains its whole schedule (200k steps: ~5-8 min on one CPU thread); the broken
+ones only their first steps, since what the badges must catch shows at init. Every run trains
+in-process on one torch thread, with the real Trainer, and its measures come from the same
+bnscope.health.Monitor the rules are written for. The default run takes its statistics every 500
+steps (not the page's 100) to stay light: 400 samples of each measure across the run; the short
+runs keep every 100. `--json PATH` also writes every stats step's measures.
+"""
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from datetime import date
+
+import torch
+
+from bnscope import health
+from bnscope.config import RunConfig
+from bnscope.data import DEFAULT_NAMES, make_splits, read_names
+from bnscope.trainer import Trainer
+from bnscope.worker import CommandQueue
+
+# (name, overrides): the lecture's network, then what the lecture breaks on purpose
+BROKEN = [
+    ("gain 5, no BN", dict(gain=5.0, batchnorm=False)),  # too hot: tanh saturates
+    ("gain 0.5", dict(gain=0.5)),  # too cold, BN undoes it in the forward pass
+    ("gain 0.5, no BN", dict(gain=0.5, batchnorm=False)),  # too cold: activations shrink with depth
+    ("no BN", dict(batchnorm=False)),  # the lecture's kaiming 5/3 without BatchNorm
+    ("torch-default, no BN", dict(init="torch-default", batchnorm=False)),
+    ("lr 50, no BN", dict(lr=50.0, batchnorm=False)),
+]
+MEASURES = [rule.id for rule in health.RULES] or ["saturation", "dead", "activation_std", "gradient_flow", "update_to_data"]
+
+
+def train(config: RunConfig, words: list[str]) -> tuple[list[tuple[int, health.Measured]], str, float]:
+    """The run's measures at every stats step, how it ended, and its wall time."""
+    monitor = health.Monitor()
+    outcome = {}
+
+    def emit(event: dict) -> None:
+        monitor(event)
+        if event["type"] == "status":
+            outcome["status"] = event["status"] + (f" ({event['message']})" if event["message"] else "")
+
+    trainer = Trainer(config, make_splits(words, config.block_size), emit, checkpoint_every=10**9, device=torch.device("cpu"))
+    started = time.perf_counter()
+    trainer.run(CommandQueue())  # empty: train to the end
+    return monitor.history, outcome.get("status", "?"), time.perf_counter() - started
+
+
+def values(history, rule_id: str, steps: range | None = None) -> list[float]:
+    return [v for step, m in history if steps is None or step in steps for v in m.get(rule_id, {}).values()]
+
+
+def quantile(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))]
+
+
+def fmt(x: float) -> str:
+    return f"{x:.3g}" if abs(x) >= 0.01 or x == 0 else f"{x:.2e}"
+
+
+def table(runs: dict[str, list]) -> str:
+    """Per config and measure: step 0 over layers, and the whole run over steps x layers."""
+    lines = ["| config | measure | step 0: min / median / max | run: min / p50 / p99 / max | flagged at step 0 |",
+             "|---|---|---|---|---|"]  # fmt: skip
+    for name, history in runs.items():
+        for rule_id in MEASURES:
+            at0, run = values(history, rule_id, range(1)), values(history, rule_id)
+            if not run:
+                continue
+            first = " / ".join(fmt(x) for x in (min(at0), statistics.median(at0), max(at0))) if at0 else "-"
+            whole = " / ".join(fmt(x) for x in (min(run), quantile(run, 0.5), quantile(run, 0.99), max(run)))
+            flagged = ""
+            if health.RULES and at0:
+                levels = [health.verdict(rule_id, x) for x in at0]
+                flagged = "red" if "red" in levels else "amber" if "amber" in levels else "ok"
+            lines.append(f"| {name} | {rule_id} | {first} | {whole} | {flagged} |")
+    return "\n".join(lines)
+
+
+def worst_over_run(history) -> str:
+    """The worst badge a run showed at any stats step, and where (checks the default stays ok)."""
+    bad = [(step, c) for step, m in history for c in health.checks(m) if c[3] != "ok"]
+    if not bad:
+        return "every badge ok at every stats step"
+    step, (rule_id, label, value, level) = bad[0]
+    return f"{len(bad)} non-ok badges; first at step {step}: {rule_id} {label} = {fmt(value)} ({level})"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps-default", type=int, default=200_000)
+    parser.add_argument("--steps-short", type=int, default=2000, help="steps of each broken config")
+    parser.add_argument("--stats-every-default", type=int, default=500)
+    parser.add_argument("--names", default=str(DEFAULT_NAMES))
+    parser.add_argument("--json", help="also write every stats step's measures here")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)  # the network is small: one thread is fastest, and the machine is shared
+    words = read_names(args.names)
+    configs = [("default", RunConfig(steps=args.steps_default, stats_every=args.stats_every_default))]
+    configs += [(name, RunConfig(steps=args.steps_short, **overrides)) for name, overrides in BROKEN]
+
+    runs, started = {}, time.perf_counter()
+    for name, config in configs:
+        history, status, seconds = train(config, words)
+        runs[name] = history
+        print(f"{name}: {config.steps:,} steps, stats every {config.stats_every}, {status}, {seconds:.0f} s", file=sys.stderr)
+        if health.RULES:
+            print(f"  {worst_over_run(history)}", file=sys.stderr)
+    total = time.perf_counter() - started
+
+    print(f"Calibrated {date.today()} on {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+          f"1 thread, {total:.0f} s in all; `python {' '.join(sys.argv)}`\n")  # fmt: skip
+    print(table(runs))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({name: history for name, history in runs.items()}, f)
+
+
+if __name__ == "__main__":
+    main()

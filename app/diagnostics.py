@@ -10,8 +10,9 @@
 
 `lecture_layers(mlp)` names the lecture network's layers as the lecture does (tanh3, linear2,
 batchnorm1, C); `find_layers(model)` names any model's by their qualified module names. The
-trainer hands `collect` the tensors its fused step kept; `probe` keeps them for an autograd step
-(hooks that exist only inside the `with`). The event types are in bnscope.events.
+trainer hands `collect` the tensors its fused step kept; a `Probe` keeps them for an autograd step
+(hooks that exist only while it is open: bnscope.watch opens one on sampled steps only). The event
+types are in bnscope.events.
 
 None of this runs on an ordinary step. Each statistic is computed for all layers at once (one op
 over the flattened tensors, a row index telling which layer an element belongs to) and converted
@@ -30,7 +31,8 @@ import torch.nn.functional as F
 HIST_BINS = 50
 SATURATION = 0.97  # the lecture's "saturated" tanh: |t| > 0.97
 DEAD = 0.99  # the lecture's white pixel |t| > 0.99; a unit white for the whole batch is dead
-MAX_IMAGE_BITS = 1 << 16  # the |t| > 0.99 image is sent for batches * units up to this
+MAX_IMAGE_BITS = 1 << 16  # the |t| > 0.99 image is sent for batches * units up to this...
+MAX_IMAGE_ROWS = 1024  # ...and batches and hex digits (4 units each) a row up to this
 
 # activation modules by kind; a subclass not listed is found by isinstance, in this order
 ACTIVATIONS: dict[type, str] = {
@@ -104,42 +106,89 @@ def lecture_layers(mlp: nn.Module) -> Layers:
 
 
 def find_layers(model: nn.Module) -> Layers:
-    """Any model's layers by qualified name (`named_modules`; a shared module once): its activation
-    modules, its trainable >= 2-D parameters (a module's `weight` goes by the module's name, any other
-    as `module.param`), and its normalisation layers."""
+    """Any model's layers by qualified name (`named_modules`; a shared module or parameter once): its
+    activation modules, its trainable >= 2-D parameters (a module's `weight` goes by the module's name,
+    any other as `module.param`), and its normalisation layers."""
     activations, weights, norms = [], [], []
+    seen: set[int] = set()  # a parameter two modules share (tied embeddings) is one weight
     for name, module in model.named_modules():
         if (kind := _kind(module, ACTIVATIONS)) is not None:
             activations.append((name or type(module).__name__.lower(), kind, module))
         elif (kind := _kind(module, NORMS)) is not None:
             norms.append((name or kind, kind, module))
         for pname, p in module.named_parameters(recurse=False):
-            if p.requires_grad and p.dim() >= 2:
+            if p.requires_grad and p.dim() >= 2 and id(p) not in seen:
+                seen.add(id(p))
                 label = name if pname == "weight" and name else f"{name}.{pname}" if name else pname
                 weights.append((label, _kind(module, WEIGHTED) or "weight", p))
     return Layers(activations, weights, norms)
 
 
 class Probe:
-    """Every activation module's output of one forward pass and, after backward, the loss's gradient
-    w.r.t. it (the lecture's `layer.out.retain_grad()`, through a tensor hook on the output)."""
+    """Every activation module's output of a training forward pass and, after backward, the loss's
+    gradient w.r.t. it (the lecture's `layer.out.retain_grad()`, through a tensor hook on the output:
+    never a module backward hook, which in-place ops such as ReLU(inplace=True) break).
+
+      - a module called several times in one forward (shared) keeps every call: `outputs[i]` is then
+        the list of its calls' outputs (collect treats each call's units as units of their own)
+      - a forward in eval mode or without grad (an evaluation between steps) is not kept
+      - `new_forward()` forgets what was kept: call it as a training forward begins, so that with
+        gradient accumulation the last micro-batch's outputs and gradients are the ones measured
+    """
 
     def __init__(self, layers: Layers):
-        self.outputs: list[torch.Tensor | None] = [None] * len(layers.activations)
-        self.grads: list[torch.Tensor | None] = [None] * len(layers.activations)
+        self._calls: list[list[torch.Tensor]] = [[] for _ in layers.activations]
+        self._grads: list[dict[int, torch.Tensor]] = [{} for _ in layers.activations]
         self._handles = [module.register_forward_hook(self._keeper(i)) for i, (_, _, module) in enumerate(layers.activations)]
 
     def _keeper(self, i: int):
+        calls, grads = self._calls[i], self._grads[i]
+
         def keep(module, inputs, out):
-            self.outputs[i] = out.detach()
+            if not (module.training and torch.is_grad_enabled() and isinstance(out, torch.Tensor)):
+                return
+            j = len(calls)
+            calls.append(out.detach())
             if out.requires_grad:
-                out.register_hook(lambda grad: self.grads.__setitem__(i, grad.detach()))
+                out.register_hook(lambda grad: grads.__setitem__(j, grad.detach()))
 
         return keep
+
+    def new_forward(self) -> None:
+        for calls, grads in zip(self._calls, self._grads):
+            calls.clear()
+            grads.clear()
+
+    @property
+    def outputs(self) -> list[torch.Tensor | list[torch.Tensor] | None]:
+        """Each activation's output (None: not called; a list: one a call)."""
+        return [None if not calls else calls[0] if len(calls) == 1 else list(calls) for calls in self._calls]
+
+    @property
+    def grads(self) -> list[torch.Tensor | list[torch.Tensor] | None]:
+        """The loss's gradient w.r.t. each output, shaped as `outputs` (None: none arrived; a call of a
+        shared module that got none contributed nothing to the loss: zeros)."""
+        out = []
+        for calls, grads in zip(self._calls, self._grads):
+            if not grads:
+                out.append(None)
+            else:
+                each = [grads.get(j, torch.zeros_like(o)) for j, o in enumerate(calls)]
+                out.append(each[0] if len(each) == 1 else each)
+        return out
+
+    def measured(self, layers: Layers) -> tuple[Layers, list, list]:
+        """(the layers with the activations that were called, their outputs, their gradients): what
+        `collect` takes."""
+        kept = [i for i, calls in enumerate(self._calls) if calls]
+        outputs, grads = self.outputs, self.grads
+        only = Layers([layers.activations[i] for i in kept], layers.weights, layers.norms)
+        return only, [outputs[i] for i in kept], [grads[i] for i in kept]
 
     def close(self) -> None:
         for handle in self._handles:
             handle.remove()
+        self._handles = []
 
 
 @contextmanager
@@ -160,11 +209,28 @@ def update_to_data(params: list[torch.Tensor], lr: float) -> torch.Tensor:
     return (lr * grad_std / data_std).log10()
 
 
+def snapshot(params: list[torch.Tensor]) -> list[torch.Tensor]:
+    """A copy of the parameters' values, to measure the update an optimizer step makes to them."""
+    with torch.no_grad():
+        return list(torch._foreach_mul([p.detach() for p in params], 1.0))
+
+
+def step_to_data(before: list[torch.Tensor], params: list[torch.Tensor]) -> torch.Tensor:
+    """log10(std(update) / std(data)) per parameter, the update being the change a step made
+    (params now - `before`, a snapshot): any optimizer's update (momentum, Adam, weight decay), where
+    update_to_data assumes plain SGD's lr * grad. For plain SGD the two are the same."""
+    with torch.no_grad():
+        data = [p.detach() for p in params]
+        _, std = _mean_std(list(torch._foreach_sub(data, before)) + data)
+    update_std, data_std = std.view(2, -1)
+    return (update_std / data_std).log10()
+
+
 def _mean_std(tensors: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """Every tensor's mean and std (unbiased, as torch.std), as two (T,) tensors, in a few ops for the
     whole list: from the sums and the sums of squares (torch.std's pass is slow on a CPU)."""
     n = tensors[0].new_tensor([t.numel() for t in tensors], dtype=torch.float32)
-    sums = torch.stack([t.sum() for t in tensors]).float()
+    sums = torch.stack([t.sum(dtype=torch.float32) for t in tensors])  # fp16/bf16 tensors summed in fp32
     sumsq = torch.stack(torch._foreach_norm(tensors)).float().square()
     mean = sums / n
     var = (sumsq - sums * mean) / (n - 1).clamp(min=1)
@@ -227,45 +293,62 @@ def _thresholds(kinds: tuple[str, ...], table: dict, device: torch.device) -> tu
     return torch.tensor(lo, device=device), torch.tensor(hi, device=device)
 
 
-def _dead_units(outputs: list[torch.Tensor], kinds: tuple[str, ...]) -> tuple[torch.Tensor, list[int]]:
+def _by_unit(flat: torch.Tensor) -> torch.Tensor:
+    """(units, everything else) of an output: a 2-D output's features, a 3-D output's last dim (B, T, C),
+    a 4-D and up's channels (B, C, H, W); a 1-D output is one unit."""
+    if flat.dim() <= 1:
+        return flat.reshape(1, -1)
+    if flat.dim() <= 3:
+        return flat.reshape(-1, flat.shape[-1]).T
+    return flat.transpose(0, 1).reshape(flat.shape[1], -1)
+
+
+def _dead_units(outputs: list, kinds: tuple[str, ...]) -> tuple[torch.Tensor, list[int]]:
     """Per layer, how many units sit in the flat part for every example (and position), and its number
-    of units: a 2-D output's features, a 3-D output's last dim (B, T, C), a 4-D and up's channels."""
-    if len(set(kinds)) == 1 and len({o.shape for o in outputs}) == 1 and outputs[0].dim() == 2:
+    of units (see _by_unit). A shared module's calls (a list) count as units of their own: a ReLU
+    instance used after every conv has the units of all of them."""
+    if all(isinstance(o, torch.Tensor) for o in outputs) and len(set(kinds)) == 1 \
+            and len({o.shape for o in outputs}) == 1 and outputs[0].dim() == 2:  # fmt: skip
         lo, hi = DEAD_FLAT.get(kinds[0], RELU_FLAT)  # the lecture's case: one stacked op for every layer
         stacked = torch.stack(outputs)  # (L, B, H)
         return ((stacked <= lo) | (stacked >= hi)).all(1).sum(1), [outputs[0].shape[1]] * len(outputs)
     counts, units = [], []
     for out, kind in zip(outputs, kinds):
         lo, hi = DEAD_FLAT.get(kind, RELU_FLAT)
-        flat = (out <= lo) | (out >= hi)
-        if out.dim() <= 1:
-            by_unit = flat.reshape(1, -1)
-        elif out.dim() <= 3:
-            by_unit = flat.reshape(-1, out.shape[-1]).T
-        else:
-            by_unit = flat.transpose(0, 1).reshape(out.shape[1], -1)
-        counts.append(by_unit.all(1).sum())
-        units.append(by_unit.shape[0])
+        by_unit = [_by_unit((call <= lo) | (call >= hi)) for call in (out if isinstance(out, list) else [out])]
+        counts.append(torch.stack([b.all(1).sum() for b in by_unit]).sum())
+        units.append(sum(b.shape[0] for b in by_unit))
     return torch.stack(counts), units
 
 
-HEX = torch.tensor(list(b"0123456789abcdef"), dtype=torch.uint8)
+def _one(t: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
+    """A layer's output (or gradient) as one tensor: a shared module's calls flattened and joined."""
+    return t if isinstance(t, torch.Tensor) else torch.cat([c.reshape(-1) for c in t])
 
 
-def _hex_rows(saturated: torch.Tensor) -> list[str]:
-    """(L, B, H) bools -> L * B strings of ceil(H/4) hex digits, 4 units a digit, the first unit the high bit."""
-    L, B, H = saturated.shape
+HEX_DIGITS = "0123456789abcdef"
+
+
+def _image_nibbles(outputs: list, kinds: tuple[str, ...]) -> torch.Tensor | None:
+    """The lecture's |t| > 0.99 image of every layer, as (L * B, ceil(H/4)) hex digit values, 4 units a
+    digit, the first unit the high bit: when every layer is a tanh of the same 2-D shape (the lecture's
+    network) and small enough to send; else None."""
+    if set(kinds) != {"tanh"} or not all(isinstance(o, torch.Tensor) for o in outputs):
+        return None
+    if len({o.shape for o in outputs}) != 1 or outputs[0].dim() != 2 or outputs[0].numel() > MAX_IMAGE_BITS:
+        return None
+    L, (B, H) = len(outputs), outputs[0].shape
+    if B > MAX_IMAGE_ROWS or H > 4 * MAX_IMAGE_ROWS:  # the schema's bounds: rows a layer, hex digits a row
+        return None
+    saturated = torch.stack(outputs).abs() > DEAD  # (L, B, H)
     padded = F.pad(saturated.to(torch.uint8), (0, (-H) % 4))  # (L, B, 4 * ceil(H/4))
     bits = torch.tensor([8, 4, 2, 1], dtype=torch.uint8, device=padded.device)
-    nibbles = (padded.view(L, B, -1, 4) * bits).sum(-1)  # (L, B, ceil(H/4)), int64 to index with
-    digits = HEX.to(nibbles.device).index_select(0, nibbles.view(-1)).cpu()  # ASCII codes, contiguous
-    text = bytes(digits.tolist()).decode("ascii")
-    cols = nibbles.shape[-1]
-    return [text[r * cols : (r + 1) * cols] for r in range(L * B)]
+    return (padded.view(L, B, -1, 4) * bits).sum(-1).view(L * B, -1)
 
 
 class _Packer:
-    """Collects tensors and converts them all to Python with a single .tolist()."""
+    """Collects tensors and converts them all to Python with a single .tolist(): on a GPU, the one
+    device-to-host copy (and synchronisation) of a statistics step."""
 
     def __init__(self):
         self.parts: list[tuple[str, torch.Tensor]] = []
@@ -291,26 +374,33 @@ def _finite(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
 
+def collect(layers: Layers, outputs: list, grads: list) -> dict:
+    """Statistics after a backward pass: the body of a `stats` event (bnscope.events.StatsEvent:
+    activations, weights, norms). `outputs[i]` is the i-th activation's output (dim 0 the batch; a
+    list: a shared module's calls) and `grads[i]` the loss's gradient w.r.t. it, shaped alike (None:
+    not measured). Values that are not finite come out as None; histograms never fail."""
+    return collect_with(layers, outputs, grads, {})[0]
+
+
 @torch.no_grad()
-def collect(layers: Layers, outputs: list[torch.Tensor], grads: list[torch.Tensor | None]) -> dict:
-    """Statistics after a backward pass (gradients present, update not yet applied): the body of a
-    `stats` event (bnscope.events.StatsEvent: activations, weights, norms). `outputs[i]` is the i-th
-    activation's output (dim 0 the batch) and `grads[i]` the loss's gradient w.r.t. it (None: not
-    measured). Values that are not finite come out as None; histograms never fail."""
+def collect_with(layers: Layers, outputs: list, grads: list, extra: dict[str, torch.Tensor]) -> tuple[dict, dict[str, list]]:
+    """`collect`, and the `extra` tensors (e.g. an update:data row) brought to the host in the same
+    single copy: (the stats body, {key: values})."""
     packer = _Packer()
     names = [name for name, _, _ in layers.activations]
     kinds = tuple(kind for _, kind, _ in layers.activations)
     L = len(outputs)
     units: list[int] = []
-    images: list[str] = []
+    single = [_one(o) for o in outputs]
+    nibbles = None
     if L:
-        device = outputs[0].device
+        device = single[0].device
         measured = [g is not None for g in grads]
-        grads_or_zero = [g if g is not None else torch.zeros_like(o) for o, g in zip(outputs, grads)]
-        mean, std = _mean_std(outputs + grads_or_zero)  # (2L,): the outputs', then the gradients'
+        grads_or_zero = [_one(g) if g is not None else torch.zeros_like(o) for o, g in zip(single, grads)]
+        mean, std = _mean_std(single + grads_or_zero)  # (2L,): the outputs', then the gradients'
         packer.add("act_mean", mean)
         packer.add("act_std", std)
-        flat, rows = _flat(outputs)
+        flat, rows = _flat(single)
         lo, hi = _thresholds(kinds, FLAT, device)
         in_flat = (flat <= lo[rows]) | (flat >= hi[rows])
         packer.add("saturated", flat.new_zeros(L).index_add_(0, rows, in_flat.float()))
@@ -323,7 +413,8 @@ def collect(layers: Layers, outputs: list[torch.Tensor], grads: list[torch.Tenso
         granges = _row_ranges(gflat, rows, L, symmetric=True)
         packer.add("grad_hist", _histograms(gflat, rows, granges))
         packer.add("grad_range", granges)
-        images = _images(outputs, kinds)
+        if (nibbles := _image_nibbles(outputs, kinds)) is not None:
+            packer.add("image", nibbles)
     # --- weights: gradient mean and std, grad:data, gradient histograms
     ws = layers.params
     W = len(ws)
@@ -345,14 +436,21 @@ def collect(layers: Layers, outputs: list[torch.Tensor], grads: list[torch.Tenso
     if affine_params:
         amean, astd = _mean_std([t.detach() for t in affine_params])
         packer.add("affine", torch.stack([amean, astd], dim=1))
+    for key, tensor in extra.items():
+        packer.add(f"extra/{key}", tensor)
 
     v = packer.unpack()
+    images: list[list[str]] = []
+    if nibbles is not None:
+        rows = ["".join(HEX_DIGITS[int(d)] for d in row) for row in v["image"]]
+        B = outputs[0].shape[0]
+        images = [rows[i * B : (i + 1) * B] for i in range(L)]
     activations = []
     for i, (name, kind) in enumerate(zip(names, kinds)):
         entry = {
             "name": name, "kind": kind, "units": units[i],
             "mean": _finite(v["act_mean"][i]), "std": _finite(v["act_std"][i]),
-            "saturation": v["saturated"][i] * 100 / max(outputs[i].numel(), 1), "dead": int(v["dead"][i]),
+            "saturation": v["saturated"][i] * 100 / max(single[i].numel(), 1), "dead": int(v["dead"][i]),
             "hist": [int(c) for c in v["act_hist"][i]], "range": v["act_range"][i],
             "grad_mean": _finite(v["act_mean"][L + i]) if measured[i] else None,
             "grad_std": _finite(v["act_std"][L + i]) if measured[i] else None,
@@ -369,19 +467,8 @@ def collect(layers: Layers, outputs: list[torch.Tensor], grads: list[torch.Tenso
             "grad_mean": _finite(grad_mean), "grad_std": _finite(grad_std), "grad_to_data": _finite(grad_to_data),
             "grad_hist": [int(c) for c in v["weight_hist"][i]], "grad_range": v["weight_range"][i],
         })  # fmt: skip
-    return {"activations": activations, "weights": weights, "norms": _norms(layers, v)}
-
-
-def _images(outputs: list[torch.Tensor], kinds: tuple[str, ...]) -> list[list[str]]:
-    """The lecture's |t| > 0.99 image of every layer, when every layer is a tanh of the same 2-D shape
-    (the lecture's network) and small enough to send; else none."""
-    if set(kinds) != {"tanh"} or len({o.shape for o in outputs}) != 1 or outputs[0].dim() != 2:
-        return []
-    B, H = outputs[0].shape
-    if B * H > MAX_IMAGE_BITS:
-        return []
-    rows = _hex_rows(torch.stack(outputs).abs() > DEAD)
-    return [rows[i * B : (i + 1) * B] for i in range(len(outputs))]
+    body = {"activations": activations, "weights": weights, "norms": _norms(layers, v)}
+    return body, {key: v[f"extra/{key}"] for key in extra}
 
 
 def _norms(layers: Layers, v: dict) -> list[dict]:

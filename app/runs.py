@@ -93,17 +93,9 @@ class RunService:
         self._lock = threading.RLock()  # guards the runs, the queue and the slots
         self._stopping = False
         store.interrupt_training()
-        self.runs: dict[int, Run] = {row["id"]: self._run_from_row(row) for row in store.runs()}
+        self.runs: dict[int, Run] = {row["id"]: run_from_row(self.store, row) for row in store.runs()}
         self.queue: list[int] = [run.id for run in self.runs.values() if run.state.status == "queued"]
         self._fill_slots()
-
-    def _run_from_row(self, row: dict) -> Run:
-        state = RunState(status=row["status"], message=row["message"], step=row["step"], lr=row["lr"])
-        last_id = max(row["last_event_id"], row["reserved_event_id"])
-        channel = Channel(last_id, row["last_event_id"], reserve=lambda ceiling, run_id=row["id"]: self.store.reserve_ids(run_id, ceiling))
-        return Run(id=row["id"], name=row["name"], source=row["source"], config=row["config"],
-                   paired_with=row["paired_with"], sweep_id=row["sweep_id"], created_at=row["created_at"],
-                   state=state, channel=channel, model=row["model"])  # fmt: skip
 
     # ---- reading --------------------------------------------------------------------------------
     def get(self, run_id: int) -> Run:
@@ -165,7 +157,7 @@ class RunService:
         arrive through `ingest`."""
         with self._lock:
             run_id = self.store.create_run(name, description, source="watched", status="created")
-            run = self._run_from_row(self.store.run(run_id))
+            run = run_from_row(self.store, self.store.run(run_id))
             self.runs[run_id] = run
         self._publish(run, {"type": "status", "step": 0, "status": "running", "message": ""})
         return run
@@ -204,7 +196,7 @@ class RunService:
         dumped = config.model_dump()
         run_id = self.store.create_run(name, dumped, paired_with=paired_with, sweep_id=sweep_id, status="queued", lr=config.lr)
         row = self.store.run(run_id)
-        run = self._run_from_row(row)
+        run = run_from_row(self.store, row)
         self.runs[run_id] = run
         self.queue.append(run_id)
         self._publish(run, {"type": "status", "step": 0, "status": "queued", "message": "waiting for a free slot"})
@@ -469,6 +461,17 @@ class RunService:
             export_csv(self.store, run_id, out) if fmt == "csv" else export_json(self.store, run_id, self.describe(run), out)
         out.seek(0)
         return out
+
+
+def run_from_row(store: Store, row: dict) -> Run:
+    """A run as its stored row says, its channel's event ids continuing above the ones it reserved.
+    (Also how bnscope.watch records a run into a data directory without a server.)"""
+    state = RunState(status=row["status"], message=row["message"], step=row["step"], lr=row["lr"])
+    last_id = max(row["last_event_id"], row["reserved_event_id"])
+    channel = Channel(last_id, row["last_event_id"], reserve=lambda ceiling, run_id=row["id"]: store.reserve_ids(run_id, ceiling))
+    return Run(id=row["id"], name=row["name"], source=row["source"], config=row["config"],
+               paired_with=row["paired_with"], sweep_id=row["sweep_id"], created_at=row["created_at"],
+               state=state, channel=channel, model=row["model"])  # fmt: skip
 
 
 def publish(run: Run, event: dict, writer: StoreWriter) -> None:

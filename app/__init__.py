@@ -13,3 +13,12 @@ __version__ = "0.2.0"
 
 # the installed package's own folder (a real directory: bnscope installs unzipped)
 PACKAGE_DIR = Path(str(files("bnscope")))
+
+
+def __getattr__(name: str):
+    # bnscope.watch without torch at `import bnscope`: bnscope.watcher (and torch) load on first use
+    if name == "watch":
+        from bnscope.watcher import watch
+
+        return watch
+    raise AttributeError(f"module 'bnscope' has no attribute {name!r}")

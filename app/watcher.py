@@ -1,0 +1,222 @@
+"""bnscope.watch(model): your own network's insides, live on the dashboard, from your own loop.
+
+    import bnscope
+    run = bnscope.watch(model, optimizer, every=100, server="http://127.0.0.1:8000")
+    for x, y in batches:                     # your loop, unchanged
+        loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad(); loss.backward(); optimizer.step()
+        run.log(loss=loss.item())            # optional: values for the step
+    run.close()                              # or: with bnscope.watch(...) as run:
+
+What a step is: with an optimizer, one `optimizer.step()` (its step hooks count them), so
+evaluation forwards and gradient accumulation never shift the count. Without one, one backward
+pass through the model. Every `every` steps (step 0 first) the step is sampled: its forward is
+probed (the activations' outputs, and their gradients through tensor hooks), and after the
+optimizer's step the statistics (bnscope.diagnostics.collect) and update:data (the change the step
+made to each weight, whatever the optimizer) leave in one device-to-host copy. Between samples
+there are no hooks on the layers: a pre-hook on the model and the optimizer's step hooks do a few
+Python operations a step.
+
+The events are those of a bnscope run (bnscope.events): `model` at the start, `stats` and
+`scalars` (update:data) at every sample, `metrics` for run.log, `status` finished at close. A
+background thread sends them (bnscope.watch_sender): to a server, or into a data directory's store.
+"""
+
+import atexit
+import logging
+import math
+import time
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from bnscope import diagnostics
+from bnscope.watch_sender import HttpSink, Sender, StoreSink
+
+log = logging.getLogger("bnscope.watch")
+
+
+def watch(model: nn.Module, optimizer: torch.optim.Optimizer | None = None, *, every: int = 100,
+          name: str | None = None, server: str | None = None, data_dir: str | Path | None = None) -> "WatchedRun":  # fmt: skip
+    """Watch `model` train: every `every` steps its activations, gradients, weights, update:data
+    and BatchNorm statistics go to a running `bnscope serve` at `server` (a URL; the token from
+    BNSCOPE_TOKEN), or, without a server, into `data_dir` (default ~/.bnscope) for a later
+    `bnscope serve --data-dir`. Returns the run: `run.log(name=value, ...)`, `run.close()`."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"watch() takes an nn.Module, not {type(model).__name__}")
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        raise ValueError(f"every must be a whole number of steps >= 1, not {every!r}")
+    if server is not None and data_dir is not None:
+        raise ValueError("give server (stream to a running bnscope serve) or data_dir (record for later), not both")
+    module = getattr(model, "_orig_mod", model)  # a torch.compile'd model: its own module's names
+    name = name or type(module).__name__
+    description = {
+        "model": type(module).__name__, "parameters": sum(p.numel() for p in module.parameters()),
+        "optimizer": type(optimizer).__name__ if optimizer is not None else None, "every": every,
+        "device": str(next(module.parameters()).device) if any(True for _ in module.parameters()) else "cpu",
+        "torch": torch.__version__,
+    }  # fmt: skip
+    if server is not None:
+        sink = HttpSink(server, name, description)
+    else:
+        from bnscope.config import Settings  # the server's own default data directory
+
+        sink = StoreSink(data_dir if data_dir is not None else Settings.model_fields["data_dir"].default, name, description)
+    return WatchedRun(module, optimizer, every, Sender(sink))
+
+
+class WatchedRun:
+    """A watched model's run. `step`: steps done. `log()` and `close()` never raise and never wait
+    for the network; what could not be sent is reported by close()."""
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer | None, every: int, sender: Sender):
+        self.model, self.optimizer, self.every = model, optimizer, every
+        self.layers = diagnostics.find_layers(model)
+        self.step = 0
+        self.summary: dict | None = None  # close()'s answer
+        self._sender = sender
+        self._forwarded = False  # a training forward since the last step: run.log's values belong to it
+        self._probe: diagnostics.Probe | None = None
+        self._before: list[torch.Tensor] | None = None  # the weights before a sampled optimizer step
+        self._last_sample: tuple[int, float] | None = None  # (step, time): steps/s between samples
+        self._failures = 0
+        self._emit({"type": "model", "step": 0, **self.layers.info()})
+        self._hooks = [model.register_forward_pre_hook(self._forward_begins)]
+        if optimizer is not None:
+            self._hooks += [optimizer.register_step_pre_hook(self._step_begins),
+                            optimizer.register_step_post_hook(self._step_ends)]  # fmt: skip
+        else:
+            self._hooks.append(model.register_forward_hook(self._forward_ends))
+        self._arm()
+        atexit.register(self._at_exit)
+
+    # ---- the user's calls ---------------------------------------------------------------------------
+    def log(self, **values: float) -> None:
+        """Values for the step in progress (after a training forward), else for the step just taken:
+        `run.log(loss=loss.item(), acc=acc)`. `loss` is drawn as the run's loss curve; the others as
+        metric/<name>. (A tensor is turned into a number here: on a GPU that waits for it.)"""
+        try:
+            at = self.step if self._forwarded else max(self.step - 1, 0)
+            self._emit({"type": "metrics", "step": at, "values": {key: _number(v) for key, v in values.items()}})
+        except Exception as err:  # noqa: BLE001 - a logging slip must not end the user's training
+            log.warning("bnscope.watch: run.log() skipped: %s: %s", type(err).__name__, err)
+
+    def close(self, status: str = "finished", message: str = "") -> dict:
+        """Take the hooks off, mark the run `status`, and send what is queued (for a few seconds).
+        Returns {"sent", "dropped", "dropped_why"}; a warning says when events were dropped."""
+        if self.summary is not None:
+            return self.summary
+        for handle in self._hooks:
+            handle.remove()
+        if self._probe is not None:
+            self._probe.close()
+            self._probe = None
+        atexit.unregister(self._at_exit)
+        self._emit({"type": "status", "step": self.step, "status": status, "message": message[:1000]})
+        self.summary = self._sender.close()
+        if self.summary["dropped"]:
+            why = "; ".join(f"{n} {reason}" for reason, n in self.summary["dropped_why"].items())
+            warnings.warn(f"bnscope.watch: {self.summary['dropped']} of the run's events were not recorded ({why})",
+                          stacklevel=2)  # fmt: skip
+        return self.summary
+
+    def __enter__(self) -> "WatchedRun":
+        return self
+
+    def __exit__(self, kind, err, tb) -> bool:
+        if err is None:
+            self.close()
+        elif isinstance(err, KeyboardInterrupt):
+            self.close("stopped", "interrupted (Ctrl-C)")
+        else:
+            self.close("failed", f"{kind.__name__}: {err}")
+        return False
+
+    def _at_exit(self) -> None:  # the script ended without close(): send what is queued
+        self.close()
+
+    # ---- hooks: a few Python operations a step, the probe's only on sampled steps ---------------------
+    def _forward_begins(self, module, args) -> None:
+        if module.training and torch.is_grad_enabled():  # not an evaluation
+            self._forwarded = True
+            if self._probe is not None:
+                self._probe.new_forward()  # with gradient accumulation: the last micro-batch's
+
+    def _step_begins(self, optimizer, args, kwargs) -> None:
+        if self._probe is not None and self.layers.params:
+            try:
+                self._before = diagnostics.snapshot(self.layers.params)
+            except Exception as err:  # noqa: BLE001
+                self._failed("update:data", err)
+
+    def _step_ends(self, optimizer, args, kwargs) -> None:
+        self._stepped(optimizer.param_groups[0].get("lr") if optimizer.param_groups else None)
+
+    def _forward_ends(self, module, args, output) -> None:
+        """Without an optimizer a step is a backward pass: counted when the gradient reaches the model's
+        output, measured once the whole backward is done (autograd's end-of-backward callback)."""
+        if module.training and torch.is_grad_enabled() and (out := _first_grad_tensor(output)) is not None:
+            out.register_hook(self._backward_begins)
+
+    def _backward_begins(self, grad) -> None:
+        torch.autograd.Variable._execution_engine.queue_callback(lambda: self._stepped(None))
+
+    def _stepped(self, lr) -> None:
+        """A step is done: measure it if it was sampled, then count it and arm the next sample."""
+        step = self.step
+        try:
+            if self._probe is not None:
+                self._measure(step, lr)
+        except Exception as err:  # noqa: BLE001 - statistics must never end the user's training
+            self._failed(f"statistics at step {step}", err)
+        finally:
+            self._before = None
+            self.step = step + 1
+            self._forwarded = False
+            if self.step % self.every == 0:
+                self._arm()
+
+    def _arm(self) -> None:
+        if self._probe is None and self._failures < 3:
+            self._probe = diagnostics.Probe(self.layers)
+
+    def _measure(self, step: int, lr) -> None:
+        probe, self._probe = self._probe, None
+        probe.close()
+        layers, outputs, grads = probe.measured(self.layers)
+        extra = {"ud": diagnostics.step_to_data(self._before, self.layers.params)} if self._before is not None else {}
+        body, values = diagnostics.collect_with(layers, outputs, grads, extra)  # the one device-to-host copy
+        self._emit({"type": "stats", "step": step, **body})
+        now = time.perf_counter()
+        last = self._last_sample
+        self._last_sample = (step, now)
+        ud = [[v if math.isfinite(v) else None for v in values["ud"]]] if "ud" in values else []
+        self._emit({
+            "type": "scalars", "step": step + 1, "loss": [], "lr": _number(lr) if lr is not None else None,
+            "steps_per_s": (step - last[0]) / (now - last[1]) if last and now > last[1] else 0.0,
+            "ud_names": self.layers.weight_names if ud else [], "ud_steps": [step] if ud else [], "ud": ud,
+        })  # fmt: skip
+
+    def _emit(self, event: dict) -> None:
+        self._sender.put(event)
+
+    def _failed(self, what: str, err: Exception) -> None:
+        self._failures += 1
+        log.warning("bnscope.watch: %s failed (%s: %s)%s", what, type(err).__name__, err,
+                    "; no more statistics for this run" if self._failures >= 3 else "")  # fmt: skip
+
+
+def _number(value) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _first_grad_tensor(output) -> torch.Tensor | None:
+    """The first tensor of a forward's output (a tensor, or one inside a tuple, list or dict) that
+    gradients flow into."""
+    if isinstance(output, torch.Tensor):
+        return output if output.requires_grad else None
+    items = output.values() if isinstance(output, dict) else output if isinstance(output, (tuple, list)) else ()
+    return next((t for item in items if (t := _first_grad_tensor(item)) is not None), None)

@@ -164,11 +164,16 @@ class Sender:
                 raise
 
     def _pause(self, seconds: float) -> bool:
-        """Wait before the next try; False when the run closed and its close() timeout has passed."""
+        """Wait before the next try; False once the run has closed and its close() timeout has passed."""
+        end = time.monotonic() + seconds
         with self._lock:
-            self._lock.wait_for(lambda: self._closing and time.monotonic() >= self._deadline,
-                                timeout=max(0.0, min(seconds, self._deadline - time.monotonic())))  # fmt: skip
-            return not (self._closing and time.monotonic() >= self._deadline)
+            while True:
+                now = time.monotonic()
+                if self._closing and now >= self._deadline:
+                    return False
+                if now >= end:
+                    return True
+                self._lock.wait(min(end, self._deadline) - now)  # close() notifies: its deadline counts at once
 
     def _refuse(self, why: str, in_hand: int) -> None:
         log.warning("bnscope.watch: %s refused the run's events: %s; nothing more is sent", self.sink, why)

@@ -33,7 +33,7 @@ import torch
 import torch.nn as nn
 
 from bnscope import diagnostics
-from bnscope.watch_sender import HttpSink, Sender, StoreSink
+from bnscope.watch_sender import CLOSE_SECONDS, HttpSink, Sender, StoreSink
 
 log = logging.getLogger("bnscope.watch")
 
@@ -103,9 +103,10 @@ class WatchedRun:
         except Exception as err:  # noqa: BLE001 - a logging slip must not end the user's training
             log.warning("bnscope.watch: run.log() skipped: %s: %s", type(err).__name__, err)
 
-    def close(self, status: str = "finished", message: str = "") -> dict:
-        """Take the hooks off, mark the run `status`, and send what is queued (for a few seconds).
-        Returns {"sent", "dropped", "dropped_why"}; a warning says when events were dropped."""
+    def close(self, status: str = "finished", message: str = "", *, timeout: float = CLOSE_SECONDS) -> dict:
+        """Take the hooks off, mark the run `status` (finished, stopped, failed), and send what is
+        queued, waiting up to `timeout` seconds. Returns {"sent", "dropped", "dropped_why"} (events);
+        a warning says when some were dropped."""
         if self.summary is not None:
             return self.summary
         for handle in self._hooks:
@@ -115,7 +116,7 @@ class WatchedRun:
             self._probe = None
         atexit.unregister(self._at_exit)
         self._emit({"type": "status", "step": self.step, "status": status, "message": message[:1000]})
-        self.summary = self._sender.close()
+        self.summary = self._sender.close(timeout)
         if self.summary["dropped"]:
             why = "; ".join(f"{n} {reason}" for reason, n in self.summary["dropped_why"].items())
             warnings.warn(f"bnscope.watch: {self.summary['dropped']} of the run's events were not recorded ({why})",

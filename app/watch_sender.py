@@ -55,8 +55,10 @@ class Sender:
         self.dropped: dict[str, int] = {}  # why -> how many
         self._queue: deque[dict] = deque()
         self._stats_queued = 0
+        self._in_hand = 0  # events taken from the queue and not yet delivered or dropped
         self._lock = threading.Condition()
         self._closing = False
+        self._flushing = 0  # flush() calls waiting: a batch being gathered goes at once
         self._refused: str | None = None
         self._deadline = float("inf")
         self._thread = threading.Thread(target=self._loop, name="bnscope-watch-sender", daemon=True)
@@ -76,6 +78,17 @@ class Sender:
             self._stats_queued += is_stats
             if len(self._queue) == 1:
                 self._lock.notify()
+
+    def flush(self, timeout: float = CLOSE_SECONDS) -> bool:
+        """Wait until every event put so far is delivered (or dropped); False at the timeout."""
+        with self._lock:
+            self._flushing += 1
+            self._lock.notify_all()
+            try:
+                done = self._lock.wait_for(lambda: not self._queue and not self._in_hand, timeout)
+            finally:
+                self._flushing -= 1
+        return done and self.sink.flush(timeout)
 
     def close(self, timeout: float = CLOSE_SECONDS) -> dict:
         """Send what is queued, for up to `timeout` seconds; {"sent", "dropped", "dropped_why"} (events)."""
@@ -103,47 +116,59 @@ class Sender:
             while not self._queue and not self._closing:
                 self._lock.wait()
             if not self._closing:
-                self._lock.wait_for(lambda: self._closing or len(self._queue) >= BATCH_EVENTS, timeout=FLUSH_SECONDS)
+                self._lock.wait_for(lambda: self._closing or self._flushing or len(self._queue) >= BATCH_EVENTS,
+                                    timeout=FLUSH_SECONDS)  # fmt: skip
             batch = [self._queue.popleft() for _ in range(min(len(self._queue), BATCH_EVENTS))]
+            self._in_hand = len(batch)
             self._stats_queued -= sum(e["type"] == "stats" for e in batch)
             if self._closing and time.monotonic() >= self._deadline:  # close() drops what is left
                 self._queue.extendleft(reversed(batch))
+                self._in_hand = 0
                 return []
             return batch
 
     def _loop(self) -> None:
-        opened, tries = False, 0
+        opened = False
         while batch := self._take():
-            while batch:
-                try:
-                    if not opened:
-                        self.sink.open()
-                        opened = True
-                    self._send(batch)
-                    if tries:
-                        log.warning("bnscope.watch: %s is back; sending again", self.sink)
-                    tries = 0
-                except Unreachable as err:
-                    if tries == 0:
-                        log.warning("bnscope.watch: cannot reach %s (%s); training goes on, events wait in a "
-                                    "bounded queue and are dropped beyond it", self.sink, err)  # fmt: skip
-                    tries += 1
-                    if not self._pause(RETRY_SECONDS[min(tries, len(RETRY_SECONDS)) - 1]):
-                        with self._lock:
-                            self._drop("the server was away when the run closed", len(batch))
-                        batch = []
-                    self.sink.reconnecting()
-                except Refused as err:
-                    self._refuse(str(err), len(batch))
-                    batch = []
-                except Exception as err:  # a bug here must not end the thread silently with events queued
-                    self._refuse(f"{type(err).__name__}: {err}", len(batch))
-                    batch = []
+            opened = self._deliver(batch, opened)
+            with self._lock:
+                self._in_hand = 0
+                self._lock.notify_all()  # flush() waits for this
         try:
             if opened:
                 self.sink.close()
         except Exception as err:  # noqa: BLE001 - reported, never raised into the user's process
             log.warning("bnscope.watch: closing %s: %s", self.sink, err)
+
+    def _deliver(self, batch: list[dict], opened: bool) -> bool:
+        """Send one batch: retried while the sink is away (until close()'s deadline), given up when it
+        refuses. Whether the sink is open."""
+        tries = 0
+        while batch:
+            try:
+                if not opened:
+                    self.sink.open()
+                    opened = True
+                self._send(batch)
+                if tries:
+                    log.warning("bnscope.watch: %s is back; sending again", self.sink)
+            except Unreachable as err:
+                if tries == 0:
+                    log.warning("bnscope.watch: cannot reach %s (%s); training goes on, events wait in a "
+                                "bounded queue and are dropped beyond it", self.sink, err)  # fmt: skip
+                tries += 1
+                if not self._pause(RETRY_SECONDS[min(tries, len(RETRY_SECONDS)) - 1]):
+                    with self._lock:
+                        self._drop("the server was away when the run closed", len(batch))
+                    return opened
+                self.sink.reconnecting()
+            except Refused as err:
+                self._refuse(str(err), len(batch))
+                return opened
+            except Exception as err:  # a bug here must not end the thread silently with events queued
+                self._refuse(f"{type(err).__name__}: {err}", len(batch))
+                return opened
+        return opened
 
     def _send(self, batch: list[dict]) -> None:
         """The sink delivers the batch an event at a time, removing each from it once delivered (so a
@@ -233,6 +258,9 @@ class HttpSink:
     def reconnecting(self) -> None:
         self._reconnected = self.run_id is not None
 
+    def flush(self, timeout: float) -> bool:
+        return True  # delivered is ingested: the server has it
+
     def close(self) -> None:
         pass
 
@@ -307,6 +335,9 @@ class StoreSink:
 
     def reconnecting(self) -> None:
         pass
+
+    def flush(self, timeout: float) -> bool:
+        return self.writer.flush(timeout) if hasattr(self, "writer") else True
 
     def close(self) -> None:
         self.writer.flush()

@@ -103,6 +103,11 @@ class WatchedRun:
         except Exception as err:  # noqa: BLE001 - a logging slip must not end the user's training
             log.warning("bnscope.watch: run.log() skipped: %s: %s", type(err).__name__, err)
 
+    def flush(self, timeout: float = CLOSE_SECONDS) -> bool:
+        """Wait until what the run reported so far is on the server (or in the store); False when it is
+        not after `timeout` seconds. Training never needs this: for a notebook cell, or a benchmark."""
+        return self._sender.flush(timeout)
+
     def close(self, status: str = "finished", message: str = "", *, timeout: float = CLOSE_SECONDS) -> dict:
         """Take the hooks off, mark the run `status` (finished, stopped, failed), and send what is
         queued, waiting up to `timeout` seconds. Returns {"sent", "dropped", "dropped_why"} (events);

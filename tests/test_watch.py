@@ -374,4 +374,7 @@ def test_nothing_is_dropped_and_no_warning_when_all_was_recorded(tmp_path):
         warnings.simplefilter("error")
         with bnscope.watch(nn.Linear(2, 2), data_dir=tmp_path) as run:
             run.log(loss=1.0)
+            assert run.flush(timeout=30)  # in the store now, for any reader
+            store, row = recorded(tmp_path)
+            assert series(store, row["id"], "loss") == ([0], [1.0]) and row["status"] == "running"
     assert run.summary == {"sent": 3, "dropped": 0, "dropped_why": {}}  # model, metrics, finished

@@ -82,10 +82,12 @@ def test_a_streamed_run_trains_on_through_a_frozen_a_stopped_and_a_restarted_ser
         run = bnscope.watch(model, optimizer, every=5, server=server.url, name="live")
         train(run, model, optimizer, g, 20)
         # it is listed with its layers' names while it trains, and its statistics arrive
-        (listed,) = wait_for(lambda: [r for r in api(server, "/api/runs") if r["step"] >= 20])
-        assert (listed["name"], listed["source"], listed["status"], listed["layers"]) == ("live", "watched", "running", LAYERS)
+        assert run.flush(timeout=30)  # all it reported so far is on the server now
+        (listed,) = api(server, "/api/runs")  # (the stranger's run was never made)
+        assert (listed["name"], listed["source"], listed["status"], listed["step"]) == ("live", "watched", "running", 20)
+        assert listed["layers"] == LAYERS
         run_id = listed["id"]
-        wait_for(lambda: api(server, f"/api/runs/{run_id}/history")["stats_steps"] == [0, 5, 10, 15])
+        assert api(server, f"/api/runs/{run_id}/history")["stats_steps"] == [0, 5, 10, 15]
         stats = api(server, f"/api/runs/{run_id}/stats", step=10)
         assert stats["step"] == 10 and {a["name"]: a["kind"] for a in stats["activations"]} == ACTIVATIONS
 

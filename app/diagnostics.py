@@ -326,13 +326,13 @@ def _one(t: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
     return t if isinstance(t, torch.Tensor) else torch.cat([c.reshape(-1) for c in t])
 
 
-HEX_DIGITS = "0123456789abcdef"
+HEX = torch.tensor(list(b"0123456789abcdef"), dtype=torch.uint8)
 
 
-def _image_nibbles(outputs: list, kinds: tuple[str, ...]) -> torch.Tensor | None:
-    """The lecture's |t| > 0.99 image of every layer, as (L * B, ceil(H/4)) hex digit values, 4 units a
-    digit, the first unit the high bit: when every layer is a tanh of the same 2-D shape (the lecture's
-    network) and small enough to send; else None."""
+def _image_digits(outputs: list, kinds: tuple[str, ...]) -> torch.Tensor | None:
+    """The lecture's |t| > 0.99 image of every layer, as (L * B, ceil(H/4)) ASCII codes of hex digits,
+    4 units a digit, the first unit the high bit: when every layer is a tanh of the same 2-D shape (the
+    lecture's network) and small enough to send; else None."""
     if set(kinds) != {"tanh"} or not all(isinstance(o, torch.Tensor) for o in outputs):
         return None
     if len({o.shape for o in outputs}) != 1 or outputs[0].dim() != 2 or outputs[0].numel() > MAX_IMAGE_BITS:
@@ -343,7 +343,8 @@ def _image_nibbles(outputs: list, kinds: tuple[str, ...]) -> torch.Tensor | None
     saturated = torch.stack(outputs).abs() > DEAD  # (L, B, H)
     padded = F.pad(saturated.to(torch.uint8), (0, (-H) % 4))  # (L, B, 4 * ceil(H/4))
     bits = torch.tensor([8, 4, 2, 1], dtype=torch.uint8, device=padded.device)
-    return (padded.view(L, B, -1, 4) * bits).sum(-1).view(L * B, -1)
+    nibbles = (padded.view(L, B, -1, 4) * bits).sum(-1)  # (L, B, ceil(H/4)), int64 to index with
+    return HEX.to(nibbles.device).index_select(0, nibbles.view(-1)).view(L * B, -1)
 
 
 class _Packer:
@@ -392,7 +393,7 @@ def collect_with(layers: Layers, outputs: list, grads: list, extra: dict[str, to
     L = len(outputs)
     units: list[int] = []
     single = [_one(o) for o in outputs]
-    nibbles = None
+    digits = None
     if L:
         device = single[0].device
         measured = [g is not None for g in grads]
@@ -413,8 +414,8 @@ def collect_with(layers: Layers, outputs: list, grads: list, extra: dict[str, to
         granges = _row_ranges(gflat, rows, L, symmetric=True)
         packer.add("grad_hist", _histograms(gflat, rows, granges))
         packer.add("grad_range", granges)
-        if (nibbles := _image_nibbles(outputs, kinds)) is not None:
-            packer.add("image", nibbles)
+        if (digits := _image_digits(outputs, kinds)) is not None:
+            packer.add("image", digits.view(-1))
     # --- weights: gradient mean and std, grad:data, gradient histograms
     ws = layers.params
     W = len(ws)
@@ -441,9 +442,10 @@ def collect_with(layers: Layers, outputs: list, grads: list, extra: dict[str, to
 
     v = packer.unpack()
     images: list[list[str]] = []
-    if nibbles is not None:
-        rows = ["".join(HEX_DIGITS[int(d)] for d in row) for row in v["image"]]
-        B = outputs[0].shape[0]
+    if digits is not None:
+        text = bytes(map(int, v["image"])).decode("ascii")  # the codes came as floats, in the one copy
+        B, cols = outputs[0].shape[0], digits.shape[1]
+        rows = [text[r * cols : (r + 1) * cols] for r in range(L * B)]
         images = [rows[i * B : (i + 1) * B] for i in range(L)]
     activations = []
     for i, (name, kind) in enumerate(zip(names, kinds)):

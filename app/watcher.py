@@ -17,9 +17,11 @@ made to each weight, whatever the optimizer) leave in one device-to-host copy. B
 there are no hooks on the layers: a pre-hook on the model and the optimizer's step hooks do a few
 Python operations a step.
 
-The events are those of a bnscope run (bnscope.events): `model` at the start, `stats` and
-`scalars` (update:data) at every sample, `metrics` for run.log, `status` finished at close. A
-background thread sends them (bnscope.watch_sender): to a server, or into a data directory's store.
+The events are those of a bnscope run (bnscope.events): `model` at the start, `stats` at every
+sample, `scalars` with the losses run.log was given for consecutive steps (about every 0.1 s, as
+the trainer sends its own) and update:data, `metrics` for run.log's other values, `status`
+finished at close. A background thread sends them (bnscope.watch_sender): to a server, or into a
+data directory's store. Few events matter: that thread's Python work takes the GIL from the loop.
 """
 
 import atexit
@@ -36,6 +38,7 @@ from bnscope import diagnostics
 from bnscope.watch_sender import CLOSE_SECONDS, HttpSink, Sender, StoreSink
 
 log = logging.getLogger("bnscope.watch")
+SCALARS_SECONDS = 0.1  # how often the logged losses go out: ~10 updates a second for a live chart
 
 
 def watch(model: nn.Module, optimizer: torch.optim.Optimizer | None = None, *, every: int = 100,
@@ -80,7 +83,9 @@ class WatchedRun:
         self._forwarded = False  # a training forward since the last step: run.log's values belong to it
         self._probe: diagnostics.Probe | None = None
         self._before: list[torch.Tensor] | None = None  # the weights before a sampled optimizer step
-        self._last_sample: tuple[int, float] | None = None  # (step, time): steps/s between samples
+        self._losses: list[float | None] = []  # run.log's losses for consecutive steps, from step _losses_from
+        self._losses_from = 0
+        self._sent_at = (0, time.perf_counter())  # (step, time) of the last scalars event: steps/s
         self._failures = 0
         self._emit({"type": "model", "step": 0, **self.layers.info()})
         self._hooks = [model.register_forward_pre_hook(self._forward_begins)]
@@ -99,13 +104,24 @@ class WatchedRun:
         metric/<name>. (A tensor is turned into a number here: on a GPU that waits for it.)"""
         try:
             at = self.step if self._forwarded else max(self.step - 1, 0)
-            self._emit({"type": "metrics", "step": at, "values": {key: _number(v) for key, v in values.items()}})
+            numbers = {key: _number(v) for key, v in values.items()}
+            if "loss" in numbers:
+                if self._losses and at != self._losses_from + len(self._losses):
+                    self._send_scalars()  # not the next step: a new run of losses
+                if not self._losses:
+                    self._losses_from = at
+                self._losses.append(numbers.pop("loss"))
+                if time.perf_counter() - self._sent_at[1] >= SCALARS_SECONDS:
+                    self._send_scalars()
+            if numbers:
+                self._emit({"type": "metrics", "step": at, "values": numbers})
         except Exception as err:  # noqa: BLE001 - a logging slip must not end the user's training
             log.warning("bnscope.watch: run.log() skipped: %s: %s", type(err).__name__, err)
 
     def flush(self, timeout: float = CLOSE_SECONDS) -> bool:
         """Wait until what the run reported so far is on the server (or in the store); False when it is
         not after `timeout` seconds. Training never needs this: for a notebook cell, or a benchmark."""
+        self._send_scalars()
         return self._sender.flush(timeout)
 
     def close(self, status: str = "finished", message: str = "", *, timeout: float = CLOSE_SECONDS) -> dict:
@@ -120,6 +136,7 @@ class WatchedRun:
             self._probe.close()
             self._probe = None
         atexit.unregister(self._at_exit)
+        self._send_scalars()
         self._emit({"type": "status", "step": self.step, "status": status, "message": message[:1000]})
         self.summary = self._sender.close(timeout)
         if self.summary["dropped"]:
@@ -195,15 +212,25 @@ class WatchedRun:
         extra = {"ud": diagnostics.step_to_data(self._before, self.layers.params)} if self._before is not None else {}
         body, values = diagnostics.collect_with(layers, outputs, grads, extra)  # the one device-to-host copy
         self._emit({"type": "stats", "step": step, **body})
+        if "ud" in values:
+            self._send_scalars(step, [v if math.isfinite(v) else None for v in values["ud"]], lr)
+
+    def _send_scalars(self, ud_step: int | None = None, ud: list | None = None, lr=None) -> None:
+        """The pending losses (and an update:data row) as one `scalars` event, as the trainer sends them."""
+        if not self._losses and ud is None:
+            return
+        if lr is None and self.optimizer is not None and self.optimizer.param_groups:
+            lr = self.optimizer.param_groups[0].get("lr")
         now = time.perf_counter()
-        last = self._last_sample
-        self._last_sample = (step, now)
-        ud = [[v if math.isfinite(v) else None for v in values["ud"]]] if "ud" in values else []
+        (last_step, last_time), self._sent_at = self._sent_at, (self.step, now)
         self._emit({
-            "type": "scalars", "step": step + 1, "loss": [], "lr": _number(lr) if lr is not None else None,
-            "steps_per_s": (step - last[0]) / (now - last[1]) if last and now > last[1] else 0.0,
-            "ud_names": self.layers.weight_names if ud else [], "ud_steps": [step] if ud else [], "ud": ud,
+            "type": "scalars", "step": self._losses_from if self._losses else self.step, "loss": self._losses,
+            "lr": _number(lr) if lr is not None else None,
+            "steps_per_s": (self.step - last_step) / (now - last_time) if self.step > last_step and now > last_time else 0.0,
+            "ud_names": self.layers.weight_names if ud is not None else [], "ud_steps": [ud_step] if ud is not None else [],
+            "ud": [ud] if ud is not None else [],
         })  # fmt: skip
+        self._losses = []
 
     def _emit(self, event: dict) -> None:
         self._sender.put(event)

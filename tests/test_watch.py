@@ -378,3 +378,19 @@ def test_nothing_is_dropped_and_no_warning_when_all_was_recorded(tmp_path):
             store, row = recorded(tmp_path)
             assert series(store, row["id"], "loss") == ([0], [1.0]) and row["status"] == "running"
     assert run.summary == {"sent": 3, "dropped": 0, "dropped_why": {}}  # model, metrics, finished
+
+
+def test_losses_logged_every_step_go_out_together_with_the_learning_rate(tmp_path):
+    """As the trainer sends its own: one `scalars` event for the losses of consecutive steps (about every
+    0.1 s), so a fast loop does not hand the sender thread an event a step."""
+    model = nn.Linear(4, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.02)
+    with bnscope.watch(model, optimizer, every=10**6, data_dir=tmp_path) as run:
+        for step in range(2000):
+            optimizer.step()  # a step with no gradients: counted all the same
+            run.log(loss=step / 1000)
+    store, row = recorded(tmp_path)
+    assert series(store, row["id"], "loss") == (list(range(2000)), pytest.approx([s / 1000 for s in range(2000)]))
+    steps, lrs = series(store, row["id"], "lr")
+    assert set(lrs) == {0.02} and 1 <= len(steps) < 200
+    assert row["last_event_id"] < 200  # 2,000 losses, a few events

@@ -33,8 +33,8 @@ def make():
     return model, torch.optim.SGD(model.parameters(), lr=0.05), torch.Generator().manual_seed(5)
 
 
-def train(run, model, optimizer, g, steps: int) -> float:
-    """The user's loop; its wall time."""
+def train(run, model, optimizer, g, steps: int, metric: str = "loss") -> float:
+    """The user's loop, logging the loss as `metric`; its wall time."""
     t0 = time.monotonic()
     for _ in range(steps):
         x, y = batch(g)
@@ -42,7 +42,7 @@ def train(run, model, optimizer, g, steps: int) -> float:
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        run.log(loss=loss.item())
+        run.log(**{metric: loss.item()})
     return time.monotonic() - t0
 
 
@@ -124,12 +124,13 @@ def test_a_server_gone_for_good_costs_the_loop_nothing_and_close_reports_every_d
     model, optimizer, g = make()
     with live_server(tmp_path / "data", env=QUIET) as server:
         run = bnscope.watch(model, optimizer, every=5, server=server.url)
-        train(run, model, optimizer, g, 20)
+        # logged as another metric than `loss` (whose values go out together): one event a step
+        train(run, model, optimizer, g, 20, metric="seen")
         before = 1 + 20 + 4 * 2  # model, a metrics event a step, stats and update:data at 0, 5, 10, 15
         # the server numbers its own `running` status first: all is there at last_event_id 1 + before
         wait_for(lambda: [r for r in httpx.get(server.url + "/api/runs").json() if r["last_event_id"] == 1 + before])
         time.sleep(0.3)  # the answer to the last ingest is on its way back
-    train(run, model, optimizer, g, 30)  # 30 metrics, stats and update:data at 20, 25, ..., 45
+    train(run, model, optimizer, g, 30, metric="seen")  # 30 metrics, stats and update:data at 20, 25, ..., 45
     t0 = time.monotonic()
     for i in range(QUEUE_EVENTS + 5000):  # more than the queue holds
         run.log(i=i)

@@ -106,11 +106,15 @@ class WatchedRun:
             at = self.step if self._forwarded else max(self.step - 1, 0)
             numbers = {key: _number(v) for key, v in values.items()}
             if "loss" in numbers:
-                if self._losses and at != self._losses_from + len(self._losses):
-                    self._send_scalars()  # not the next step: a new run of losses
-                if not self._losses:
-                    self._losses_from = at
-                self._losses.append(numbers.pop("loss"))
+                loss, following = numbers.pop("loss"), self._losses_from + len(self._losses)
+                if self._losses and at == following - 1:
+                    self._losses[-1] = loss  # the same step again: its last loss stands, as in the store
+                else:
+                    if self._losses and at != following:
+                        self._send_scalars()  # not the next step: a new run of losses
+                    if not self._losses:
+                        self._losses_from = at
+                    self._losses.append(loss)
                 if time.perf_counter() - self._sent_at[1] >= SCALARS_SECONDS:
                     self._send_scalars()
             if numbers:

@@ -219,6 +219,7 @@ class Trainer:
         self.emit({"type": "status", "step": self.step, "status": status, "message": message})
 
     def _checkpoint(self) -> None:
+        self._flush()  # the losses it covers go out first: a checkpoint is never ahead of the history
         self.emit({"type": "checkpoint", "step": self.step, "state": self._save(self.state_dict())})
         self._next_checkpoint = self.step + self.checkpoint_every
 

@@ -6,9 +6,10 @@ print the table app/health.py's thresholds are chosen from.
 The default config trains its whole schedule (200k steps: ~5-8 min on one CPU thread); the broken
 ones only their first steps, since what the badges must catch shows at init. Every run trains
 in-process on one torch thread, with the real Trainer, and its measures come from the same
-bnscope.health.Monitor the rules are written for. The default run takes its statistics every 500
-steps (not the page's 100) to stay light: 400 samples of each measure across the run; the short
-runs keep every 100. `--json PATH` also writes every stats step's measures.
+bnscope.health.Monitor the rules are written for. Statistics are taken at the page's cadence,
+every 100 steps (2,000 samples of the default run; they cost ~1% of its time). update:data is
+also tabled per weight, since one layer (the last) is what separates some configs.
+`--json PATH` also writes every stats step's measures.
 """
 
 import argparse
@@ -87,6 +88,20 @@ def table(runs: dict[str, list]) -> str:
     return "\n".join(lines)
 
 
+def per_weight(runs: dict[str, list]) -> str:
+    """update:data per weight: each config at step 0, and the default run's range over every step."""
+    names = list(runs["default"][0][1]["update_to_data"])
+    lines = ["| config | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for config, history in runs.items():
+        at0 = history[0][1]["update_to_data"]
+        lines.append(f"| {config} (step 0) | " + " | ".join(fmt(at0[n]) if n in at0 else "-" for n in names) + " |")
+    default = runs["default"]
+    for label, pick in (("min", min), ("max", max)):
+        row = [pick(m["update_to_data"][n] for _, m in default if n in m["update_to_data"]) for n in names]
+        lines.append(f"| default, run {label} | " + " | ".join(fmt(x) for x in row) + " |")
+    return "\n".join(lines)
+
+
 def worst_over_run(history) -> str:
     """The worst badge a run showed at any stats step, and where (checks the default stays ok)."""
     bad = [(step, c) for step, m in history for c in health.checks(m) if c[3] != "ok"]
@@ -100,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps-default", type=int, default=200_000)
     parser.add_argument("--steps-short", type=int, default=2000, help="steps of each broken config")
-    parser.add_argument("--stats-every-default", type=int, default=500)
+    parser.add_argument("--stats-every-default", type=int, default=100)
     parser.add_argument("--names", default=str(DEFAULT_NAMES))
     parser.add_argument("--json", help="also write every stats step's measures here")
     args = parser.parse_args(argv)
@@ -121,6 +136,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"Calibrated {date.today()} on {platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"1 thread, {total:.0f} s in all; `python {' '.join(sys.argv)}`\n")  # fmt: skip
     print(table(runs))
+    print("\nupdate:data (log10, mean of the last 5) per weight:\n")
+    print(per_weight(runs))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({name: history for name, history in runs.items()}, f)

@@ -2,21 +2,21 @@
 them from GET /api/health/rules; scripts/calibrate_health.py measured the numbers.
 
 Each rule judges one value a badge shows: ok inside `amber` (bounds included), amber inside `red`,
-red outside it. In the lecture's words:
+red outside it. The measures, as the lecture explains them:
 
   saturation      % of a tanh layer's outputs with |t| > 0.97. There the tanh is in its flat tail:
-                  the local gradient (1 - t**2) is ~0, "so we are killing the gradient" that flows back.
+                  the local gradient (1 - t**2) is ~0, so the gradient flowing back is killed.
   dead            % of a layer's units with |t| > 0.99 for every example of the batch: the lecture's
-                  all-white column, a neuron that "will never learn" because no example reaches its
+                  all-white column, a neuron that never learns because no example reaches its
                   active part.
-  activation_std  std of a tanh layer's outputs. The gain (5/3 for tanh) is there to "fight the
-                  squashing": too small and the activations shrink towards 0 with depth, too big and
+  activation_std  std of a tanh layer's outputs. The gain (5/3 for tanh) is there to fight the
+                  squashing: too small and the activations shrink towards 0 with depth, too big and
                   they pile up at +-1.
   gradient_flow   std of the gradient at the last tanh / at the first: the lecture wants the gradient
-                  histograms "the same in every layer". Above 1 the gradient shrinks on its way back
+                  histograms alike in every layer. Above 1 the gradient shrinks on its way back
                   to the input (vanishing); below 1 it grows (exploding).
   update_to_data  log10(std(lr * grad) / std(weight)) per weight, the mean of its last 5 measurements:
-                  "roughly -3", each step changes a weight by ~1/1000 of itself. Much above: it learns
+                  roughly -3: each step changes a weight by ~1/1000 of itself. Much above: it learns
                   too fast (or the weight is too small); much below: too slowly.
 
 Calibration (scripts/calibrate_health.py, 2026-12-01, one CPU thread, 138 s): the default config over
@@ -81,7 +81,7 @@ RULES: list[Rule] = [
         amber=(None, 30.0), red=(None, 50.0),
         explain="Outputs in the tanh's flat tail, where (1 - t²) ≈ 0 kills the gradient flowing back. "
                 "A BatchNorm network starts near 3 % and climbs to ~25 % as it trains, which is fine; "
-                "above 30 % amber, above 50 % red (most of the layer passes no gradient).",
+                "far above, most of the layer passes no gradient back.",
         source=f"{CALIBRATED}: default run max 24.7 % (p99 23.2 %) over 200k steps; "
                "gain 5 without BN at init 64–66 %",
     ),
@@ -90,7 +90,7 @@ RULES: list[Rule] = [
         measure="% of a layer's units with |t| > 0.99 for every example of the batch",
         amber=(None, 0.0), red=(None, 10.0),
         explain="A unit saturated for every example learns nothing: the lecture's all-white column. "
-                "Healthy: none; amber: any; red: more than 10 % of the layer.",
+                "Healthy: none.",
         source=f"{CALIBRATED}: default run 0 in every layer at every stats step of 200k; "
                "lr 50 without BN: 87–100 % from step 100 on",
     ),
@@ -100,7 +100,7 @@ RULES: list[Rule] = [
         amber=(0.5, 0.85), red=(0.2, 0.9),
         explain="The gain fights the tanh's squashing so every layer's outputs keep a similar spread "
                 "(~0.6–0.8). Low: the activations shrink towards 0 with depth (gain too small); "
-                "high: they pile up at ±1 (gain too big). Ok 0.5–0.85, red outside 0.2–0.9.",
+                "high: they pile up at ±1 (gain too big).",
         source=f"{CALIBRATED}: default run 0.62–0.82 (p99 0.80) over 200k steps; at init gain 5 "
                "without BN 0.91, gain 0.5 without BN 0.41 (tanh1) down to 0.024 (tanh5)",
     ),
@@ -109,8 +109,7 @@ RULES: list[Rule] = [
         measure="std(gradient at the last tanh) / std(gradient at the first tanh)",
         amber=(0.2, 2.0), red=(0.1, 5.0),
         explain="About 1 when the gradient keeps its size through the depth. Above: it shrinks on the "
-                "way back to the input (vanishing); below: it grows (exploding). Ok 0.2–2, red outside "
-                "0.1–5.",
+                "way back to the input (vanishing); below: it grows (exploding).",
         source=f"{CALIBRATED}: default run 0.27–1.35 (p99 1.20) over 200k steps; at init gain 5 "
                "without BN 0.115, gain 0.5 without BN 16.2, torch-default init without BN 9.6",
     ),
@@ -119,8 +118,8 @@ RULES: list[Rule] = [
         measure=f"log10(std(lr × grad) / std(weight)), mean of the last {UPDATE_RATIO_POINTS} measurements",
         amber=(-4.5, -2.0), red=(-5.5, -1.5),
         explain="How much of itself each step changes a weight: about −3 (1/1000) is healthy; it drops "
-                "by 1 when the lr decays ×0.1. Above −2: learning too fast, or the weight is too small "
-                "(the no-BN last layer, scaled ×0.1); below −4.5: barely learning. Red outside −5.5…−1.5.",
+                "by 1 when the lr decays ×0.1. Much above: learning too fast, or the weight is too small "
+                "(the no-BN last layer, scaled ×0.1); much below: barely learning.",
         source=f"{CALIBRATED}: default run −3.98 to −2.18 (p99 −2.31) over 200k steps; at init gain 0.5 "
                "(BN on) linear1–6 −2.17 to −1.84, BN off linear6 −0.62, gain 5 without BN linear6 −0.54",
     ),

@@ -1,7 +1,17 @@
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
 import pytest
 import torch
 import torch.nn.functional as F
 
+from bnscope import __version__
 from bnscope.cli import load_weights, main
 from bnscope.config import RunConfig
 
@@ -145,16 +155,6 @@ def test_sample_from_missing_weights_exits_2(capsys, tmp_path, names_file):
 
 # ---- the command as a user runs it ---------------------------------------------------------------
 
-import os  # noqa: E402
-import re  # noqa: E402
-import signal  # noqa: E402
-import socket  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-
-from bnscope import __version__  # noqa: E402
 
 
 def bnscope(*args, **kwargs) -> subprocess.Popen:

@@ -22,25 +22,25 @@ red outside it. The measures, as the lecture explains them:
 Calibration (scripts/calibrate_health.py, 2026-12-01, one CPU thread, 138 s): the default config over
 its whole 200k steps, statistics every 100 steps; each broken config at init (step 0).
 
-  measure         default, 200k steps: min..max (p99)   broken, at step 0                     ok / red outside
-  saturation %    1.7..24.7 (23.2)                     gain 5 no BN 64..66                    <=30 / <=50
-  dead %          0..0                                 lr 50 no BN: 87..100 from step 100   0 / <=10
-  activation_std  0.62..0.82 (0.80)                    gain 5 no BN 0.91; gain 0.5 no BN      0.5..0.85 /
-                                                       0.41->0.024 with depth; torch-default  0.2..0.9
-                                                       no BN 0.45->0.085
-  gradient_flow   0.27..1.35 (1.20)                    gain 5 no BN 0.115; gain 0.5 no BN     0.2..2 / 0.1..5
-                                                       16.2; torch-default no BN 9.6
-  update_to_data  -3.98..-2.18 (-2.31)                 gain 0.5 linear1-6 -2.17..-1.84; no BN -4.5..-2 /
-                                                       linear6 -0.62; gain 5 no BN linear6    -5.5..-1.5
-                                                       -0.54; gain 0.5 no BN C -5.6
+  measure         default, 200k steps: min..max (p99)  broken configs, step 0             ok       | red outside
+  saturation %    1.7..24.7 (23.2)                    gain 5 no BN 64..66                <= 30    | 50
+  dead %          0 at every step                     lr 50 no BN 87..100 (step 100 on)  0        | 10
+  activation_std  0.62..0.82 (0.80)                   gain 5 no BN 0.91..0.92            0.5..0.85 | 0.2..0.9
+                                                      gain 0.5 no BN 0.41 (tanh1)..0.024 (tanh5)
+                                                      torch-default no BN 0.45..0.085
+  gradient_flow   0.27..1.35 (1.20)                   gain 5 no BN 0.115                 0.2..2   | 0.1..5
+                                                      gain 0.5 no BN 16.2; torch-default no BN 9.6
+  update_to_data  -3.98..-2.18 (-2.31)                gain 0.5 linear1..6 -2.17..-1.84   -4.5..-2 | -5.5..-1.5
+                                                      no BN linear6 -0.62; gain 5 no BN linear6 -0.54
+                                                      gain 0.5 no BN C -5.6
 
 What separates each broken config from the default:
-  gain 5, no BN   saturation (red), activation_std (red), gradient_flow (amber), linear6's update:data.
-  gain 0.5, BN    only update:data. BatchNorm undoes the weights' scale in the forward pass: its
+  gain 5, no BN: saturation (red), activation_std (red), gradient_flow (amber), linear6's update:data.
+  gain 0.5, BN on: only update:data. BatchNorm undoes the weights' scale in the forward pass: its
                   activations at step 0 are the default's to the bit, but its gradients are 3.3x
                   bigger on weights 3.3x smaller, so update:data is 10**1.05 higher (amber).
-  gain 0.5 / torch-default, no BN   activation_std (red in the deep layers) and gradient_flow (red).
-  BN off at gain 5/3   genuinely healthy on saturation (6..19 % at step 0, under the default's late
+  gain 0.5 or torch-default, no BN: activation_std (red in the deep layers), gradient_flow (red).
+  BN off, gain 5/3: genuinely healthy on saturation (6..19 % at step 0, under the default's late
                   run), activation_std, dead units and gradient flow; what gives it away is the last
                   layer: without BN its weight itself is scaled by 0.1, so update:data of linear6 is
                   -0.62 (red).

@@ -4,10 +4,10 @@ print the table app/health.py's thresholds are chosen from.
     python scripts/calibrate_health.py [--steps-default 200000] [--steps-short 2000] [--names PATH]
 
 The default config trains its whole schedule (200k steps: 2-8 min on one CPU thread, 125 s on the
-machine that calibrated the rules); the broken ones only their first steps, since what the badges must catch shows at init. Every run trains
-in-process on one torch thread, with the real Trainer, and its measures come from the same
-bnscope.health.Monitor the rules are written for. Statistics are taken at the page's cadence,
-every 100 steps (2,000 samples of the default run; they cost ~1% of its time). update:data is
+machine that calibrated the rules); the broken ones only their first steps, since what the badges
+must catch shows at init. Every run trains in-process on one torch thread, with the real Trainer,
+and its measures come from the same bnscope.health.Monitor the rules are written for. Statistics
+are taken at the page's cadence, every 100 steps (2,000 samples of the default run; they cost ~1% of its time). update:data is
 also tabled per weight, since one layer (the last) is what separates some configs.
 Last, it judges every run with the rules in app/health.py and exits 1 where they miss their promise
 (the default ok at every stats step, each broken config flagged at step 0): rerun it after changing a
@@ -52,7 +52,8 @@ def train(config: RunConfig, words: list[str]) -> tuple[list[tuple[int, health.M
         if event["type"] == "status":
             outcome["status"] = event["status"] + (f" ({event['message']})" if event["message"] else "")
 
-    trainer = Trainer(config, make_splits(words, config.block_size), emit, checkpoint_every=10**9, device=torch.device("cpu"))
+    splits = make_splits(words, config.block_size)
+    trainer = Trainer(config, splits, emit, checkpoint_every=10**9, device=torch.device("cpu"))
     started = time.perf_counter()
     trainer.run(CommandQueue())  # empty: train to the end
     return monitor.history, outcome.get("status", "?"), time.perf_counter() - started
@@ -111,14 +112,16 @@ def judged(runs: dict[str, list]) -> list[str]:
     bad = [(step, c) for step, m in runs["default"] for c in health.checks(m) if c[3] != "ok"]
     if bad:
         step, (rule_id, label, value, level) = bad[0]
-        lines.append(f"FAIL default: {len(bad)} non-ok badges, first at step {step}: {rule_id} {label} = {fmt(value)} ({level})")
+        lines.append(f"FAIL default: {len(bad)} non-ok badges, first at step {step}: "
+                     f"{rule_id} {label} = {fmt(value)} ({level})")
     else:
         lines.append(f"ok   default: every badge ok at every one of {len(runs['default'])} stats steps")
     for name, _, rule_id in BROKEN:
         at0 = health.checks(runs[name][0][1])
         caught = sorted({f"{r} {level}" for r, _, _, level in at0 if level != "ok"})
         ok = any(r == rule_id and level != "ok" for r, _, _, level in at0)
-        lines.append(f"{'ok  ' if ok else 'FAIL'} {name}: flagged at step 0 by {', '.join(caught) or 'nothing'} (must: {rule_id})")
+        flags = ", ".join(caught) or "nothing"
+        lines.append(f"{'ok  ' if ok else 'FAIL'} {name}: flagged at step 0 by {flags} (must: {rule_id})")
     return lines
 
 
@@ -139,7 +142,8 @@ def main(argv: list[str] | None = None) -> None:
     for name, config in configs:
         history, status, seconds = train(config, words)
         runs[name] = history
-        print(f"{name}: {config.steps:,} steps, stats every {config.stats_every}, {status}, {seconds:.0f} s", file=sys.stderr)
+        print(f"{name}: {config.steps:,} steps, stats every {config.stats_every}, {status}, {seconds:.0f} s",
+              file=sys.stderr)
     total = time.perf_counter() - started
 
     print(f"Calibrated {date.today()} on {platform.processor() or platform.machine()}, torch {torch.__version__}, "

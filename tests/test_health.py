@@ -39,7 +39,8 @@ def run(real_splits):
 
 def flagged(measured: health.Measured, rule_id: str) -> dict[str, str]:
     """The labels of one rule that are not ok, with their level."""
-    return {label: health.verdict(rule_id, v) for label, v in measured[rule_id].items() if health.verdict(rule_id, v) != "ok"}
+    levels = {label: health.verdict(rule_id, v) for label, v in measured[rule_id].items()}
+    return {label: level for label, level in levels.items() if level != "ok"}
 
 
 # ---- measured -----------------------------------------------------------------------------------------

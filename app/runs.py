@@ -266,8 +266,7 @@ class RunService:
         for run_id in run_ids:
             run = self.runs.get(run_id)
             if run is not None and run.worker is not None:
-                run.worker.send({"op": "stop"})
-                run.state.status, run.state.message = "failed", reason  # its status may not reach the store
+                run.worker.send({"op": "fail", "message": reason})  # it ends `failed`, with the reason
             elif run is not None:
                 run.state.status, run.state.message = "failed", reason
 

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from bnscope import PACKAGE_DIR, __version__
 from bnscope.api.routes import events, pages, runs
+from bnscope.api.routes import health as health_rules
 from bnscope.api.errors import TooManyRequests, add_error_handlers, too_many_requests
 from bnscope.api.http import LOG_CONFIG, head_timeout_protocol
 from bnscope.api.security import Guard, LoginAttempts
@@ -64,6 +65,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     app.state.login_attempts = LoginAttempts()
     app.include_router(pages.health)
     app.include_router(runs.router)
+    app.include_router(health_rules.router)
     app.include_router(events.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=PACKAGE_DIR / "static"), name="static")

@@ -109,6 +109,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = 16_384
     max_ingest_bytes: int = Field(8 * 2**20, ge=1024)  # a watched run's batch of events
     header_timeout_s: float = Field(10.0, gt=0)  # a request line and headers slower than this: connection closed
+    stream_queue_bytes: int = Field(4 * 2**20, ge=2**16)  # a stream client this far behind is dropped...
+    stream_queue_seconds: float = Field(10.0, gt=0)  # ...or one whose oldest unsent event is this old
     max_db_mb: int | None = Field(None, ge=1)  # cap on the database file; a run that would pass it fails
 
     @field_validator("allowed_hosts", mode="before")

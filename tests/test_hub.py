@@ -55,13 +55,11 @@ def test_after_a_restart_a_client_with_everything_stored_continues_without_a_sna
     assert channel.since(1000) is None  # it missed stored events: snapshot
 
 
-def test_a_stalled_subscriber_is_dropped_by_bytes_and_loses_nothing(monkeypatch):
-    monkeypatch.setattr(hub, "QUEUE_BYTES", 1000)
-
+def test_a_stalled_subscriber_is_dropped_by_bytes_and_loses_nothing():
     async def scenario():
         channel = Channel()
         loop = asyncio.get_running_loop()
-        stalled, _ = channel.subscribe(None, loop)
+        stalled, _ = channel.subscribe(None, loop, max_bytes=1000)
         reading, _ = channel.subscribe(None, loop)
         received = []
         for i in range(40):
@@ -77,12 +75,10 @@ def test_a_stalled_subscriber_is_dropped_by_bytes_and_loses_nothing(monkeypatch)
     assert kept == list(range(1, len(kept) + 1)) and stalled.queued_bytes <= 1000  # nothing thrown out of the middle
 
 
-def test_a_stalled_subscriber_is_dropped_by_age(monkeypatch):
-    monkeypatch.setattr(hub, "QUEUE_SECONDS", 0.05)
-
+def test_a_stalled_subscriber_is_dropped_by_age():
     async def scenario():
         channel = Channel()
-        stalled, _ = channel.subscribe(None, asyncio.get_running_loop())
+        stalled, _ = channel.subscribe(None, asyncio.get_running_loop(), max_seconds=0.05)
         publish(channel, 0)
         await asyncio.sleep(0.1)
         publish(channel, 1)

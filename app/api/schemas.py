@@ -173,4 +173,5 @@ class Health(BaseModel):
     runs: int
     training: int
     queued: int
+    streams: int = Field(description="clients following a run's events now")
 

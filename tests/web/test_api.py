@@ -28,7 +28,7 @@ def wait_status(client, run_id, *statuses, timeout=90):
 
 
 def test_health(client):
-    assert client.get("/healthz").json() == {"status": "ok", "runs": 0, "training": 0, "queued": 0}
+    assert client.get("/healthz").json() == {"status": "ok", "runs": 0, "training": 0, "queued": 0, "streams": 0}
 
 
 def test_a_run_trains_in_a_worker_process_to_the_end_and_its_history_is_kept(client):

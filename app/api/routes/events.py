@@ -36,6 +36,7 @@ class EventStream(Response):
 
     def __init__(self, frames: AsyncIterator[bytes], subscriber: Subscriber, stopping: asyncio.Event):
         super().__init__(headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
+        self.raw_headers = [(k, v) for k, v in self.raw_headers if k != b"content-length"]  # endless: chunked
         self.frames, self.subscriber, self.stopping = frames, subscriber, stopping
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -80,7 +81,9 @@ async def run_events(
     waited for, and resumes by its last id."""
     run = service.get(run_id)
     resume_from = last_event_id if last_event_id is not None else after
-    subscriber, backlog = run.channel.subscribe(resume_from, asyncio.get_running_loop())
+    settings = request.app.state.settings
+    subscriber, backlog = run.channel.subscribe(resume_from, asyncio.get_running_loop(),
+                                                max_bytes=settings.stream_queue_bytes, max_seconds=settings.stream_queue_seconds)  # fmt: skip
 
     async def frames() -> AsyncIterator[bytes]:
         try:
@@ -97,8 +100,9 @@ async def run_events(
                     last_sent = message.id
                     yield message.wire
             while True:
-                try:
-                    message = await asyncio.wait_for(subscriber.next(), HEARTBEAT_S)
+                try:  # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel that races a result
+                    async with asyncio.timeout(HEARTBEAT_S):
+                        message = await subscriber.next()
                 except TimeoutError:
                     yield b": ping\n\n"
                     continue

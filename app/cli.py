@@ -153,7 +153,8 @@ def _sample(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from bnscope.server import serve
 
-    return serve(host=args.host, port=args.port, data_dir=args.data_dir, token=args.token, names=args.names, ray=args.ray)
+    return serve(host=args.host, port=args.port, data_dir=args.data_dir, token=args.token, names=args.names,
+                 allowed_hosts=args.allowed_hosts, ray=args.ray)  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -189,6 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--ray", default=None, metavar="ADDRESS",
                        help="train each run as a Ray actor: a Ray cluster's address, or 'local' for a private local Ray "
                             "(env BNSCOPE_RAY; needs the extra: pip install 'bnscope[ray]')")  # fmt: skip
+    serve.add_argument("--allowed-hosts", default=None, metavar="NAMES",
+                       help="comma-separated host names the server answers to besides localhost and its bound "
+                       "address, e.g. the name a proxy serves it under (env BNSCOPE_ALLOWED_HOSTS)")  # fmt: skip
     serve.set_defaults(func=_serve)
     return parser
 

@@ -6,10 +6,10 @@ value is refused everywhere with one message naming the field and the range.
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bnscope.data import DEFAULT_NAMES, VOCAB_SIZE
 
@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535)
     data_dir: Path = Path.home() / ".bnscope"
     token: str | None = None  # required when binding anything but loopback
+    # names the server answers to besides localhost and its bound address (a Host of any other is
+    # refused, against DNS rebinding); from the environment: comma-separated
+    allowed_hosts: Annotated[list[str], NoDecode] = []
     names: Path = DEFAULT_NAMES
     max_runs: int = Field(os.cpu_count() or 1, ge=1, le=256)  # runs training at once, a worker each; more wait queued
     max_queued: int = Field(64, ge=0, le=10_000)  # runs waiting for a slot; beyond it: 429 with Retry-After
@@ -104,4 +107,11 @@ class Settings(BaseSettings):
     autostart: bool = True  # train the default network when the store has no runs at all
     ray: str | None = None  # train each run as a Ray actor: a cluster address, or "local" for a private local Ray
     max_body_bytes: int = 16_384
+    max_ingest_bytes: int = Field(8 * 2**20, ge=1024)  # a watched run's batch of events
+    header_timeout_s: float = Field(10.0, gt=0)  # a request line and headers slower than this: connection closed
     max_db_mb: int | None = Field(None, ge=1)  # cap on the database file; a run that would pass it fails
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        return [name.strip() for name in value.split(",") if name.strip()] if isinstance(value, str) else value

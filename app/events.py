@@ -23,7 +23,10 @@ The stream sends each event with both (see `wire`), so the page never rebuilds t
 """
 
 from dataclasses import asdict, dataclass
-from typing import Literal, NotRequired
+from typing import Annotated, Literal, NotRequired
+
+from annotated_types import Ge, Len, MaxLen
+from pydantic import Field
 
 from typing_extensions import TypedDict  # pydantic (the OpenAPI schema) needs it before Python 3.12
 
@@ -32,27 +35,34 @@ ACTIVE: tuple[Status, ...] = ("created", "running", "paused")  # a worker holds 
 ENDED: tuple[Status, ...] = ("finished", "stopped", "diverged", "failed")  # nothing more will happen
 INTERNAL = ("checkpoint", "weights")  # worker -> server only
 
+# bounds a server checks on events it did not make itself (a watched run's, bnscope.watch)
+Name = Annotated[str, Len(1, 200)]
+Step = Annotated[int, Ge(0)]
+Hist = Annotated[list[int], MaxLen(256)]
+Range = Annotated[list[float | None], Len(2, 2)]
+MANY = 4096  # layers, weights, norms, values a step
+
 
 # ---- the layers a run reports -------------------------------------------------------------------
 class LayerInfo(TypedDict):
-    name: str  # the lecture's names for its network ('tanh3', 'linear2', 'batchnorm1', 'C'); a watched model's qualified names
-    kind: str  # 'tanh', 'relu', 'linear', 'embedding', 'batchnorm', 'layernorm', ...
+    name: Name  # the lecture's names for its network ('tanh3', 'linear2', 'batchnorm1', 'C'); a watched model's qualified names
+    kind: Annotated[str, MaxLen(40)]  # 'tanh', 'relu', 'linear', 'embedding', 'batchnorm', 'layernorm', ...
 
 
 class ModelEvent(TypedDict):
     type: Literal["model"]
-    step: int
-    activations: list[LayerInfo]  # activation modules, in forward order
-    weights: list[LayerInfo]  # weight matrices and kernels (>= 2-D): gradients, grad:data, update:data
-    norms: list[LayerInfo]  # normalisation layers: running statistics, affine parameters
+    step: Step
+    activations: Annotated[list[LayerInfo], MaxLen(MANY)]  # activation modules, in forward order
+    weights: Annotated[list[LayerInfo], MaxLen(MANY)]  # weight matrices and kernels (>= 2-D): gradients, grad:data, update:data
+    norms: Annotated[list[LayerInfo], MaxLen(MANY)]  # normalisation layers: running statistics, affine parameters
 
 
 # ---- what happens to the run ----------------------------------------------------------------------
 class StatusEvent(TypedDict):
     type: Literal["status"]
-    step: int
+    step: Step
     status: Status
-    message: str
+    message: Annotated[str, MaxLen(1000)]
 
 
 class ControlEvent(TypedDict):
@@ -64,80 +74,80 @@ class ControlEvent(TypedDict):
 
 class ScalarsEvent(TypedDict):
     type: Literal["scalars"]
-    step: int  # the step of loss[0]
-    loss: list[float]  # one minibatch loss a step: steps step .. step + len(loss) - 1
-    lr: float
+    step: Step  # the step of loss[0]
+    loss: Annotated[list[float | None], MaxLen(100_000)]  # one minibatch loss a step: steps step .. step + len(loss) - 1
+    lr: float | None
     steps_per_s: float  # 0 until measured after a warm-up
-    ud_names: list[str]  # the weights update:data is measured for...
-    ud_steps: list[int]  # ...the steps it was measured at...
-    ud: list[list[float | None]]  # ...and log10(std(lr*grad)/std(w)), a row a step (None: the gradient was all 0)
+    ud_names: Annotated[list[Name], MaxLen(MANY)]  # the weights update:data is measured for...
+    ud_steps: Annotated[list[Step], MaxLen(10_000)]  # ...the steps it was measured at...
+    ud: Annotated[list[Annotated[list[float | None], MaxLen(MANY)]], MaxLen(10_000)]  # ...log10(std(lr*grad)/std(w)) a row a step (None: gradient all 0)
 
 
 class MetricsEvent(TypedDict):
     type: Literal["metrics"]
-    step: int
-    values: dict[str, float]
+    step: Step
+    values: Annotated[dict[Name, float | None], MaxLen(MANY)]
 
 
 class EvalEvent(TypedDict):
     type: Literal["eval"]
-    step: int
+    step: Step
     split: Literal["train", "dev", "test"]
-    loss: float
+    loss: float | None
     final: NotRequired[bool]
 
 
 # ---- statistics at one step -----------------------------------------------------------------------
 class ActivationStats(TypedDict):
-    name: str
-    kind: str
+    name: Name
+    kind: Annotated[str, MaxLen(40)]
     units: int  # features (2-D outputs, 3-D: the last dim) or channels (4-D and up: dim 1)
-    mean: float
-    std: float
+    mean: float | None
+    std: float | None
     saturation: float  # % of outputs in the flat part of the function (tanh |t| > 0.97, sigmoid < 0.03 or > 0.97, ReLU family <= 0)
     dead: int  # units saturated for every example of the batch: they pass no gradient
-    hist: list[int]  # HIST_BINS counts over `range`
-    range: list[float]  # [lo, hi]
+    hist: Hist  # HIST_BINS counts over `range`
+    range: Range  # [lo, hi]
     grad_mean: float | None  # the loss's gradient w.r.t. the output (None: not measured)
     grad_std: float | None
-    grad_hist: list[int]
-    grad_range: list[float]
-    image: NotRequired[list[str]]  # tanh layers of 2-D outputs: the lecture's |t| > 0.99 image, a hex row an example
+    grad_hist: Hist
+    grad_range: Range
+    image: NotRequired[Annotated[list[Annotated[str, MaxLen(1024)]], MaxLen(1024)]]  # tanh layers of 2-D outputs: the lecture's |t| > 0.99 image, a hex row an example
 
 
 class WeightStats(TypedDict):
-    name: str
-    kind: str
-    shape: list[int]
-    data_std: float
-    grad_mean: float
-    grad_std: float
-    grad_to_data: float  # std(grad) / std(weight)
-    grad_hist: list[int]
-    grad_range: list[float]
+    name: Name
+    kind: Annotated[str, MaxLen(40)]
+    shape: Annotated[list[int], MaxLen(8)]
+    data_std: float | None
+    grad_mean: float | None
+    grad_std: float | None
+    grad_to_data: float | None  # std(grad) / std(weight)
+    grad_hist: Hist
+    grad_range: Range
 
 
 class NormStats(TypedDict):
-    name: str
-    kind: str
+    name: Name
+    kind: Annotated[str, MaxLen(40)]
     # BatchNorm: running statistics (the vectors and their means across channels)
-    running_mean: NotRequired[list[float]]
-    running_var: NotRequired[list[float]]
-    mean_of_running_mean: NotRequired[float]
-    mean_of_running_var: NotRequired[float]
+    running_mean: NotRequired[Annotated[list[float | None], MaxLen(MANY)]]
+    running_var: NotRequired[Annotated[list[float | None], MaxLen(MANY)]]
+    mean_of_running_mean: NotRequired[float | None]
+    mean_of_running_var: NotRequired[float | None]
     # affine parameters (the lecture's bngain / bnbias: torch's `weight` / `bias`)
-    gain_mean: NotRequired[float]
-    gain_std: NotRequired[float]
-    bias_mean: NotRequired[float]
-    bias_std: NotRequired[float]
+    gain_mean: NotRequired[float | None]
+    gain_std: NotRequired[float | None]
+    bias_mean: NotRequired[float | None]
+    bias_std: NotRequired[float | None]
 
 
 class StatsEvent(TypedDict):
     type: Literal["stats"]
-    step: int
-    activations: list[ActivationStats]
-    weights: list[WeightStats]
-    norms: list[NormStats]
+    step: Step
+    activations: Annotated[list[ActivationStats], MaxLen(MANY)]
+    weights: Annotated[list[WeightStats], MaxLen(MANY)]
+    norms: Annotated[list[NormStats], MaxLen(MANY)]
 
 
 class CheckpointEvent(TypedDict):
@@ -151,6 +161,9 @@ class WeightsEvent(TypedDict):
     step: int
     state: bytes
 
+
+# what a watched run's process may send (bnscope.watch): everything but the worker-only events
+Reported = Annotated[ModelEvent | StatusEvent | ScalarsEvent | MetricsEvent | EvalEvent | StatsEvent, Field(discriminator="type")]
 
 Event = (
     ModelEvent | StatusEvent | ControlEvent | ScalarsEvent | MetricsEvent | EvalEvent | StatsEvent

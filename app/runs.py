@@ -27,6 +27,7 @@ from bnscope.writer import StoreWriter
 SETTLE_SECONDS = 5.0  # how long a control request waits for the worker to act (a step, or a dev evaluation)
 WEIGHTS_FRESH_SECONDS = 0.2  # live samples come from weights at most this old...
 WEIGHTS_STALE_SECONDS = 5.0  # ...or, while fresher ones are on their way, at most this old
+WATCHER_STATUSES = ("running", "paused", "finished", "stopped", "failed")  # what a watched run may say of itself
 SHUTDOWN_SECONDS = 8.0  # workers get this long to checkpoint when the server stops
 
 
@@ -159,6 +160,30 @@ class RunService:
                 runs.append(self._add(f"{setting}={getattr(config, setting)}", config, partner, sweep_id))
         return sweep_id, runs
 
+    def create_watched(self, name: str, description: dict) -> Run:
+        """A run a user's own process trains and reports (bnscope.watch): no worker, no slot; its events
+        arrive through `ingest`."""
+        with self._lock:
+            run_id = self.store.create_run(name, description, source="watched", status="created")
+            run = self._run_from_row(self.store.run(run_id))
+            self.runs[run_id] = run
+        self._publish(run, {"type": "status", "step": 0, "status": "running", "message": ""})
+        return run
+
+    def ingest(self, run_id: int, events: list[dict]) -> Run:
+        """Events from a watched run's process, in order: streamed and stored like a worker's."""
+        run = self.get(run_id)
+        if run.source != "watched":
+            raise Conflict(f"run {run_id} is trained by bnscope: only a watched run takes events")
+        if run.state.status in ENDED:
+            raise Conflict(f"run {run_id} is {run.state.status}: it takes no more events")
+        for i, event in enumerate(events):
+            if event["type"] == "status" and event["status"] not in WATCHER_STATUSES:
+                raise Invalid(f"events.{i}.status", f"a watched run reports only {', '.join(WATCHER_STATUSES)}")
+        for event in events:
+            self._publish(run, event)
+        return run
+
     def sweeps(self) -> list[dict]:
         return [{**s, "runs": [r.id for r in self.runs.values() if r.sweep_id == s["id"]]} for s in self.store.sweeps()]
 
@@ -221,19 +246,7 @@ class RunService:
             self._publish(run, event)
 
     def _publish(self, run: Run, event: dict) -> None:
-        """Fold, number, stream and store one event, under the run's lock: ids reach the store in order."""
-        assert event["type"] not in INTERNAL
-        event["time"] = time.time()  # wall clock: the timeline, and how old a point is when a client gets it
-        points = series_points(event)
-        with run.settled:
-            changed = run.state.apply(event)
-            if event["type"] == "model":
-                run.model = {key: event[key] for key in ("activations", "weights", "norms")}
-            text = to_json(wire(event, points, run.state if changed else None))
-            message = run.channel.publish(event["type"], text)
-            self.writer.event(run.id, message.id, event, text, points, run.state.as_dict() if changed else None)
-            if changed:
-                run.settled.notify_all()
+        publish(run, event, self.writer)
 
     def _on_exit(self, run: Run, reason: str) -> None:
         """A worker ended. Without a final status (killed, crashed) the run is interrupted, resumable
@@ -253,8 +266,7 @@ class RunService:
         for run_id in run_ids:
             run = self.runs.get(run_id)
             if run is not None and run.worker is not None:
-                run.worker.send({"op": "stop"})
-                run.state.status, run.state.message = "failed", reason  # its status may not reach the store
+                run.worker.send({"op": "fail", "message": reason})  # it ends `failed`, with the reason
             elif run is not None:
                 run.state.status, run.state.message = "failed", reason
 
@@ -372,7 +384,11 @@ class RunService:
                 raise Conflict(f"run {run.id} has no saved weights yet")
             step, state = saved
         if run.sampler is None or run.sampler[0] != step:
+            import torch
+
             from bnscope.trainer import load_model  # torch loads with the first sample, not with the server
+
+            torch.set_num_threads(1)  # small batches: one thread is fastest, and leaves the cores to the workers
 
             run.sampler = (step, load_model(run.run_config, state))
         return run.sampler
@@ -452,6 +468,23 @@ class RunService:
             export_csv(self.store, run_id, out) if fmt == "csv" else export_json(self.store, run_id, self.describe(run), out)
         out.seek(0)
         return out
+
+
+def publish(run: Run, event: dict, writer: StoreWriter) -> None:
+    """Fold, number, stream and store one event of a run, under the run's lock, so ids reach the store
+    in order. The one path every event takes: a worker's, the service's own, a watched run's."""
+    assert event["type"] not in INTERNAL
+    event.setdefault("time", time.time())  # wall clock: the timeline, and how old a point is when a client gets it
+    points = series_points(event)
+    with run.settled:
+        changed = run.state.apply(event)
+        if event["type"] == "model":
+            run.model = {key: event[key] for key in ("activations", "weights", "norms")}
+        text = to_json(wire(event, points, run.state if changed else None))
+        message = run.channel.publish(event["type"], text)
+        writer.event(run.id, message.id, event, text, points, run.state.as_dict() if changed else None)
+        if changed:
+            run.settled.notify_all()
 
 
 def _differs(config: dict, partner: dict) -> dict:

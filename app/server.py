@@ -15,7 +15,10 @@ from pydantic import ValidationError
 
 from bnscope import PACKAGE_DIR, __version__
 from bnscope.api.routes import events, pages, runs
-from bnscope.api.security import Guard
+from bnscope.api.routes import health as health_rules
+from bnscope.api.errors import TooManyRequests, add_error_handlers, too_many_requests
+from bnscope.api.http import LOG_CONFIG, head_timeout_protocol
+from bnscope.api.security import Guard, LoginAttempts
 from bnscope.config import Settings
 from bnscope.data import NamesFileError, read_names
 from bnscope.runs import Conflict, Invalid, NotFound, QueueFull, RunService, StorageFull
@@ -32,7 +35,11 @@ def make_backend(settings: Settings) -> Backend:
     return ProcessBackend()
 
 
-def create_app(settings: Settings | None = None, backend: Backend | None = None) -> FastAPI:
+MIN_TOKEN_LENGTH = 16
+
+
+def create_app(settings: Settings | None = None, backend: Backend | None = None) -> Guard:
+    """The FastAPI app inside its Guard (`.app` is the FastAPI app)."""
     settings = settings or Settings()
 
     @asynccontextmanager
@@ -55,8 +62,10 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.login_attempts = LoginAttempts()
     app.include_router(pages.health)
     app.include_router(runs.router)
+    app.include_router(health_rules.router)
     app.include_router(events.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=PACKAGE_DIR / "static"), name="static")
@@ -69,7 +78,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
 
     app.add_exception_handler(NotFound, error(404))
     app.add_exception_handler(Conflict, error(409))
-    app.add_exception_handler(QueueFull, error(429, {"Retry-After": str(QueueFull.retry_after_s)}))
+    app.add_exception_handler(QueueFull, too_many_requests)  # 429 with Retry-After
     app.add_exception_handler(StorageFull, error(507))
 
     async def invalid_config(request: Request, exc: ValidationError) -> JSONResponse:
@@ -83,8 +92,9 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
 
     app.add_exception_handler(ValidationError, invalid_config)
     app.add_exception_handler(Invalid, invalid)
-    app.add_middleware(Guard, token=settings.token, max_body_bytes=settings.max_body_bytes)
-    return app
+    add_error_handlers(app)
+    # outermost, around Starlette's ServerErrorMiddleware too, so its 500s get the security headers
+    return Guard(app, settings)
 
 
 def is_loopback(host: str) -> bool:
@@ -113,29 +123,35 @@ class Server(uvicorn.Server):
 
 
 def serve(host: str | None, port: int | None, data_dir: Path | None, token: str | None, names: Path | None,
-          ray: str | None = None) -> int:  # fmt: skip
-    overrides = dict(host=host, port=port, data_dir=data_dir, token=token, names=names, ray=ray)
-    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+          allowed_hosts: str | None = None, ray: str | None = None) -> int:  # fmt: skip
+    given = dict(host=host, port=port, data_dir=data_dir, token=token, names=names, allowed_hosts=allowed_hosts, ray=ray)
+    settings = Settings(**{k: v for k, v in given.items() if v is not None})
+    if settings.token is not None and len(settings.token) < MIN_TOKEN_LENGTH:
+        hint = 'python -c "import secrets; print(secrets.token_urlsafe(24))"'
+        print(f"bnscope: the access token has {len(settings.token)} characters; it needs at least {MIN_TOKEN_LENGTH} "
+              f"(make one with: {hint})", file=sys.stderr)  # fmt: skip
+        return 2
     if not is_loopback(settings.host) and not settings.token:
         print(f"bnscope: refusing to serve on {settings.host} without an access token: "
               "pass --token or set BNSCOPE_TOKEN (or bind 127.0.0.1)", file=sys.stderr)  # fmt: skip
         return 2
     try:  # everything that can fail is checked before anything is written
+        guard = create_app(settings)  # a bad --allowed-hosts entry is reported here
         read_names(settings.names)
         listener = _listen(settings.host, settings.port)
         Store(settings.data_dir / "bnscope.sqlite3", max_mb=settings.max_db_mb)
-    except (NamesFileError, StoreError) as err:
+    except (NamesFileError, StoreError, ValueError) as err:
         print(f"bnscope: {err}", file=sys.stderr)
         return 2
     except OSError as err:
         print(f"bnscope: cannot listen on {settings.host}:{settings.port}: {err.strerror or err}", file=sys.stderr)
         return 2
-    app = create_app(settings)
-    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=3)
+    config = uvicorn.Config(guard, log_level="warning", timeout_graceful_shutdown=3,
+                            http=head_timeout_protocol(settings.header_timeout_s), log_config=LOG_CONFIG)  # fmt: skip
     bound = listener.getsockname()[1]
     print(f"bnscope: dashboard on http://{settings.host}:{bound}  (runs kept in {settings.data_dir}; Ctrl-C stops, "
           "training runs resume after a restart)", flush=True)  # fmt: skip
-    Server(config, app).run(sockets=[listener])
+    Server(config, guard.app).run(sockets=[listener])
     return 0
 
 

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, Stri
 from pydantic.fields import FieldInfo
 
 from bnscope.config import RunConfig
-from bnscope.events import StatsEvent, Status
+from bnscope.events import Reported, StatsEvent, Status
 
 MAX_SWEEP = 8  # runs a sweep makes at most (the page overlays up to 8)
 
@@ -77,6 +77,25 @@ class RunPatch(BaseModel):
         if self.lr is None and self.name is None:
             raise ValueError("give lr, name or both")
         return self
+
+
+class WatchedCreate(BaseModel):
+    """A run that a user's own process trains and reports with bnscope.watch(model)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=100)
+    description: dict[str, StrictBool | StrictInt | StrictFloat | str | None] = Field(
+        default_factory=dict, max_length=32, description="what the watcher says of the model (class, parameters, cadence)")
+
+
+class IngestBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    events: list[Reported] = Field(max_length=1000, description="the watched run's events, in order (bnscope.events)")
+
+
+class IngestOut(BaseModel):
+    accepted: int
+    last_event_id: int
 
 
 class Layers(BaseModel):

@@ -1,5 +1,6 @@
 """The dashboard page, its Plotly.js (from the plotly package: no CDN, works offline), and the
-login page used when an access token is set."""
+login page used when an access token is set: a right token gets a signed session cookie; an
+address with too many wrong ones in a minute waits (429)."""
 
 from pathlib import Path
 from urllib.parse import parse_qs
@@ -11,8 +12,9 @@ from fastapi.templating import Jinja2Templates
 
 from bnscope import PACKAGE_DIR
 from bnscope.api.schemas import Health
-from bnscope.api.security import COOKIE, token_matches
 from bnscope.api.deps import Service
+from bnscope.api.errors import retry_after
+from bnscope.api.security import SESSION_COOKIE, SESSION_S, new_session, token_matches
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=PACKAGE_DIR / "templates")  # autoescapes every value
@@ -37,13 +39,22 @@ def login_page(request: Request):
 @router.post("/login", response_class=HTMLResponse)
 async def login(request: Request):
     token = request.app.state.settings.token
+    if token is None:
+        return RedirectResponse("/", status_code=303)
+    attempts, address = request.app.state.login_attempts, request.client.host if request.client else ""
+    wait_s = attempts.retry_after_s(address)
+    if wait_s:
+        headers = retry_after(wait_s)
+        error = f"Too many wrong tokens from your address: try again in {headers['Retry-After']} s."
+        return templates.TemplateResponse(request, "login.html", {"error": error}, status_code=429, headers=headers)
     given = parse_qs((await request.body()).decode("utf-8", "replace")).get("token", [None])[0]
-    if token is None or token_matches(given, token):
-        response = RedirectResponse("/", status_code=303)
-        if token is not None:
-            response.set_cookie(COOKIE, given, httponly=True, samesite="strict")
-        return response
-    return templates.TemplateResponse(request, "login.html", {"error": "That token is not right."}, status_code=401)
+    if not token_matches(given, token):
+        attempts.failed(address)
+        return templates.TemplateResponse(request, "login.html", {"error": "That token is not right."}, status_code=401)
+    response = RedirectResponse("/", status_code=303)
+    response.set_cookie(SESSION_COOKIE, new_session(token), max_age=SESSION_S, httponly=True, samesite="strict",
+                        secure=request.url.scheme == "https")  # fmt: skip
+    return response
 
 
 health = APIRouter(tags=["health"])

@@ -6,7 +6,10 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import AfterValidator
 
 from bnscope.api.deps import Service
-from bnscope.api.schemas import HistogramsOut, HistoryOut, RunCreate, RunOut, RunPatch, SamplesOut, SweepCreate, SweepInfo, SweepOut
+from bnscope.api.schemas import (
+    HistogramsOut, HistoryOut, IngestBody, IngestOut, RunCreate, RunOut, RunPatch, SamplesOut, SweepCreate, SweepInfo,
+    SweepOut, WatchedCreate,
+)  # fmt: skip
 from bnscope.events import StatsEvent
 from bnscope.history import HEATMAP_STEPS, HISTORY_HISTOGRAMS, HISTORY_POINTS
 from bnscope.sampling import PREFIX_PATTERN, check_prefix
@@ -30,6 +33,21 @@ def create_run(body: RunCreate, service: Service):
     batch order plus `config`, trained from step 0. It trains as soon as a slot is free."""
     overrides = body.config.model_dump(exclude_none=True)
     return service.describe(service.create(overrides, paired_with=body.paired_with, name=body.name))
+
+
+@router.post("/watched", response_model=RunOut, status_code=status.HTTP_201_CREATED)
+def create_watched(body: WatchedCreate, service: Service):
+    """A run that a user's own process trains (`bnscope.watch(model, server=...)`): its events come
+    through /runs/{id}/ingest, and it is drawn like any other."""
+    return service.describe(service.create_watched(body.name, body.description))
+
+
+@router.post("/runs/{run_id}/ingest", response_model=IngestOut, responses={**NOT_FOUND, **CONFLICT})
+def ingest(run_id: int, body: IngestBody, service: Service):
+    """A watched run's events, in order (at most 1,000 a request): streamed and stored as a worker's are."""
+    events = [dict(event) for event in body.events]
+    run = service.ingest(run_id, events)
+    return {"accepted": len(events), "last_event_id": run.channel.last_id}
 
 
 @router.post("/sweeps", response_model=SweepOut, status_code=status.HTTP_201_CREATED, responses=QUEUE_FULL)

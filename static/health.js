@@ -1,17 +1,13 @@
 // Health badges and each panel's verdict, from the server's rules (GET /api/health/rules): a rule names
-// a measure and its amber and red ranges; the page measures it at the shown step and grades it (ok
-// inside amber's range, amber outside it but inside red's, red outside red's). No threshold lives here.
+// a measure, its panel and its amber and red ranges; the page measures it at the shown step as
+// bnscope.health.measure does and grades it (ok inside amber's range, amber outside it but inside
+// red's, red outside red's; not a number: red). No threshold lives here.
 
 import { api } from "./api.js";
 import { runColor } from "./palette.js";
 import { buildOnce, el, formatInt, formatNum, setText } from "./util.js";
 
 const UPDATE_POINTS = 5; // update:data is judged on the mean of the last few values
-// where the page draws each measure, when a rule's `panel` is not one of the page's panel ids
-const PANEL_OF = {
-  saturation: "panel-saturation", dead: "panel-dead", activation_std: "panel-act-std",
-  gradient_flow: "panel-grad-std", update_to_data: "panel-update",
-};
 const SYMBOL = { ok: "✓", amber: "!", red: "✕" };
 const WORD = { ok: "healthy", amber: "needs a look", red: "unhealthy" };
 
@@ -24,11 +20,10 @@ const MEASURES = {
     const pct = (100 * a.dead) / a.units;
     return [a.name, pct, `${formatNum(pct, 2)}%`];
   }),
-  activation_std: (run) => activations(run).map((a) => [a.name, a.std, formatNum(a.std, 2)]),
+  activation_std: (run) => activations(run).filter((a) => a.std !== null).map((a) => [a.name, a.std, formatNum(a.std, 2)]),
   gradient_flow: (run) => {
-    const measured = activations(run).filter((a) => a.grad_std > 0);
-    if (measured.length < 2) return [];
-    const [first, last] = [measured[0], measured.at(-1)];
+    const [first, last] = [activations(run)[0], activations(run).at(-1)];
+    if (activations(run).length < 2 || !first.grad_std || last.grad_std === null) return [];
     const ratio = last.grad_std / first.grad_std;
     return [[`${last.name} / ${first.name}`, ratio, `${formatNum(ratio, 2)}×`]];
   },
@@ -39,7 +34,8 @@ const MEASURES = {
 };
 
 const inside = ([lo, hi], value) => (lo === null || value >= lo) && (hi === null || value <= hi);
-const grade = (rule, value) => (inside(rule.amber, value) ? "ok" : inside(rule.red, value) ? "amber" : "red");
+const grade = (rule, value) =>
+  Number.isNaN(value) ? "red" : inside(rule.amber, value) ? "ok" : inside(rule.red, value) ? "amber" : "red";
 
 function rangeText([lo, hi]) {
   if (lo !== null && hi !== null) return `${formatNum(lo)} to ${formatNum(hi)}`;
@@ -63,10 +59,6 @@ export class Health {
         : `Health rules could not be read: ${err.message}`;
     }
     onLoaded();
-  }
-
-  panelOf(rule) {
-    return document.getElementById(rule.panel) ? rule.panel : PANEL_OF[rule.id];
   }
 
   /** Every check of every shown run: [{run, rule, label, value, text, level}]. */
@@ -102,7 +94,7 @@ export class Health {
       const mine = checks.filter((c) => c.rule === rule);
       if (!mine.length) return null;
       return el("div", { className: "badge-group" }, el("span", { className: "badge-group-title", textContent: rule.title }),
-        ...mine.map((c) => el("a", { className: "badge", href: `#${this.panelOf(rule)}` },
+        ...mine.map((c) => el("a", { className: "badge", href: `#${rule.panel}` },
           el("span", { className: "badge-label", textContent: c.label }), el("span", { className: "badge-value" }))));
     });
     const chip = el("span", { className: "slot-chip", textContent: String(run.slot + 1), title: run.label, style: `background:${runColor(run.slot)}` });
@@ -120,7 +112,7 @@ export class Health {
   drawVerdicts(checks) {
     const byPanel = new Map();
     for (const c of checks) {
-      const id = this.panelOf(c.rule);
+      const id = c.rule.panel;
       if (!byPanel.has(id)) byPanel.set(id, []);
       byPanel.get(id).push(c);
     }

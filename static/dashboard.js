@@ -344,7 +344,8 @@ function renderPage(view) {
     return { train: run.live.series.get("loss").valueAt(view.step), dev: run.live.series.get("dev_loss").valueAt(view.step) };
   };
   const live = (id) => state.lives.get(id)?.connected ?? false;
-  table.render(state.runs, view.slots, at, live);
+  // a shown run's own state is the freshest (its events); the list's for the others
+  table.render(state.runs.map((run) => state.lives.get(run.id)?.run ?? run), view.slots, at, live);
   renderChips(view);
   renderScrubber(view);
   const shownRuns = view.lives.map((l) => l.run);

@@ -27,11 +27,12 @@ export function unionOf(lists) {
 /** x axis over the view's range: the same for every chart, so zooming one zooms all. */
 const stepAxis = (range) => ({ title: { text: "step", standoff: 4 }, range: [range.start, range.end], autorange: false });
 
-/** A smoothed line of one series: {x, y} plus its value at `step`. */
+/** A smoothed line of one series: {x, y} plus its value at `step`. The arrays are copies: Plotly.react
+ * redraws a trace only when its arrays are new objects, and a series grows in place. */
 function line(series, span, step) {
-  const y = smooth(series.steps, series.values, span);
+  const y = span ? smooth(series.steps, series.values, span) : series.values.slice();
   const i = step === null ? -1 : series.indexAt(step);
-  return { x: series.steps, y, at: i < 0 ? null : y[i] };
+  return { x: series.steps.slice(), y, at: i < 0 ? null : y[i] };
 }
 
 /** A per-layer time-series panel. `parts`: [{prefix, yaxis?}] (a series per layer each, e.g. running
@@ -113,14 +114,15 @@ function lossTraces({ slot, live }, span) {
   const dev = live.series.get("dev_loss");
   const name = `run ${slot + 1}`;
   const traces = [];
+  const steps = loss.steps.slice(); // new arrays: see line()
   if (span) {
-    traces.push({ x: loss.steps, y: loss.values, type: "scatter", mode: "lines", name: `${name} train (bucket means)`,
+    traces.push({ x: steps, y: loss.values.slice(), type: "scatter", mode: "lines", name: `${name} train (bucket means)`,
       line: { color: tint(slot, 0.7), width: 1 }, hoverinfo: "skip" });
   }
   traces.push(
-    { x: loss.steps, y: smooth(loss.steps, loss.values, span), type: "scatter", mode: "lines", name: `${name} train`,
+    { x: steps, y: span ? smooth(loss.steps, loss.values, span) : loss.values.slice(), type: "scatter", mode: "lines", name: `${name} train`,
       line: { color: runColor(slot), width: 2, dash: runDash(slot) }, hovertemplate: `${name} train %{y:.4g}<extra></extra>` },
-    { x: dev.steps, y: dev.values, type: "scatter", mode: "markers", name: `${name} dev`,
+    { x: dev.steps.slice(), y: dev.values.slice(), type: "scatter", mode: "markers", name: `${name} dev`,
       marker: { color: runColor(slot), size: 7, symbol: "diamond" }, hovertemplate: `${name} dev %{y:.4g}<extra></extra>` },
   );
   return traces;

@@ -79,7 +79,7 @@ export class Sweeps {
   switchNorm(shown, family, on) {
     const moves = new Map();
     for (const run of shown) {
-      if (!family.includes(run) || run.config.batchnorm === on) continue;
+      if (!family.some((r) => r.id === run.id) || run.config.batchnorm === on) continue;
       const twin = family.find((r) => r.config.batchnorm === on && sameGain(r.config.gain, run.config.gain));
       if (twin) moves.set(run.id, twin.id);
     }

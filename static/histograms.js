@@ -9,7 +9,7 @@ import { layerColor, runDash } from "./palette.js";
 import { el, formatInt, formatNum, setText } from "./util.js";
 
 const HEATMAP_ROWS = 64;
-const HEATMAP_REFRESH_MS = 10_000; // a training run's heatmap is read again at most this often
+const HEATMAP_REFRESH_MS = 30_000; // a training run's heatmap is read again at most this often (200 stats reads)
 
 // kind -> where its histograms are in a statistics event, and what the legend shows
 const KINDS = {
@@ -109,13 +109,22 @@ class Heatmap {
     const stale = !this.answer || this.answer.key !== key || (run.live.producing && Date.now() - this.answer.at > HEATMAP_REFRESH_MS);
     if (stale) this.fetch(run.id, key, view.range);
     const data = this.answer?.key === key ? this.answer.data.layers[layer] : null;
+    const binned = data?.steps.length ? this.binned(layer, data) : null;
     this.chart.draw(`${key}|${layer}|${this.answer?.at}|${view.step}|${run.slot}`, () => ({
-      traces: data?.steps.length ? [{ type: "heatmap", x: data.steps, ...rebin(data), colorscale: "Viridis", zsmooth: false,
+      traces: binned ? [{ type: "heatmap", x: data.steps, ...binned, colorscale: "Viridis", zsmooth: false,
         colorbar: { title: { text: "log10 density", side: "right" }, thickness: 10 },
         hovertemplate: `step %{x}<br>value %{y:.3g}<br>log10 density %{z:.2f}<extra></extra>` }] : [],
       layout: baseLayout({ margin: { l: 52, r: 8, t: 8, b: 36 }, xaxis: { title: { text: "step", standoff: 4 } },
         yaxis: { title: { text: "value" } }, shapes: view.step === null ? [] : [stepMarker(view.step)] }),
     }));
+  }
+
+  /** The rebinned layer, kept with the answer: a new shown step then only moves the marker (Plotly
+   * redraws a trace whose arrays are the same objects without recomputing it). */
+  binned(layer, data) {
+    this.answer.binned ??= new Map();
+    if (!this.answer.binned.has(layer)) this.answer.binned.set(layer, rebin(data));
+    return this.answer.binned.get(layer);
   }
 
   async fetch(runId, key, range) {

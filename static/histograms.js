@@ -85,7 +85,7 @@ class Heatmap {
     const chartDiv = el("div", { className: "chart" });
     box.append(el("div", { className: "heatmap-tools" }, el("span", { textContent: "over time:" }), this.runSelect, this.layerSelect), chartDiv);
     this.chart = new Chart(chartDiv);
-    this.answer = null; // {key, at, data}
+    this.answer = null; // {runId, key, at, data, binned}
     this.fetching = false;
   }
 
@@ -108,7 +108,8 @@ class Heatmap {
     const key = `${run.id}|${view.range.start}|${view.range.end}`;
     const stale = !this.answer || this.answer.key !== key || (run.live.producing && Date.now() - this.answer.at > HEATMAP_REFRESH_MS);
     if (stale) this.fetch(run.id, key, view.range);
-    const data = this.answer?.key === key ? this.answer.data.layers[layer] : null;
+    // while a new range is read, the run's previous answer stays up (a blank chart would flicker)
+    const data = this.answer?.runId === run.id ? this.answer.data.layers[layer] : null;
     const binned = data?.steps.length ? this.binned(layer, data) : null;
     this.chart.draw(`${key}|${layer}|${this.answer?.at}|${view.step}|${run.slot}`, () => ({
       traces: binned ? [{ type: "heatmap", x: data.steps, ...binned, colorscale: "Viridis", zsmooth: false,
@@ -132,10 +133,10 @@ class Heatmap {
     this.fetching = true;
     try {
       const data = await api.get(`/api/runs/${runId}/histograms?kind=${this.kind}&start=${range.start}&end=${range.end}&max_steps=200`);
-      this.answer = { key, at: Date.now(), data };
+      this.answer = { runId, key, at: Date.now(), data };
       this.redraw();
     } catch {
-      this.answer = { key, at: Date.now(), data: { layers: {} } }; // the run went away: the run list will notice
+      this.answer = { runId, key, at: Date.now(), data: { layers: {} } }; // the run went away: the run list will notice
     } finally {
       this.fetching = false;
     }

@@ -14,7 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 
 from bnscope import PACKAGE_DIR, __version__
-from bnscope.api.routes import events, pages, runs
+from bnscope.api.routes import docs, events, pages, runs
 from bnscope.api.routes import health as health_rules
 from bnscope.api.errors import TooManyRequests, add_error_handlers, too_many_requests
 from bnscope.api.http import LOG_CONFIG, head_timeout_protocol
@@ -60,6 +60,8 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         summary="Train the makemore BatchNorm MLP and watch its activations, gradients and BatchNorm statistics live.",
         version=__version__,
         lifespan=lifespan,
+        docs_url=None,  # /docs and /redoc come from routes/docs.py: served offline
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.login_attempts = LoginAttempts()
@@ -68,6 +70,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     app.include_router(health_rules.router)
     app.include_router(events.router)
     app.include_router(pages.router)
+    app.include_router(docs.router)
     app.mount("/static", StaticFiles(directory=PACKAGE_DIR / "static"), name="static")
 
     def error(status: int, headers: dict | None = None):

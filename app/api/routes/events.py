@@ -36,7 +36,9 @@ class EventStream(Response):
 
     def __init__(self, frames: AsyncIterator[bytes], subscriber: Subscriber, stopping: asyncio.Event):
         super().__init__(headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
-        self.raw_headers = [(k, v) for k, v in self.raw_headers if k != b"content-length"]  # endless: chunked
+        # Starlette declares `content-length: 0` for a response built without a body: the first frame
+        # would then break HTTP framing and uvicorn cuts the stream at once
+        self.raw_headers = [(name, value) for name, value in self.raw_headers if name != b"content-length"]
         self.frames, self.subscriber, self.stopping = frames, subscriber, stopping
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

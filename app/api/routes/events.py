@@ -9,6 +9,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from bnscope.api.deps import Service
+from bnscope.config import JSON_INT
 from bnscope.hub import Message, Subscriber, to_json
 
 router = APIRouter(prefix="/api/runs", tags=["events"])
@@ -72,8 +73,8 @@ async def run_events(
     run_id: int,
     request: Request,
     service: Service,
-    after: Annotated[int | None, Query(ge=0, le=2**62, description="continue after this event id (from /history)")] = None,
-    last_event_id: Annotated[int | None, Header(ge=0, le=2**62)] = None,
+    after: Annotated[int | None, Query(ge=0, le=JSON_INT, description="continue after this event id (from /history)")] = None,
+    last_event_id: Annotated[int | None, Header(ge=0, le=JSON_INT)] = None,
 ):
     """Server-Sent Events of one run (bnscope.events): `model`, `status`, `control`, `scalars`,
     `metrics`, `stats`, `eval`, each with an increasing id and, in its data, the series `points` it

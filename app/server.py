@@ -45,7 +45,10 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         store = Store(settings.data_dir / "bnscope.sqlite3", max_mb=settings.max_db_mb)
-        service = RunService(store, read_names(settings.names), settings, backend or make_backend(settings))
+        workers = backend or make_backend(settings)
+        slots = getattr(workers, "slots", None)  # a Ray cluster's CPUs, unless max_runs was set
+        run_settings = settings.model_copy(update={"max_runs": slots}) if slots and "max_runs" not in settings.model_fields_set else settings
+        service = RunService(store, read_names(settings.names), run_settings, workers)
         app.state.service = service
         app.state.stopping = asyncio.Event()  # set when the server begins to stop: every stream ends
         app.state.loop = asyncio.get_running_loop()

@@ -160,3 +160,10 @@ def test_a_non_finite_loss_still_gives_statistics(make_mlp, splits):
         assert sum(layer["grad_hist"]) == 0 and layer["grad_std"] is None  # NaN gradients: counted nowhere, no std
         assert sum(layer["hist"]) == Xb.shape[0] * 16  # the activations themselves were finite
     assert all(sum(w["grad_hist"]) == 0 for w in stats["weights"][1:])
+
+
+def test_a_layer_the_written_out_backward_does_not_know_is_refused(make_mlp):
+    model = make_mlp()
+    model.layers.insert(1, nn.Dropout(0.1))  # would silently get no gradient through it
+    with pytest.raises(TypeError, match="Dropout"):
+        ManualBackprop(model)

@@ -13,6 +13,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bnscope.data import DEFAULT_NAMES, VOCAB_SIZE
 
+JSON_INT = 2**53 - 1  # the largest integer every JSON reader holds exactly (JavaScript's MAX_SAFE_INTEGER)
 MAX_PARAMETERS = 5_000_000  # keeps one run's memory, checkpoints and steps/s within reason
 
 
@@ -39,7 +40,7 @@ class RunConfig(BaseModel):
     steps: int = Field(200_000, ge=1, le=10_000_000, description="training steps")
     lr: float = Field(0.1, gt=0, le=100, description="SGD learning rate")
     lr_decay_step: int = Field(150_000, ge=0, le=10_000_000, description="step after which lr is multiplied by 0.1")
-    seed: int = Field(2147483647, ge=0, le=2**63 - 1, description="seeds the init and the minibatch order")
+    seed: int = Field(2147483647, ge=0, le=JSON_INT, description="seeds the init and the minibatch order")
     # the diagnostics
     stats_every: int = Field(100, ge=1, le=1_000_000, description="steps between activation/gradient statistics")
     update_every: int = Field(10, ge=1, le=1_000_000, description="steps between update:data ratio measurements")
@@ -109,6 +110,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = 16_384
     max_ingest_bytes: int = Field(8 * 2**20, ge=1024)  # a watched run's batch of events
     header_timeout_s: float = Field(10.0, gt=0)  # a request line and headers slower than this: connection closed
+    stream_queue_bytes: int = Field(4 * 2**20, ge=2**16)  # a stream client this far behind is dropped...
+    stream_queue_seconds: float = Field(10.0, gt=0)  # ...or one whose oldest unsent event is this old
     max_db_mb: int | None = Field(None, ge=1)  # cap on the database file; a run that would pass it fails
 
     @field_validator("allowed_hosts", mode="before")

@@ -244,20 +244,26 @@ def _row_index(sizes: tuple[int, ...], device: torch.device) -> torch.Tensor:
 
 
 def _flat(tensors: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """The tensors flattened into one float vector with no NaN or inf (a diverging run still gets its
-    histograms), and each element's row."""
-    flat = torch.cat([t.reshape(-1) for t in tensors]).float().nan_to_num_(0.0, 3e38, -3e38)
-    return flat, _row_index(tuple(t.numel() for t in tensors), flat.device)
+    """The tensors flattened into one float vector, and each element's row. A value that is not finite
+    (a diverging run) gets row -1: no histogram counts it, no range stretches to it."""
+    flat = torch.cat([t.reshape(-1) for t in tensors]).float()
+    rows = _row_index(tuple(t.numel() for t in tensors), flat.device)
+    finite = flat.isfinite()
+    if flat.device.type != "cpu" or not bool(finite.all()):  # on a GPU bool() would wait for the device: no test
+        rows = torch.where(finite, rows, -1)
+        flat = flat.nan_to_num(0.0, 0.0, 0.0)
+    return flat, rows
 
 
 def _row_ranges(flat: torch.Tensor, rows: torch.Tensor, n_rows: int, symmetric: bool) -> torch.Tensor:
     """(n_rows, 2) [lo, hi] of each row: its min..max, or +-max|x| when symmetric."""
+    slots = rows.clamp(min=0)  # a non-finite value (row -1, set to 0) sits in row 0, where 0 moves no bound
     if symmetric:
-        hi = flat.new_zeros(n_rows).scatter_reduce_(0, rows, flat.abs(), "amax")
+        hi = flat.new_zeros(n_rows).scatter_reduce_(0, slots, flat.abs(), "amax")
         return torch.stack([-hi, hi], dim=1)
-    lo = flat.new_full((n_rows,), math.inf).scatter_reduce_(0, rows, flat, "amin")
-    hi = flat.new_full((n_rows,), -math.inf).scatter_reduce_(0, rows, flat, "amax")
-    return torch.stack([lo, hi], dim=1)
+    lo = flat.new_full((n_rows,), math.inf).scatter_reduce_(0, rows.clamp(min=0), flat, "amin")
+    hi = flat.new_full((n_rows,), -math.inf).scatter_reduce_(0, slots, flat, "amax")
+    return torch.stack([lo.nan_to_num(0.0, 0.0, 0.0), hi.nan_to_num(0.0, 0.0, 0.0)], dim=1)
 
 
 @functools.lru_cache(maxsize=32)
@@ -283,10 +289,12 @@ def _histograms(flat: torch.Tensor, rows: torch.Tensor, ranges: torch.Tensor) ->
     ranges[:, 0] = torch.where(empty, lo - 1, lo)
     ranges[:, 1] = torch.where(empty, lo + 1, hi)
     lo, width = ranges[:, 0], ranges[:, 1] - ranges[:, 0]
+    slots = rows.clamp(min=0)
     # histc's (x - min) * bins / (max - min), truncated; index_select: 4x faster than x[rows] on a CPU
-    pos = (flat - lo.index_select(0, rows)) * (HIST_BINS / width).index_select(0, rows)
-    index = pos.clamp_(0, HIST_BINS - 1).long() + rows * HIST_BINS
-    return torch.bincount(index, minlength=n_rows * HIST_BINS).view(n_rows, HIST_BINS)
+    pos = (flat - lo.index_select(0, slots)) * (HIST_BINS / width).index_select(0, slots)
+    index = pos.clamp_(0, HIST_BINS - 1).long() + slots * HIST_BINS
+    index = torch.where(rows >= 0, index, n_rows * HIST_BINS)  # not finite: one slot past the end, dropped
+    return torch.bincount(index, minlength=n_rows * HIST_BINS + 1)[:-1].view(n_rows, HIST_BINS)
 
 
 def _thresholds(kinds: tuple[str, ...], table: dict, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -405,16 +413,17 @@ def collect_with(layers: Layers, outputs: list, grads: list, extra: dict[str, to
         packer.add("act_std", std)
         flat, rows = _flat(single)
         lo, hi = _thresholds(kinds, FLAT, device)
-        in_flat = (flat <= lo.index_select(0, rows)) | (flat >= hi.index_select(0, rows))
-        packer.add("saturated", flat.new_zeros(L).index_add_(0, rows, in_flat.float()))
+        slots = rows.clamp(min=0)
+        in_flat = ((flat <= lo.index_select(0, slots)) | (flat >= hi.index_select(0, slots))) & (rows >= 0)
+        packer.add("saturated", flat.new_zeros(L).index_add_(0, slots, in_flat.float()))
         dead, units = _dead_units(outputs, kinds)
         packer.add("dead", dead)
         ranges = _act_ranges(flat, rows, kinds)
         packer.add("act_hist", _histograms(flat, rows, ranges))
         packer.add("act_range", ranges)
-        gflat, _ = _flat(grads_or_zero)
-        granges = _row_ranges(gflat, rows, L, symmetric=True)
-        packer.add("grad_hist", _histograms(gflat, rows, granges))
+        gflat, grows = _flat(grads_or_zero)
+        granges = _row_ranges(gflat, grows, L, symmetric=True)
+        packer.add("grad_hist", _histograms(gflat, grows, granges))
         packer.add("grad_range", granges)
         if (digits := _image_digits(outputs, kinds)) is not None:
             packer.add("image", digits.view(-1))

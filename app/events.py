@@ -65,6 +65,15 @@ class StatusEvent(TypedDict):
     message: Annotated[str, MaxLen(1000)]
 
 
+class ReportedStatusEvent(TypedDict):
+    """A status a watched run's own process may report (bnscope decides the others: queued, interrupted...)."""
+
+    type: Literal["status"]
+    step: Step
+    status: Literal["running", "paused", "finished", "stopped", "failed"]
+    message: Annotated[str, MaxLen(1000)]
+
+
 class ControlEvent(TypedDict):
     type: Literal["control"]
     step: int
@@ -163,7 +172,7 @@ class WeightsEvent(TypedDict):
 
 
 # what a watched run's process may send (bnscope.watch): everything but the worker-only events
-Reported = Annotated[ModelEvent | StatusEvent | ScalarsEvent | MetricsEvent | EvalEvent | StatsEvent, Field(discriminator="type")]
+Reported = Annotated[ModelEvent | ReportedStatusEvent | ScalarsEvent | MetricsEvent | EvalEvent | StatsEvent, Field(discriminator="type")]
 
 Event = (
     ModelEvent | StatusEvent | ControlEvent | ScalarsEvent | MetricsEvent | EvalEvent | StatsEvent

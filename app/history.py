@@ -79,7 +79,11 @@ def export_csv(store: Store, run_id: int, out: TextIO) -> None:
     names = store.series_names(run_id)
     writer = csv.writer(out)
     writer.writerow(["step", *names])
-    streams = [((step, i, value) for step, value in store.series_rows(run_id, name)) for i, name in enumerate(names)]
+
+    def column(i: int, name: str):  # each point tagged with its column, in step order
+        return ((step, i, value) for step, value in store.series_rows(run_id, name))
+
+    streams = [column(i, name) for i, name in enumerate(names)]
     row, at = [""] * len(names), None
     for step, i, value in heapq.merge(*streams):
         if step != at:

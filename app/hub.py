@@ -23,8 +23,8 @@ from functools import cached_property
 from typing import Callable
 
 RING_BYTES = 8 * 2**20  # recent events kept for reconnecting clients (a minute or more of a run)
-QUEUE_BYTES = 4 * 2**20  # what a client may fall behind by before it is dropped...
-QUEUE_SECONDS = 10.0  # ...or for how long its oldest unsent event may wait
+QUEUE_BYTES = 4 * 2**20  # what a client may fall behind by before it is dropped (default)...
+QUEUE_SECONDS = 10.0  # ...or for how long its oldest unsent event may wait (default)
 ID_BLOCK = 1000  # ids reserved in the store at a time (one small write every ~1,000 events)
 
 
@@ -63,6 +63,8 @@ class Subscriber:
     """One client's queue, used on the event loop only (offer arrives via call_soon_threadsafe)."""
 
     loop: asyncio.AbstractEventLoop
+    max_bytes: int = QUEUE_BYTES
+    max_seconds: float = QUEUE_SECONDS
     queue: deque = field(default_factory=deque)  # (message, enqueued at)
     queued_bytes: int = 0
     ready: asyncio.Event = field(default_factory=asyncio.Event)
@@ -74,7 +76,7 @@ class Subscriber:
         if self.dropped.is_set():
             return
         now = time.monotonic()
-        if self.queued_bytes + len(message.data) > QUEUE_BYTES or (self.queue and now - self.queue[0][1] > QUEUE_SECONDS):
+        if self.queued_bytes + len(message.data) > self.max_bytes or (self.queue and now - self.queue[0][1] > self.max_seconds):
             self.dropped.set()
             return
         self.queue.append((message, now))
@@ -124,10 +126,11 @@ class Channel:
                 self.unsubscribe(sub)
         return message
 
-    def subscribe(self, after: int | None, loop: asyncio.AbstractEventLoop) -> tuple[Subscriber, list[Message] | None]:
-        """A new subscriber and the backlog after event id `after` (None: from now on). The
-        backlog is None when some events after `after` are no longer held: send a snapshot."""
-        sub = Subscriber(loop)
+    def subscribe(self, after: int | None, loop: asyncio.AbstractEventLoop, **bounds) -> tuple[Subscriber, list[Message] | None]:
+        """A new subscriber (`bounds`: max_bytes, max_seconds of its queue) and the backlog after event id
+        `after` (None: from now on). The backlog is None when some events after `after` are no longer
+        held: send a snapshot."""
+        sub = Subscriber(loop, **bounds)
         with self._lock:
             self._subscribers.add(sub)
             return sub, [] if after is None else self._since(after)

@@ -13,7 +13,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from bnscope.config import RunConfig, Settings
+from pydantic import ValidationError
+
+from bnscope.config import RunConfig, Settings, describe_errors
 from bnscope.data import Splits, make_splits
 from bnscope.events import ACTIVE, ENDED, INTERNAL, RunState, series_points, wire
 from bnscope.history import HEATMAP_STEPS, HISTORY_HISTOGRAMS, HISTORY_POINTS, evenly, export_csv, export_json
@@ -27,7 +29,6 @@ from bnscope.writer import StoreWriter
 SETTLE_SECONDS = 5.0  # how long a control request waits for the worker to act (a step, or a dev evaluation)
 WEIGHTS_FRESH_SECONDS = 0.2  # live samples come from weights at most this old...
 WEIGHTS_STALE_SECONDS = 5.0  # ...or, while fresher ones are on their way, at most this old
-WATCHER_STATUSES = ("running", "paused", "finished", "stopped", "failed")  # what a watched run may say of itself
 SHUTDOWN_SECONDS = 8.0  # workers get this long to checkpoint when the server stops
 
 
@@ -128,7 +129,12 @@ class RunService:
         """A new run with the default config plus `overrides`, or, paired with another run, that
         run's config (same seed, same batch order) plus `overrides`, trained from step 0."""
         base = self._trainer_config(paired_with) if paired_with is not None else {}
-        config = RunConfig(**{**base, **overrides})
+        try:
+            config = RunConfig(**{**base, **overrides})
+        except ValidationError as err:
+            if paired_with is None:
+                raise  # the request itself breaks a rule: 422
+            raise Conflict(f"with run {paired_with}'s settings: {describe_errors(err)}") from None
         if name is None:
             name = ", ".join(f"{key}={value}" for key, value in overrides.items()) or ("copy" if paired_with else "default")
         with self._lock:
@@ -137,14 +143,14 @@ class RunService:
 
     def create_sweep(self, overrides: dict, setting: str, values: list) -> tuple[int, list[Run]]:
         """Paired runs over one setting's values: the same config, seed and batch order but `setting`,
-        queued in order. Every value is checked before any run is made."""
+        queued in order (a value of `setting` in `overrides` is replaced by each varied one). Every member
+        is checked before any run is made."""
         if setting not in RunConfig.model_fields:
             raise Invalid("vary", f"{setting!r} is not a setting")
-        if setting in overrides:
-            raise Invalid(f"vary.{setting}", "it is both in config and varied")
         configs = [RunConfig(**{**overrides, setting: value}) for value in values]  # a bad value: ValidationError
         with self._lock:
             self._check_queue_room(len(configs))
+            overrides = {k: v for k, v in overrides.items() if k != setting}
             sweep_id = self.store.create_sweep(overrides, setting, [c.model_dump()[setting] for c in configs])
             runs: list[Run] = []
             for config in configs:
@@ -169,9 +175,6 @@ class RunService:
             raise Conflict(f"run {run_id} is trained by bnscope: only a watched run takes events")
         if run.state.status in ENDED:
             raise Conflict(f"run {run_id} is {run.state.status}: it takes no more events")
-        for i, event in enumerate(events):
-            if event["type"] == "status" and event["status"] not in WATCHER_STATUSES:
-                raise Invalid(f"events.{i}.status", f"a watched run reports only {', '.join(WATCHER_STATUSES)}")
         for event in events:
             self._publish(run, event)
         return run
@@ -258,8 +261,7 @@ class RunService:
         for run_id in run_ids:
             run = self.runs.get(run_id)
             if run is not None and run.worker is not None:
-                run.worker.send({"op": "stop"})
-                run.state.status, run.state.message = "failed", reason  # its status may not reach the store
+                run.worker.send({"op": "fail", "message": reason})  # it ends `failed`, with the reason
             elif run is not None:
                 run.state.status, run.state.message = "failed", reason
 
@@ -428,7 +430,7 @@ class RunService:
         self.writer.flush()  # what the workers sent so far is in the store, so the answer is current
         with self.store.reading():
             stored = self.store.run(run_id)
-            end = max(end if end is not None else max(stored["step"], run.state.step), start + 1)
+            end = end if end is not None else max(stored["step"], run.state.step, start + 1)
             answer = series_of(self.store, run_id, start, end, max_points)
             stats_steps = [s for s in self.store.stats_steps(run_id) if start <= s < end]
             latest = self.store.stats_at(run_id, stats_steps[-1]) if stats_steps else None

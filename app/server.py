@@ -14,7 +14,8 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 
 from bnscope import PACKAGE_DIR, __version__
-from bnscope.api.routes import events, pages, runs
+from bnscope.api.routes import docs, events, pages, runs
+from bnscope.api.routes import health as health_rules
 from bnscope.api.errors import TooManyRequests, add_error_handlers, too_many_requests
 from bnscope.api.http import LOG_CONFIG, head_timeout_protocol
 from bnscope.api.security import Guard, LoginAttempts
@@ -44,7 +45,10 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         store = Store(settings.data_dir / "bnscope.sqlite3", max_mb=settings.max_db_mb)
-        service = RunService(store, read_names(settings.names), settings, backend or make_backend(settings))
+        workers = backend or make_backend(settings)
+        slots = getattr(workers, "slots", None)  # a Ray cluster's CPUs, unless max_runs was set
+        run_settings = settings.model_copy(update={"max_runs": slots}) if slots and "max_runs" not in settings.model_fields_set else settings
+        service = RunService(store, read_names(settings.names), run_settings, workers)
         app.state.service = service
         app.state.stopping = asyncio.Event()  # set when the server begins to stop: every stream ends
         app.state.loop = asyncio.get_running_loop()
@@ -59,13 +63,17 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         summary="Train the makemore BatchNorm MLP and watch its activations, gradients and BatchNorm statistics live.",
         version=__version__,
         lifespan=lifespan,
+        docs_url=None,  # /docs and /redoc come from routes/docs.py: served offline
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.login_attempts = LoginAttempts()
     app.include_router(pages.health)
     app.include_router(runs.router)
+    app.include_router(health_rules.router)
     app.include_router(events.router)
     app.include_router(pages.router)
+    app.include_router(docs.router)
     app.mount("/static", StaticFiles(directory=PACKAGE_DIR / "static"), name="static")
 
     def error(status: int, headers: dict | None = None):

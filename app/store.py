@@ -117,6 +117,8 @@ class Store:
         if db is None:
             db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
             db.row_factory = sqlite3.Row
+            # before WAL, and a no-op once tables exist: a new database gives deleted runs' space back
+            db.execute("PRAGMA auto_vacuum=INCREMENTAL")
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable up to the last checkpoint of the WAL
             db.execute("PRAGMA cache_size=-1024")  # 1 MiB a connection: every request thread has one
@@ -128,7 +130,12 @@ class Store:
         return db
 
     def _check_integrity(self, db: sqlite3.Connection) -> None:
-        problems = [r[0] for r in db.execute("PRAGMA quick_check(5)")]
+        try:
+            problems = [r[0] for r in db.execute("PRAGMA quick_check(5)")]
+        except sqlite3.DatabaseError as err:
+            if "not a database" in str(err):
+                raise
+            problems = [str(err)]
         if problems != ["ok"]:
             raise StoreError(
                 f"{self.path} is damaged ({'; '.join(problems)}). Restore it from a backup, or move it aside "
@@ -140,7 +147,6 @@ class Store:
         if "meta" not in tables:
             if tables:
                 raise StoreError(f"{self.path} holds tables but no bnscope schema version; refusing to guess its layout")
-            db.execute("PRAGMA auto_vacuum=INCREMENTAL")  # before the first table: deleted runs give space back
             db.executescript(SCHEMA)
             db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             return
@@ -229,7 +235,7 @@ class Store:
         """Give freed pages back to the file system and shrink the WAL (after a delete)."""
         db = self.connect()
         try:
-            db.execute("PRAGMA incremental_vacuum")
+            db.executescript("PRAGMA incremental_vacuum;")  # stepped to the end (execute would free one page)
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.OperationalError:
             pass  # busy or full: the space comes back at the next delete or restart

@@ -4,7 +4,8 @@ between steps, handing events (bnscope.events) to whoever listens.
     trainer = Trainer(config, splits, emit)
     trainer.run(commands)   # until the last step, a stop, a shutdown or divergence; never raises
 
-`commands` gives what the user asked for (pause, resume, stop, lr, checkpoint, weights, shutdown):
+`commands` gives what the user asked for (pause, resume, stop, lr, checkpoint, weights, shutdown,
+and fail, from the server when the run's events can no longer be saved):
 `poll()` without waiting between steps, `wait()` while paused (bnscope.worker.CommandQueue). The
 trainer makes its own checkpoints, on its own thread: every `checkpoint_every` steps and whenever
 training stops, always after the events they cover. `emit` must return at once: the training hot
@@ -172,6 +173,8 @@ class Trainer:
             elif op == "stop":
                 self.emit({"type": "control", "action": "stop", "step": self.step})
                 self.outcome = ("stopped", "")
+            elif op == "fail":  # e.g. its events can no longer be saved
+                self.outcome = ("failed", command["message"])
             elif op == "shutdown":  # the server is going away: save, and be resumed after its restart
                 self.outcome = ("interrupted", command.get("message", "the server stopped; resume to continue"))
             elif op == "lr":
@@ -219,6 +222,7 @@ class Trainer:
         self.emit({"type": "status", "step": self.step, "status": status, "message": message})
 
     def _checkpoint(self) -> None:
+        self._flush()  # the losses it covers go out first: a checkpoint is never ahead of the history
         self.emit({"type": "checkpoint", "step": self.step, "state": self._save(self.state_dict())})
         self._next_checkpoint = self.step + self.checkpoint_every
 

@@ -1,7 +1,7 @@
 """A run's worker: one trainer behind one narrow interface, commands in and events out.
 
     worker = backend.start(run_id, spec, on_event, on_exit)
-    worker.send({"op": "pause"})          # pause, resume, stop, lr, checkpoint, weights, shutdown
+    worker.send({"op": "pause"})          # pause, resume, stop, lr, checkpoint, weights, shutdown, fail
     worker.info                            # {"backend", "host", "pid"}: where the run trains
     on_event(event)                        # every event, in order, on a thread of the backend's
     on_exit(reason)                        # once, after the last event: "" for a clean end, else why it died

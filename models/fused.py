@@ -28,14 +28,18 @@ class Block(NamedTuple):
 
 
 def blocks_of(model: MLP) -> list[Block]:
+    """The network as Linear blocks. Any other module is refused: the written-out backward knows
+    these three only, and skipping one (a Dropout, say) would give wrong gradients without a word."""
     blocks: list[Block] = []
     for m in model.layers:
-        if isinstance(m, nn.Linear):
+        if type(m) is nn.Linear:
             blocks.append(Block(m.weight, m.bias, None, False))
-        elif isinstance(m, nn.BatchNorm1d):
+        elif type(m) is nn.BatchNorm1d and blocks and blocks[-1].bn is None and not blocks[-1].tanh:
             blocks[-1] = blocks[-1]._replace(bn=m)
-        elif isinstance(m, nn.Tanh):
+        elif type(m) is nn.Tanh and blocks and not blocks[-1].tanh:
             blocks[-1] = blocks[-1]._replace(tanh=True)
+        else:
+            raise TypeError(f"ManualBackprop writes out Linear -> [BatchNorm1d] -> [Tanh] blocks only, not {m!r} here")
     return blocks
 
 

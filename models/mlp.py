@@ -31,7 +31,6 @@ class MLP(nn.Module):
         generator: torch.Generator | None = None,
     ):
         super().__init__()
-        self.block_size = block_size
         self.embedding = nn.Embedding(vocab_size, n_embd)
         layers: list[nn.Module] = []
         fan_in = n_embd * block_size

@@ -8,7 +8,11 @@ async function request(method, path, body) {
   });
   if (response.status === 204) return null;
   const payload = await response.json().catch(() => null);
-  if (!response.ok) throw new Error(errorText(payload) || `${method} ${path}: HTTP ${response.status}`);
+  if (!response.ok) {
+    const error = new Error(errorText(payload) || `${method} ${path}: HTTP ${response.status}`);
+    error.status = response.status;
+    throw error;
+  }
   return payload;
 }
 
@@ -22,4 +26,5 @@ export const api = {
   get: (path) => request("GET", path),
   post: (path, body) => request("POST", path, body),
   patch: (path, body) => request("PATCH", path, body),
+  delete: (path) => request("DELETE", path),
 };

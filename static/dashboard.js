@@ -1,368 +1,284 @@
-// bnscope's dashboard: run A (the picked run) and run B (its newest paired run, or a chosen one),
-// both followed live and drawn together in every panel. Events are applied as they arrive; drawing
-// is coalesced to at most ~10 frames a second, fewer when drawing is slow, and skips charts off screen.
+// bnscope's dashboard: up to 8 runs overlaid in every panel, each from its own data over one shared
+// step range at one resolution (equal footing). The selection lives in the address (/?runs=1,2,3).
+// Events are applied as they arrive; drawing is coalesced (a few frames a second, fewer when drawing
+// is slow), one chart per task, and skips charts off screen and hidden tabs.
 
 import { api } from "./api.js";
-import { healthChecks, renderHealth } from "./health.js";
-import { LiveRun } from "./live.js";
-import { createPanels } from "./panels.js";
+import { deadPanel } from "./deadunits.js";
+import { Health } from "./health.js";
+import { HISTOGRAMS } from "./histograms.js";
+import { LiveRun, PRODUCING } from "./live.js";
+import { MAX_RUNS, runColor } from "./palette.js";
+import { TIME_SERIES } from "./panels.js";
+import { RunTable } from "./runtable.js";
 import { SamplesBox } from "./samples.js";
 import { SettingsForm } from "./settings.js";
-import { $, buildOnce, describeSettings, el, formatDuration, formatInt, formatNum, setText } from "./util.js";
+import { Sweeps } from "./sweeps.js";
+import { $, buildOnce, describeSettings, el, formatInt, setText } from "./util.js";
 
-const FRAME_MS = 100; // at most ~10 redraws a second...
-const DRAW_BUDGET = 4; // ...and a wait of 4x the typical draw's cost: drawing takes <= ~20% of a core...
-const MAX_FRAME_MS = 1000; // ...but never less than one redraw a second
-const RUNS_POLL_MS = 3000; // the run list (new pairs, other tabs' runs, speeds)
+const FRAME_MS = 400; // at most 2.5 redraws a second...
+const DRAW_BUDGET = 8; // ...and a wait of 8x the typical draw's cost: drawing takes <= ~12% of a core...
+const MAX_FRAME_MS = 1500; // ...but at least one redraw every 1.5 s
+const RUNS_POLL_MS = 3000; // the run list: new runs, other tabs' changes, runs not streamed
+const OFFLINE_POLL_MS = 1000; // while the server is unreachable: notice its return at once
+const MAX_STREAMS = 4; // event streams at once (HTTP/1.1: 6 connections a host, and the page needs some)
+const MAX_POINTS = 1000; // points a series at most over the shown range: the same for every run
 const NOTICE_MS = 8000;
-const ACTIVE = ["created", "running", "paused"];
+const NICE = [1, 1.5, 2, 3, 5, 7.5]; // the step axis grows through these x 10^k while a run trains
 
 const state = {
   runs: [], // as GET /api/runs gives them
-  primary: null, // LiveRun of A
-  secondary: null, // LiveRun of B, or null
-  compareChoice: "auto", // "auto": A's newest pair; "none"; or a run id
-  matchSteps: true, // time series over the steps both runs reached (B usually starts later)
-  follow: true, // statistics panels show the newest step both runs have
-  scrubStep: 0, // the step picked on the scrubber when not following
-  shownPair: null, // "A-B" ids the settings form was last filled for
+  sweeps: [],
+  loaded: false,
+  reachable: true,
+  selection: [], // run ids overlaid, in slot order
+  lives: new Map(), // run id -> LiveRun
+  hidden: new Set(), // run ids whose lines are hidden (their chips are pressed off)
+  zoom: null, // [start, end] a user zoomed to, or null: the whole run, following it
+  matched: true,
+  follow: true, // the shown step is the newest statistics (matched across runs)
+  scrubStep: 0,
 };
 
-const panels = createPanels();
-const visiblePanels = new Set();
-const settings = new SettingsForm(startPairedRun);
-new SamplesBox(comparedRuns, notify);
+const visible = new Set();
 let drawTimer = null;
-let drawMs = 0; // typical cost of a redraw (an EMA: one slow full redraw must not stall the page)
+let drawing = false;
+let drawAgain = false; // something changed while a frame was being drawn
+let drawMs = 0;
+let pollTimer = null;
 let noticeTimer = null;
 
-// ---- runs: which are A and B ----------------------------------------------------------------------
+const context = { redraw: scheduleDraw, onRelayout };
+const panels = [
+  ...Object.entries(TIME_SERIES).map(([id, make]) => make($(id), context)),
+  ...Object.entries(HISTOGRAMS).map(([id, make]) => make($(id), context)),
+  deadPanel($("panel-dead"), context),
+];
+const health = new Health($("panel-health"), scheduleDraw);
+panels.push({ section: $("panel-health"), draw: (view) => health.draw(view) });
+const table = new RunTable($("run-table"), {
+  toggle, control, rename, remove, setLr, redraw: scheduleDraw,
+});
+const settings = new SettingsForm(startPairedRun);
+const sweeps = new Sweeps($("sweep-explorer"), $("sweep-form"), {
+  replace, select: (ids) => select(ids), notify, refresh: refreshRuns,
+});
+new SamplesBox(() => currentView().runs, notify);
+
+// ---- the runs, the selection and the address ---------------------------------------------------------
 
 async function refreshRuns() {
+  clearTimeout(pollTimer);
   try {
-    state.runs = await api.get("/api/runs");
-  } catch (err) {
-    notify(`Cannot reach the server: ${err.message}`, "error");
-    return;
+    [state.runs, state.sweeps] = await Promise.all([api.get("/api/runs"), api.get("/api/sweeps")]);
+    state.reachable = true;
+  } catch {
+    state.reachable = false;
   }
-  const primaryId = state.primary?.id;
-  if (!state.runs.some((r) => r.id === primaryId)) {
-    const wanted = Number(new URLSearchParams(location.search).get("run"));
-    const initial = state.runs.find((r) => r.id === wanted) ?? newestRoot();
-    if (initial) selectPrimary(initial.id);
-  } else {
-    followSecondary();
+  pollTimer = setTimeout(refreshRuns, state.reachable ? RUNS_POLL_MS : OFFLINE_POLL_MS);
+  if (!state.reachable) return scheduleDraw();
+  if (!state.loaded) {
+    state.loaded = true;
+    const asked = (new URLSearchParams(location.search).get("runs") ?? "").split(",").map(Number).filter(Boolean);
+    state.selection = asked.length ? asked : defaultSelection();
   }
-  renderPickers();
+  const known = new Set(state.runs.map((r) => r.id));
+  if (state.selection.some((id) => !known.has(id))) state.selection = state.selection.filter((id) => known.has(id));
+  if (!state.selection.length && state.runs.length) state.selection = defaultSelection();
+  for (const run of state.runs) state.lives.get(run.id)?.update(run);
+  syncLives();
   scheduleDraw();
 }
 
-/** The newest run that is not a pair of another: what a user most likely came to look at. */
-const newestRoot = () => [...state.runs].reverse().find((r) => r.paired_with === null) ?? state.runs.at(-1);
-
-function runById(id) {
-  return state.runs.find((r) => r.id === id) ?? null;
+/** The newest run that is no other's pair, with its pairs (or its sweep): what a visitor most likely wants. */
+function defaultSelection() {
+  const root = state.runs.findLast((r) => r.paired_with === null) ?? state.runs.at(-1);
+  if (!root) return [];
+  const family = state.runs.filter((r) => r.id === root.id || r.paired_with === root.id);
+  return family.slice(0, MAX_RUNS).map((r) => r.id);
 }
 
-/** B: the chosen comparison, else the newest run paired with A, else the run A is paired with. */
-function secondaryId() {
-  const a = state.primary?.id;
-  if (state.compareChoice === "none" || a === undefined) return null;
-  if (state.compareChoice !== "auto") return runById(state.compareChoice) ? state.compareChoice : null;
-  const pairs = state.runs.filter((r) => r.paired_with === a);
-  if (pairs.length) return pairs.at(-1).id;
-  return runById(state.primary.data?.run.paired_with ?? runById(a)?.paired_with)?.id ?? null;
+function select(ids) {
+  state.selection = [...new Set(ids)].slice(0, MAX_RUNS);
+  syncLives();
+  scheduleDraw();
 }
 
-function selectPrimary(id) {
-  state.primary?.close();
-  state.primary = startLive(id);
-  state.follow = true;
-  state.secondary?.close();
-  state.secondary = null;
-  followSecondary();
-  remember();
+function toggle(id) {
+  select(state.selection.includes(id) ? state.selection.filter((x) => x !== id) : [...state.selection, id]);
 }
 
-function followSecondary() {
-  const id = secondaryId();
-  if ((state.secondary?.id ?? null) === id) return;
-  state.secondary?.close();
-  state.secondary = id === null ? null : startLive(id);
-  remember();
+/** Put other runs in some runs' places (a sweep's gain or BatchNorm), keeping their slots and colours. */
+function replace(moves) {
+  if (moves.size) select(state.selection.map((id) => moves.get(id) ?? id));
 }
 
-function startLive(id) {
-  const live = new LiveRun(id, scheduleDraw);
-  live.start();
-  return live;
-}
-
-/** Keep A and B in the address, so a reload or a shared link shows the same comparison. */
-function remember() {
-  const params = new URLSearchParams();
-  if (state.primary) params.set("run", state.primary.id);
-  if (state.compareChoice !== "auto") params.set("compare", state.compareChoice);
-  history.replaceState(null, "", `?${params}`);
-}
-
-/** The runs the page compares, loaded: [{tag, live, data}] (A first). */
-function comparedLive() {
-  return [["A", state.primary], ["B", state.secondary]]
-    .filter(([, live]) => live?.data)
-    .map(([tag, live]) => ({ tag, live, data: live.data }));
-}
-
-function comparedRuns() {
-  return comparedLive().map(({ tag, data }) => ({ tag, run: data.run }));
-}
-
-async function startPairedRun(changes) {
-  const a = state.primary?.data?.run;
-  if (!a) return;
-  try {
-    const run = await api.post("/api/runs", { config: changes, paired_with: a.id });
-    state.compareChoice = "auto";
-    notify(`Started run #${run.id} beside #${a.id}: ${describeSettings(changes)}.`, "ok");
-    await refreshRuns();
-  } catch (err) {
-    notify(err.message, "error");
+/** One LiveRun per selected run; streams for the first few producing ones; the address follows. */
+function syncLives() {
+  for (const [id, live] of state.lives) {
+    if (!state.selection.includes(id)) {
+      live.close();
+      state.lives.delete(id);
+    }
   }
-}
-
-/** Pause, resume or stop A. The status shown comes from the run's events: the response describes the
- * run before its training thread has acted, and would show the old status over the new one. */
-async function control(action) {
-  const run = state.primary?.data?.run;
-  if (!run) return;
-  try {
-    await api.post(`/api/runs/${run.id}/${action}`);
-  } catch (err) {
-    notify(err.message, "error");
+  for (const id of state.selection) {
+    const run = state.runs.find((r) => r.id === id);
+    if (run && !state.lives.has(id)) state.lives.set(id, new LiveRun(run, onLiveChange, onStream));
   }
-}
-
-async function setLearningRate(event) {
-  event.preventDefault();
-  const run = state.primary?.data?.run;
-  const input = $("lr-input");
-  if (!run || !input.reportValidity()) return;
-  try {
-    const changed = await api.patch(`/api/runs/${run.id}`, { lr: Number(input.value) });
-    notify(`Learning rate of A set to ${formatNum(changed.lr)} from step ${formatInt(changed.step)} on.`, "ok");
-    input.blur();
-  } catch (err) {
-    notify(err.message, "error");
+  let streams = 0;
+  for (const id of state.selection) {
+    const live = state.lives.get(id);
+    if (!live) continue;
+    const stream = live.producing && streams < MAX_STREAMS;
+    streams += stream;
+    live.setStreaming(stream);
   }
+  applyRange();
+  const address = state.selection.length ? `?runs=${state.selection.join(",")}` : location.pathname;
+  if (location.search !== (state.selection.length ? address : "")) history.replaceState(null, "", address);
 }
 
-// ---- drawing ----------------------------------------------------------------------------------------
+let reconcileTimer = null;
 
-function scheduleDraw() {
-  if (drawTimer !== null) return;
-  // a hidden tab gets no animation frames: events still apply (bounded), drawing waits until it shows
-  const wait = Math.min(MAX_FRAME_MS, Math.max(FRAME_MS, DRAW_BUDGET * drawMs));
-  drawTimer = setTimeout(() => requestAnimationFrame(draw), wait);
+/** A stream opened or dropped: read the run list at once, so every shown run's status is the server's
+ * (a restarted server interrupted them, and no event says so). */
+function onStream() {
+  clearTimeout(reconcileTimer);
+  reconcileTimer = setTimeout(refreshRuns, 100);
 }
 
-function draw() {
-  drawTimer = null;
-  const started = performance.now();
-  renderRunBar();
-  renderRunLegend();
-  renderSettings();
-  const view = currentView();
-  renderScrubber(view);
-  if (view) {
-    for (const panel of panels) panel.draw(view, visiblePanels.has(panel.section));
-    showHealth(view);
-  }
-  drawMs = 0.8 * drawMs + 0.2 * (performance.now() - started);
+function onLiveChange(live) {
+  if (!live.producing && live.wantStream) syncLives(); // its stream is free for another run
+  scheduleDraw();
 }
 
-/** The statistics step the histogram panels show: the scrubber's, or when following, the newest
- * step both runs have reached (B usually trails A), so the two are compared at the same step. */
-function statsStep(runs) {
+// ---- the shown range and step ------------------------------------------------------------------------
+
+const shownLives = () => state.selection.map((id) => state.lives.get(id)).filter(Boolean);
+
+function niceCeil(x) {
+  const decade = 10 ** Math.floor(Math.log10(x));
+  return Math.ceil(NICE.map((m) => m * decade).find((nice) => nice >= x) ?? 10 * decade);
+}
+
+/** [start, end) of every time-series chart: a zoom, else up to the step the runs reached (the least
+ * of them with matched steps), with room to grow while one trains (the axis moves in a few jumps, each
+ * a fresh read of every run at one resolution). */
+function viewRange() {
+  if (state.zoom) return { start: state.zoom[0], end: state.zoom[1] };
+  const lives = shownLives().filter((l) => l.run.step > 0);
+  if (!lives.length) return { start: 0, end: 100 };
+  const steps = lives.map((l) => l.run.step);
+  const reached = state.matched ? Math.min(...steps) : Math.max(...steps);
+  const training = lives.some((l) => l.producing);
+  return { start: 0, end: training ? niceCeil(Math.max(100, 1.2 * reached)) : Math.max(2, reached) };
+}
+
+function applyRange() {
+  const range = viewRange();
+  for (const live of shownLives()) live.setRange({ ...range, maxPoints: MAX_POINTS });
+}
+
+/** The statistics step the panels show: the scrubber's, or the newest every run has (matched). */
+function shownStep(lives) {
   if (!state.follow) return state.scrubStep;
-  const newest = (data) => data.latestStats?.step ?? 0;
-  const [a, b] = runs;
-  return b && ACTIVE.includes(b.data.run.status) ? Math.min(newest(a.data), newest(b.data)) : newest(a.data);
+  const newest = lives.map((l) => l.latestStats?.step).filter((s) => s !== undefined);
+  if (!newest.length) return null;
+  return state.matched ? Math.min(...newest) : Math.max(...newest);
+}
+
+/** How each run differs from the first shown one: its legend name. */
+function labelOf(live, first) {
+  const run = live.run;
+  if (live === first || !run.config || !first.run.config) return `#${run.id} ${run.name}`;
+  const differs = Object.fromEntries(Object.entries(run.config).filter(([key, value]) => first.run.config[key] !== value));
+  return `#${run.id} ${Object.keys(differs).length ? describeSettings(differs) : "same settings"}`;
 }
 
 function currentView() {
-  const runs = comparedLive();
-  if (!runs.length || runs[0].tag !== "A") return null;
-  const stats = statsOf(runs, statsStep(runs));
-  const matched = state.matchSteps && runs.length > 1;
-  return {
-    runs: runs.map(({ tag, data }, i) => ({ tag, data, stats: stats[i] })),
-    stepRange: matched ? matchedRange(runs) : null,
-    uirevision: `${runs.map((r) => r.data.run.id).join("-")}|${matched ? "matched" : "all"}`,
-  };
-}
-
-/** The steps every compared run has reached, with room to grow while one still trains (the axis
- * then moves in a few jumps rather than at every event, each jump a whole redraw). */
-function matchedRange(runs) {
-  const reached = Math.max(10, Math.min(...runs.map((r) => r.data.run.step)));
-  const training = runs.some((r) => ACTIVE.includes(r.data.run.status));
-  return [0, training ? roundUp(1.1 * reached) : reached];
-}
-
-/** Each run's statistics at `step`. While some are still being fetched: the newest earlier step every
- * run has at hand, so the runs are still compared at one step; failing that, the nearest there is. */
-function statsOf(runs, step) {
-  const exact = runs.map(({ live }) => live.statsAt(step));
-  if (exact.every(Boolean)) return exact;
-  const atHand = runs.map(({ live }) => live.cachedStats().filter((s) => s.step <= step));
-  const shared = atHand[0].map((s) => s.step).filter((s) => atHand.every((list) => list.some((t) => t.step === s)));
-  if (shared.length) {
-    const common = Math.max(...shared);
-    return atHand.map((list) => list.find((s) => s.step === common));
-  }
-  return runs.map(({ data }, i) => exact[i] ?? newestOf(atHand[i]) ?? data.latestStats);
-}
-
-const newestOf = (statsList) => statsList.reduce((best, s) => (!best || s.step > best.step ? s : best), null);
-
-/** The next round number (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8 x 10^k) at or above x. */
-function roundUp(x) {
-  const decade = 10 ** Math.floor(Math.log10(x));
-  return [1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10].map((m) => m * decade).find((nice) => nice >= x);
-}
-
-function renderRunBar() {
-  const run = state.primary?.data?.run;
-  const status = $("run-status");
-  for (const id of ["btn-pause", "btn-resume", "btn-stop"]) $(id).disabled = !run;
-  $("connection").hidden = !run;
-  if (!run) {
-    setText(status, state.runs.length ? "loading" : "no runs");
-    return;
-  }
-  status.textContent = run.status;
-  status.className = `status status-${run.status}`;
-  status.title = run.message || `run #${run.id} is ${run.status}`;
-  $("progress-fill").style.width = `${(100 * run.step) / run.steps}%`;
-  $("progress-text").textContent = progressText(run);
-  $("btn-pause").disabled = !["running", "created"].includes(run.status);
-  $("btn-resume").disabled = !["paused", "interrupted"].includes(run.status);
-  $("btn-stop").disabled = ![...ACTIVE, "interrupted"].includes(run.status);
-  const lr = $("lr-input");
-  if (document.activeElement !== lr) lr.value = Number(run.lr.toPrecision(6));
-  lr.disabled = !ACTIVE.includes(run.status);
-  const connected = [state.primary, state.secondary].every((live) => !live || live.connected);
-  $("connection").textContent = connected ? "live" : "reconnecting…";
-  $("connection").classList.toggle("offline", !connected);
-}
-
-function progressText(run) {
-  const done = `${formatInt(run.step)} / ${formatInt(run.steps)}`;
-  if (run.status !== "running" || !run.steps_per_s) return done;
-  const eta = (run.steps - run.step) / run.steps_per_s;
-  return `${done} · ${formatInt(run.steps_per_s)} steps/s · ETA ${formatDuration(eta)}`;
-}
-
-/** Which run is which: tag, colour, name, what B changes, and each one's status and progress. */
-function renderRunLegend() {
-  const legend = $("run-legend");
-  if (!state.runs.length) {
-    buildOnce(legend, "no runs", () => {
-      const start = el("button", { type: "button", className: "primary", textContent: "Train the default network" });
-      start.addEventListener("click", () => api.post("/api/runs", {}).then(refreshRuns, (err) => notify(err.message, "error")));
-      return [el("span", { className: "muted", textContent: "No runs yet." }), start];
-    });
-    return;
-  }
-  const runs = comparedLive().map(({ tag, data }, i, all) => ({
-    tag, run: data.run, differs: tag === "B" ? differences(data.run, all[0].data.run) : null,
+  const lives = shownLives();
+  const slots = new Map(state.selection.map((id, slot) => [id, slot]));
+  const loaded = lives.filter((l) => l.series && !state.hidden.has(l.run.id));
+  const range = viewRange();
+  const step = shownStep(loaded);
+  const runs = loaded.map((live) => ({
+    slot: slots.get(live.run.id), id: live.run.id, live, label: labelOf(live, lives[0]),
+    stats: step === null ? null : live.statsAt(step),
   }));
-  const structure = JSON.stringify(runs.map(({ tag, run, differs }) => [tag, run.id, run.name, differs]));
-  buildOnce(legend, structure, () => {
-    const cards = runs.map(runCard);
-    const hint = "No comparison yet: change a setting (left) to start a paired run.";
-    if (runs.length === 1) cards.push(el("span", { className: "muted", textContent: hint }));
-    return cards;
-  });
-  legend.querySelectorAll(".run-card").forEach((card, i) => {
-    const { run } = runs[i];
-    const status = card.querySelector(".status");
-    status.className = `status status-${run.status}`;
-    status.title = run.message || run.status;
-    setText(status, run.status);
-    setText(card.querySelector(".run-progress"), `${formatInt(run.step)} / ${formatInt(run.steps)}`);
-  });
+  const key = `${range.start}:${range.end}|${step}|${runs.map((r) => `${r.slot}:${r.id}:${r.live.series.version}:${r.live.timeline.length}`)}`;
+  return { runs, range, step, key, slots, lives };
 }
 
-/** What B changes relative to A: the server's `differs` when B is A's pair, else compared here. */
-function differences(b, a) {
-  if (b.paired_with === a.id) return b.differs;
-  return Object.fromEntries(Object.entries(b.config).filter(([key, value]) => a.config[key] !== value));
+// ---- actions ---------------------------------------------------------------------------------------------
+
+async function startPairedRun(baseId, changes) {
+  try {
+    const run = await api.post("/api/runs", { config: changes, paired_with: baseId });
+    notify(`Started run #${run.id} beside #${baseId}: ${describeSettings(changes)}.`, "ok");
+    await refreshRuns();
+    if (state.selection.length < MAX_RUNS) select([...state.selection, run.id]);
+  } catch (err) {
+    notify(err.message, "error");
+  }
 }
 
-function runCard({ tag, run, differs }) {
-  const what = differs && (Object.keys(differs).length ? describeSettings(differs) : "same settings");
-  const changes = differs === null ? null : el("span", { className: "differs", textContent: what });
-  return el(
-    "div",
-    { className: `run-card run-${tag}` },
-    el("span", { className: `run-chip run-${tag}`, textContent: tag }),
-    el("span", { className: "run-name", textContent: `#${run.id} ${run.name}`, title: run.name }),
-    changes,
-    el("span", { className: "status" }),
-    el("span", { className: "run-progress" }),
-  );
+/** Pause, resume or stop a run; what is shown then comes from its events and the run list. */
+async function control(id, action) {
+  try {
+    await api.post(`/api/runs/${id}/${action}`);
+  } catch (err) {
+    notify(err.message, "error");
+  }
+  refreshRuns();
 }
 
-function renderPickers() {
-  const a = state.primary?.id;
-  fillSelect($("run-picker"), state.runs.map((r) => [r.id, runLabel(r)]), a);
-  const others = state.runs.filter((r) => r.id !== a).map((r) => [r.id, runLabel(r)]);
-  fillSelect($("compare-picker"), [["auto", "newest paired run"], ["none", "nothing"], ...others], state.compareChoice);
+async function rename(id, name) {
+  try {
+    await api.patch(`/api/runs/${id}`, { name });
+  } catch (err) {
+    notify(err.message, "error");
+  }
+  refreshRuns();
 }
 
-const runLabel = (run) => `#${run.id} ${run.name} (${run.status})`;
-
-function fillSelect(select, options, selected) {
-  const built = buildOnce(select, JSON.stringify(options), () =>
-    options.map(([value, label]) => el("option", { value: String(value), textContent: label })),
-  );
-  if (built || select.value !== String(selected)) select.value = String(selected);
+async function setLr(id, lr) {
+  try {
+    const run = await api.patch(`/api/runs/${id}`, { lr });
+    notify(`Learning rate of #${id} set to ${lr} from step ${formatInt(run.step)} on.`, "ok");
+  } catch (err) {
+    notify(err.message, "error");
+  }
 }
 
-/** Fill the form with B's settings (or A's) whenever the pair shown changes. */
-function renderSettings() {
-  const [a, b] = comparedLive();
-  if (!a) return;
-  const pair = `${a.data.run.id}-${b?.data.run.id ?? ""}`;
-  if (pair === state.shownPair) return;
-  state.shownPair = pair;
-  settings.show((b ?? a).data.run.config, a.data.run.config);
+async function remove(run) {
+  if (!confirm(`Delete run #${run.id} "${run.name}" and everything it recorded? This cannot be undone.`)) return;
+  try {
+    await api.delete(`/api/runs/${run.id}`);
+    notify(`Deleted run #${run.id}.`, "ok");
+  } catch (err) {
+    notify(err.message, "error");
+  }
+  refreshRuns();
 }
 
-function renderScrubber(view) {
-  const steps = state.primary?.data?.statsSteps ?? [];
-  const scrubber = $("step-scrubber");
-  scrubber.max = Math.max(0, steps.length - 1);
-  if (state.follow) scrubber.value = scrubber.max;
-  const shown = view?.runs[0].stats?.step;
-  $("step-label").textContent = shown === undefined ? "–" : `step ${formatInt(shown)}${state.follow ? " · live" : ""}`;
-  $("btn-live").disabled = state.follow;
+async function trainDefault() {
+  try {
+    const run = await api.post("/api/runs", {});
+    await refreshRuns();
+    select([run.id]);
+  } catch (err) {
+    notify(err.message, "error");
+  }
 }
 
-function onScrub() {
-  const steps = state.primary?.data?.statsSteps ?? [];
-  const index = Number($("step-scrubber").value);
-  state.follow = index >= steps.length - 1;
-  state.scrubStep = steps[index] ?? 0;
+function onRelayout(event) {
+  const from = event["xaxis.range[0]"] ?? event["xaxis.range"]?.[0];
+  const to = event["xaxis.range[1]"] ?? event["xaxis.range"]?.[1];
+  if (from !== undefined && to !== undefined) state.zoom = [Math.max(0, Math.floor(from)), Math.max(Math.ceil(to), Math.floor(from) + 2)];
+  else if (event["xaxis.autorange"]) state.zoom = null;
+  else return;
+  applyRange();
   scheduleDraw();
-}
-
-function showHealth(view) {
-  const rows = view.runs.map(({ tag, data, stats }) => ({ tag, step: stats?.step ?? 0, checks: healthChecks(data, stats) }));
-  renderHealth($("health-rows"), rows);
-  const step = view.runs[0].stats?.step;
-  setText($("health-step"), step === undefined ? "waiting for statistics" : `at step ${formatInt(step)}`);
 }
 
 function notify(text, kind = "info") {
@@ -374,54 +290,147 @@ function notify(text, kind = "info") {
   noticeTimer = setTimeout(() => (notice.hidden = true), NOTICE_MS);
 }
 
-// ---- wiring -----------------------------------------------------------------------------------------
+// ---- drawing ----------------------------------------------------------------------------------------------
+
+function scheduleDraw() {
+  if (drawing) {
+    drawAgain = true;
+    return;
+  }
+  if (drawTimer !== null) return;
+  const wait = Math.min(MAX_FRAME_MS, Math.max(FRAME_MS, DRAW_BUDGET * drawMs));
+  drawTimer = setTimeout(() => requestAnimationFrame(draw), wait); // a hidden tab gets no frames: it waits
+}
+
+const nextTask = () => new Promise((resolve) => setTimeout(resolve, 0));
+
+/** One frame: the page's text first, then each visible chart in its own task (no long task). */
+async function draw() {
+  drawTimer = null;
+  drawing = true;
+  let spent = 0;
+  const timed = (work) => {
+    const started = performance.now();
+    work();
+    spent += performance.now() - started;
+  };
+  try {
+    const view = currentView();
+    timed(() => renderPage(view));
+    for (const panel of panels) {
+      if (!visible.has(panel.section) || panel.section.hidden || !view.runs.length) continue;
+      await nextTask();
+      timed(() => panel.draw(currentView()));
+    }
+  } finally {
+    drawing = false;
+    drawMs = 0.8 * drawMs + 0.2 * spent;
+    if (drawAgain) {
+      drawAgain = false;
+      scheduleDraw();
+    }
+  }
+}
+
+function renderPage(view) {
+  const empty = state.loaded && !state.runs.length;
+  $("empty").hidden = !empty;
+  $("dashboard").hidden = empty || !state.loaded;
+  renderConnection(view);
+  if (empty) return;
+  const at = (id) => {
+    const run = view.runs.find((r) => r.id === id);
+    if (!run || view.step === null) return null;
+    return { train: run.live.series.get("loss").valueAt(view.step), dev: run.live.series.get("dev_loss").valueAt(view.step) };
+  };
+  const live = (id) => state.lives.get(id)?.connected ?? false;
+  // a shown run's own state is the freshest (its events); the list's for the others
+  table.render(state.runs.map((run) => state.lives.get(run.id)?.run ?? run), view.slots, at, live);
+  renderChips(view);
+  renderScrubber(view);
+  const shownRuns = view.lives.map((l) => l.run);
+  sweeps.render(shownRuns, state.runs, state.sweeps);
+  settings.follow(shownRuns.find((r) => r.config));
+  $("btn-reset-zoom").hidden = !state.zoom;
+}
+
+function renderConnection(view) {
+  const streamed = view.lives.filter((l) => l.wantStream);
+  const down = !state.reachable ? "offline: the server does not answer" : streamed.some((l) => !l.connected) ? "reconnecting…" : null;
+  const text = down ?? (streamed.length ? "live" : "up to date");
+  const node = $("connection");
+  setText(node, text);
+  node.classList.toggle("offline", Boolean(down));
+}
+
+/** The legend of the runs drawn: colour, number and what differs from the first; a button hides one. */
+function renderChips(view) {
+  const chips = $("run-chips");
+  const lives = view.lives;
+  const first = lives[0];
+  const structure = JSON.stringify(lives.map((l) => [l.run.id, labelOf(l, first), state.hidden.has(l.run.id)]));
+  buildOnce(chips, structure, () => lives.map((live) => {
+    const slot = view.slots.get(live.run.id);
+    const off = state.hidden.has(live.run.id);
+    const chip = el("button", { type: "button", className: "run-chip", "aria-pressed": String(!off),
+      title: off ? "show this run's lines" : "hide this run's lines", style: `--run:${runColor(slot)}` },
+    el("span", { className: "slot-chip", textContent: String(slot + 1), style: `background:${runColor(slot)}` }),
+    el("span", { className: "chip-label", textContent: labelOf(live, first) }),
+    el("span", { className: "chip-status" }));
+    chip.addEventListener("click", () => {
+      off ? state.hidden.delete(live.run.id) : state.hidden.add(live.run.id);
+      scheduleDraw();
+    });
+    return chip;
+  }));
+  chips.querySelectorAll(".chip-status").forEach((node, i) => {
+    const run = lives[i].run;
+    node.className = `chip-status status status-${run.status}`;
+    setText(node, run.status === "diverged" || run.status === "failed" ? `${run.status} at ${formatInt(run.step)}` : run.status);
+  });
+}
+
+function renderScrubber(view) {
+  const scrubber = $("step-scrubber");
+  const reached = Math.max(0, ...view.lives.map((l) => l.run.step));
+  scrubber.max = Math.max(0, reached - 1);
+  scrubber.step = view.lives.find((l) => l.run.config)?.run.config.stats_every ?? 1;
+  if (state.follow && view.step !== null) scrubber.value = view.step;
+  const steps = new Set(view.runs.filter((r) => r.stats).map((r) => r.stats.step));
+  const label = view.step === null ? "–" : `step ${formatInt(view.step)}${state.follow ? " · live" : ""}`;
+  setText($("step-label"), steps.size > 1 ? `${label} (nearest recorded)` : label);
+  $("btn-live").disabled = state.follow;
+}
+
+// ---- wiring ----------------------------------------------------------------------------------------------
 
 function wire() {
-  $("run-picker").addEventListener("change", (e) => {
-    state.compareChoice = "auto"; // a chosen comparison was relative to the previous run
-    selectPrimary(Number(e.target.value));
-    renderPickers();
-  });
-  $("compare-picker").addEventListener("change", (e) => {
-    const value = e.target.value;
-    state.compareChoice = value === "auto" || value === "none" ? value : Number(value);
-    followSecondary();
-    remember();
-    scheduleDraw();
-  });
-  $("btn-pause").addEventListener("click", () => control("pause"));
-  $("btn-resume").addEventListener("click", () => control("resume"));
-  $("btn-stop").addEventListener("click", () => control("stop"));
-  $("lr-form").addEventListener("submit", setLearningRate);
-  $("step-scrubber").addEventListener("input", onScrub);
-  $("match-steps").addEventListener("change", (e) => {
-    state.matchSteps = e.target.checked;
+  $("step-scrubber").addEventListener("input", (event) => {
+    state.follow = false;
+    state.scrubStep = Number(event.target.value);
     scheduleDraw();
   });
   $("btn-live").addEventListener("click", () => {
     state.follow = true;
     scheduleDraw();
   });
+  $("match-steps").addEventListener("change", (event) => {
+    state.matched = event.target.checked;
+    applyRange();
+    scheduleDraw();
+  });
+  $("btn-reset-zoom").addEventListener("click", () => onRelayout({ "xaxis.autorange": true }));
+  $("btn-train-default").addEventListener("click", trainDefault);
   // charts off screen are not drawn; one scrolled into view catches up at the next frame
   const observer = new IntersectionObserver((entries) => {
-    for (const entry of entries) entry.isIntersecting ? visiblePanels.add(entry.target) : visiblePanels.delete(entry.target);
+    for (const entry of entries) entry.isIntersecting ? visible.add(entry.target) : visible.delete(entry.target);
     scheduleDraw();
   });
   panels.forEach((panel) => observer.observe(panel.section));
   document.addEventListener("visibilitychange", scheduleDraw);
-  // the sticky sidebar and the badges' jump targets sit below the top bar, whose height depends on wrapping
-  const topbar = document.querySelector(".topbar");
-  const publishHeight = () => document.documentElement.style.setProperty("--topbar-height", `${topbar.offsetHeight}px`);
-  new ResizeObserver(publishHeight).observe(topbar);
+  // the comparison tools start folded on a narrow screen: the charts come first
+  if (matchMedia("(max-width: 1100px)").matches) $("sidebar").open = false;
 }
 
-/** A reload or a shared link keeps its comparison (the run itself is read in refreshRuns). */
-function restoreComparison() {
-  const compare = new URLSearchParams(location.search).get("compare");
-  if (compare) state.compareChoice = compare === "none" ? "none" : Number(compare);
-}
-
-restoreComparison();
 wire();
 refreshRuns();
-setInterval(refreshRuns, RUNS_POLL_MS);

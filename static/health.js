@@ -1,101 +1,133 @@
-// Health checks per layer, after the lecture's rules of thumb, and the badges that show them.
-// Each badge is a link to the panel that shows the quantity, with its thresholds in a tooltip.
+// Health badges and each panel's verdict, from the server's rules (GET /api/health/rules): a rule names
+// a measure, its panel and its amber and red ranges; the page measures it at the shown step as
+// bnscope.health.measure does and grades it (ok inside amber's range, amber outside it but inside
+// red's, red outside red's; not a number: red). No threshold lives here.
 
+import { api } from "./api.js";
+import { runColor } from "./palette.js";
 import { buildOnce, el, formatInt, formatNum, setText } from "./util.js";
 
-export const UPDATE_RATIO_POINTS = 5; // update:data is noisy step to step: judge the mean of the last few
+const UPDATE_POINTS = 5; // update:data is judged on the mean of the last few values
+const SYMBOL = { ok: "✓", amber: "!", red: "✕" };
+const WORD = { ok: "healthy", amber: "needs a look", red: "unhealthy" };
 
-// in the order the badges are shown
-const RULES = {
-  saturation: {
-    title: "Saturation",
-    panel: "panel-saturation",
-    explain: "share of tanh outputs with |t| > 0.97. Healthy: a few % at most (amber above 5 %, red above 15 %); " +
-      "a saturated unit passes almost no gradient back.",
-    level: (pct) => (pct > 15 ? "red" : pct > 5 ? "amber" : "ok"),
+const activations = (run) => run.stats?.activations ?? [];
+
+/** rule id -> (run, step) -> [[label, value, text]] */
+const MEASURES = {
+  saturation: (run) => activations(run).map((a) => [a.name, a.saturation, `${formatNum(a.saturation, 2)}%`]),
+  dead: (run) => activations(run).filter((a) => a.units).map((a) => {
+    const pct = (100 * a.dead) / a.units;
+    return [a.name, pct, `${formatNum(pct, 2)}%`];
+  }),
+  activation_std: (run) => activations(run).filter((a) => a.std !== null).map((a) => [a.name, a.std, formatNum(a.std, 2)]),
+  gradient_flow: (run) => {
+    const [first, last] = [activations(run)[0], activations(run).at(-1)];
+    if (activations(run).length < 2 || !first.grad_std || last.grad_std === null) return [];
+    const ratio = last.grad_std / first.grad_std;
+    return [[`${last.name} / ${first.name}`, ratio, `${formatNum(ratio, 2)}×`]];
   },
-  dead: {
-    title: "Dead units",
-    panel: "panel-dead",
-    explain: "units saturated (|t| > 0.99) for every example of the batch: they learn nothing. Healthy: none " +
-      "(amber: any, red: 10 % of the layer or more).",
-    level: (dead, units) => (dead >= 0.1 * units ? "red" : dead > 0 ? "amber" : "ok"),
-  },
-  gradientFlow: {
-    title: "Gradient flow",
-    panel: "panel-act-grads",
-    explain: "std of the gradient at the last tanh layer / at the first. Healthy: about 1, gradients the same size " +
-      "at every depth (amber outside 0.5–2, red outside 0.2–5: vanishing below, exploding above).",
-    level: (ratio) => (ratio < 0.2 || ratio > 5 ? "red" : ratio < 0.5 || ratio > 2 ? "amber" : "ok"),
-  },
-  updateRatio: {
-    title: "Update:data",
-    panel: "panel-update",
-    explain: "log10 of std(lr × grad) / std(weight), mean of the last few measurements. Healthy: about −3, " +
-      "each step changes a weight by ~1/1000 (amber outside −4…−2, red outside −5…−1.5).",
-    level: (log10) => (log10 < -5 || log10 > -1.5 ? "red" : log10 < -4 || log10 > -2 ? "amber" : "ok"),
-  },
+  update_to_data: (run, step) => (run.stats?.weights ?? []).flatMap((w) => {
+    const value = run.live.series.get(`update_to_data/${w.name}`).recentMean(step, UPDATE_POINTS);
+    return value === null ? [] : [[w.name, value, formatNum(value, 2)]];
+  }),
 };
 
-/** Every check of one run at the statistics `stats`: [{rule, label, text, level}]. */
-export function healthChecks(data, stats) {
-  if (!stats) return [];
-  const units = data.run.config.n_hidden;
-  const checks = [];
-  for (const layer of stats.layers) {
-    checks.push(check("saturation", layer.name, `${formatNum(layer.saturation, 2)}%`, layer.saturation));
-    checks.push(check("dead", layer.name, formatInt(layer.dead), layer.dead, units));
+const inside = ([lo, hi], value) => (lo === null || value >= lo) && (hi === null || value <= hi);
+const grade = (rule, value) =>
+  Number.isNaN(value) ? "red" : inside(rule.amber, value) ? "ok" : inside(rule.red, value) ? "amber" : "red";
+
+function rangeText([lo, hi]) {
+  if (lo !== null && hi !== null) return `${formatNum(lo)} to ${formatNum(hi)}`;
+  return lo !== null ? `at least ${formatNum(lo)}` : `at most ${formatNum(hi)}`;
+}
+
+export class Health {
+  constructor(card, onLoaded) {
+    this.card = card;
+    this.rules = null; // null: not read yet; []: the server has none
+    this.problem = "";
+    this.load(onLoaded);
   }
-  const [first, last] = [stats.layers[0], stats.layers.at(-1)];
-  if (stats.layers.length > 1 && first.grad_std > 0) {
-    const ratio = last.grad_std / first.grad_std;
-    checks.push(check("gradientFlow", `${last.name} / ${first.name}`, `${formatNum(ratio, 2)}×`, ratio));
+
+  async load(onLoaded) {
+    try {
+      this.rules = (await api.get("/api/health/rules")).rules.filter((rule) => MEASURES[rule.id]);
+    } catch (err) {
+      this.rules = [];
+      this.problem = err.status === 404 ? "This server gives no health rules (GET /api/health/rules): no badges."
+        : `Health rules could not be read: ${err.message}`;
+    }
+    onLoaded();
   }
-  for (const weight of data.run.layers.weights) {
-    const ratio = data.get(`update_to_data/${weight}`).recentMean(stats.step, UPDATE_RATIO_POINTS);
-    if (ratio !== null) checks.push(check("updateRatio", weight, formatNum(ratio, 2), ratio));
+
+  /** Every check of every shown run: [{run, rule, label, value, text, level}]. */
+  checks(view) {
+    return view.runs.flatMap((run) => (this.rules ?? []).flatMap((rule) =>
+      MEASURES[rule.id](run, view.step ?? Infinity).map(([label, value, text]) => ({ run, rule, label, value, text, level: grade(rule, value) }))));
   }
-  return checks;
-}
 
-function check(rule, label, text, ...values) {
-  return { rule, label, text, level: RULES[rule].level(...values) };
-}
+  draw(view) {
+    const checks = this.checks(view);
+    setText(this.card.querySelector(".at-step"), view.step === null ? "waiting for statistics" : `at step ${formatInt(view.step)}`);
+    this.drawBadges(view, checks);
+    this.drawVerdicts(checks);
+  }
 
-/** The badges of every run compared: rows [{tag, step, checks}] (A first). Built once per set of
- * checks, then updated in place as the numbers change. */
-export function renderHealth(container, rows) {
-  const structure = rows.map(({ tag, checks }) => `${tag}:${checks.map((c) => `${c.rule}/${c.label}`)}`).join("|");
-  buildOnce(container, structure, () => rows.map(healthRow));
-  const badges = container.querySelectorAll(".badge");
-  const shown = rows.flatMap(({ step, checks }) => grouped(checks).map((c) => [c, step]));
-  shown.forEach(([c, step], i) => showCheck(badges[i], c, step));
-}
+  drawBadges(view, checks) {
+    const rows = this.card.querySelector(".health-rows");
+    const structure = JSON.stringify([this.problem, view.runs.map((r) => [r.slot, r.id, r.live.run.status]),
+      checks.map((c) => `${c.run.slot}/${c.rule.id}/${c.label}`)]);
+    buildOnce(rows, structure, () => {
+      if (this.problem) return [el("p", { className: "muted", textContent: this.problem })];
+      return view.runs.map((run) => this.row(run, checks.filter((c) => c.run === run)));
+    });
+    const badges = rows.querySelectorAll("a.badge");
+    checks.forEach((c, i) => badges[i] && this.showBadge(badges[i], c));
+  }
 
-const grouped = (checks) => Object.keys(RULES).flatMap((rule) => checks.filter((c) => c.rule === rule));
+  row(run, checks) {
+    const status = run.live.run;
+    const ended = status.status === "diverged" || status.status === "failed"
+      ? el("span", { className: "badge red", textContent: `✕ ${status.status} at step ${formatInt(status.step)}: ${status.message}` }) : null;
+    const groups = (this.rules ?? []).map((rule) => {
+      const mine = checks.filter((c) => c.rule === rule);
+      if (!mine.length) return null;
+      return el("div", { className: "badge-group" }, el("span", { className: "badge-group-title", textContent: rule.title }),
+        ...mine.map((c) => el("a", { className: "badge", href: `#${rule.panel}` },
+          el("span", { className: "badge-label", textContent: c.label }), el("span", { className: "badge-value" }))));
+    });
+    const chip = el("span", { className: "slot-chip", textContent: String(run.slot + 1), title: run.label, style: `background:${runColor(run.slot)}` });
+    return el("div", { className: "health-row" }, chip, ended, ...groups);
+  }
 
-/** One row of badges for a run, grouped by check. */
-function healthRow({ tag, checks }) {
-  const groups = Object.entries(RULES).map(([rule, { title }]) => {
-    const badges = checks.filter((c) => c.rule === rule).map(badge);
-    if (!badges.length) return null;
-    return el("div", { className: "badge-group" }, el("span", { className: "badge-group-title", textContent: title }), ...badges);
-  });
-  return el("div", { className: "health-row" }, el("span", { className: `run-chip run-${tag}`, textContent: tag }), ...groups);
-}
+  showBadge(badge, c) {
+    badge.className = `badge ${c.level}`;
+    badge.title = `run ${c.run.slot + 1} ${c.label}: ${c.text}, ${WORD[c.level]} (healthy: ${rangeText(c.rule.amber)}; ` +
+      `red outside ${rangeText(c.rule.red)}).\n${c.rule.explain}${c.rule.source ? `\nSource: ${c.rule.source}` : ""}`;
+    setText(badge.lastChild, `${SYMBOL[c.level]} ${c.text}`);
+  }
 
-function badge(c) {
-  return el(
-    "a",
-    { className: "badge", href: `#${RULES[c.rule].panel}` },
-    el("span", { className: "badge-label", textContent: c.label }),
-    el("span", { className: "badge-value" }),
-  );
-}
-
-function showCheck(badge, c, step) {
-  badge.className = `badge ${c.level}`;
-  const verdict = c.level === "ok" ? "healthy" : c.level;
-  badge.title = `${c.label}: ${c.text} at step ${formatInt(step)} (${verdict}).\n${RULES[c.rule].explain}`;
-  setText(badge.lastChild, c.text);
+  /** Each panel's line says how its checks stand now: the worst one, or that all are healthy. */
+  drawVerdicts(checks) {
+    const byPanel = new Map();
+    for (const c of checks) {
+      const id = c.rule.panel;
+      if (!byPanel.has(id)) byPanel.set(id, []);
+      byPanel.get(id).push(c);
+    }
+    for (const line of document.querySelectorAll(".panel .verdict")) {
+      const mine = byPanel.get(line.closest(".panel").id) ?? [];
+      line.hidden = !mine.length;
+      if (!mine.length) continue;
+      const order = { ok: 0, amber: 1, red: 2 };
+      const worst = mine.reduce((a, b) => (order[b.level] > order[a.level] ? b : a));
+      const bad = mine.filter((c) => c.level !== "ok").length;
+      line.className = `verdict ${worst.level}`;
+      setText(line, worst.level === "ok"
+        ? `${SYMBOL.ok} Now healthy: all ${mine.length} checks inside ${worst.rule.title.toLowerCase()}'s healthy range (${rangeText(worst.rule.amber)}).`
+        : `${SYMBOL[worst.level]} Now ${WORD[worst.level]}: ${bad} of ${mine.length} checks outside the healthy range; worst: run ${worst.run.slot + 1} ` +
+          `${worst.label} ${worst.text} (healthy: ${rangeText(worst.rule.amber)}).`);
+    }
+  }
 }

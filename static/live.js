@@ -1,79 +1,188 @@
-// One run followed live: its history first, then its event stream from exactly where the history
-// ends. Events are applied to the RunData as they arrive (cheap), and `onChange` asks the dashboard
-// for a redraw, which it coalesces.
+// One run as the page shows it: its series over the view's range (see series.js), its statistics,
+// timeline and state, kept current by its event stream while it trains.
+//
+// Loading a range is two reads when the run is still producing: /history over the range (the one every
+// shown run is asked for, so all get the same bucket width), keeping its complete buckets; then a raw
+// /history of the newest steps, whose points are folded in. The stream then continues exactly after
+// that answer's last event. The run's state is the server's (`run` in each event), never rebuilt here.
 
 import { api } from "./api.js";
-import { RunData } from "./rundata.js";
+import { RunSeries } from "./series.js";
 
-const EVENT_TYPES = ["scalars", "stats", "eval", "status", "control"];
-const HISTORY_QUERY = "max_points=2000&max_histograms=500";
-const STATS_CACHE_SIZE = 40; // recent statistics events kept for matched-step lookups (~30 kB each)
-const RETRY_MS = 5000; // after a failed history or a refused stream (the browser retries dropped streams itself)
+export const PRODUCING = ["queued", "created", "running", "paused"]; // events may still come
+const EVENT_TYPES = ["model", "status", "control", "scalars", "metrics", "stats", "eval"];
+const RAW_POINTS = 10_000; // the API's max_points: a raw read of up to this many steps
+const TAIL_MARGIN = 256; // steps before the run's step read raw: events in flight during the read
+const STATS_CACHE_SIZE = 40; // statistics events kept for scrubbing (~30 kB each)
+const MAX_STATS_STEPS = 2000;
+const MAX_TIMELINE = 1000;
+const RETRY_MS = 3000;
+const STATE_FIELDS = ["status", "message", "step", "lr", "steps_per_s"]; // RunState: what events carry as `run`
 
 export class LiveRun {
-  constructor(runId, onChange) {
-    this.id = runId;
+  /** onChange(live): something shown changed; onStream(live): its stream opened or dropped. */
+  constructor(run, onChange, onStream) {
+    this.run = { ...run }; // RunOut, kept current by the run list and by events' `run`
     this.onChange = onChange;
-    this.data = null;
-    this.connected = false;
-    this.closed = false;
-    this.source = null;
-    this.retryTimer = null;
+    this.onStream = onStream;
+    this.range = null; // {start, end, maxPoints} wanted
+    this.series = null; // RunSeries of the loaded range
+    this.loadedKey = null;
+    this.statsSteps = [];
+    this.latestStats = null;
+    this.timeline = [];
+    this.seenEventId = 0; // the newest event id applied (from an answer or the stream)
+    this.version = 0; // bumped by every change (series, stats, state, timeline)
     this.statsCache = new Map(); // requested step -> statistics event, oldest first
+    this.source = null;
+    this.wantStream = false;
+    this.connected = false;
+    this.generation = 0; // the newest load: older ones' answers are dropped
+    this.loading = false;
+    this.closed = false;
+    this.retryTimer = null;
     this.wantedStep = null;
-    this.fetching = false;
+    this.fetchingStats = false;
   }
 
-  /** Load the history, then follow the events from where it ends; on failure, try again shortly. */
-  async start() {
-    try {
-      const history = await api.get(`/api/runs/${this.id}/history?${HISTORY_QUERY}`);
-      if (this.closed) return;
-      this.replaceWith(history);
-      this.connect();
-    } catch {
-      this.setConnected(false);
-      if (!this.closed) this.retryTimer = setTimeout(() => this.start(), RETRY_MS);
-    }
+  get producing() {
+    return PRODUCING.includes(this.run.status);
+  }
+
+  /** Show `range` ({start, end, maxPoints}); reloads when it differs from the loaded one. */
+  setRange(range) {
+    this.range = range;
+    if (`${range.start}:${range.end}:${range.maxPoints}` !== this.loadedKey) this.load();
+  }
+
+  /** Follow the events (or stop) — the dashboard streams only a few runs at once (HTTP/1.1 allows 6
+   * connections a host). A run not streamed is reloaded when the run list says it moved. */
+  setStreaming(wanted) {
+    if (wanted === this.wantStream) return;
+    this.wantStream = wanted;
+    if (!wanted) this.closeStream();
+    else if (!this.loading && this.series) this.load(); // continue from a fresh answer, without a gap
+  }
+
+  /** The run list's newest description of the run (status, step, name...). A description read before
+   * the newest event this page applied is older than what it shows: its state fields are left out.
+   * A run not streamed is read again when it moved. */
+  update(run) {
+    const wasProducing = this.producing;
+    const newer = run.last_event_id >= this.seenEventId;
+    const taken = newer ? run : Object.fromEntries(Object.entries(run).filter(([key]) => !STATE_FIELDS.includes(key)));
+    const moved = newer && (run.step !== this.run.step || run.status !== this.run.status);
+    Object.assign(this.run, taken);
+    if (!this.producing) this.closeStream(); // e.g. interrupted by a server restart: no event says so
+    if (moved && !this.wantStream && this.series && !this.loading && (wasProducing || this.producing)) this.load();
+    this.changed();
   }
 
   close() {
     this.closed = true;
-    this.source?.close();
+    this.closeStream();
     clearTimeout(this.retryTimer);
   }
 
-  replaceWith(history) {
-    this.data = RunData.fromHistory(history);
-    if (history.latest_stats) this.remember(history.latest_stats.step, history.latest_stats);
-    this.onChange();
+  changed() {
+    this.version += 1;
+    this.onChange(this);
   }
 
-  connect() {
-    const source = new EventSource(`/api/runs/${this.id}/events?after=${this.data.lastEventId}`);
-    for (const type of EVENT_TYPES) {
-      source.addEventListener(type, (message) => this.receive(type, message));
+  async load() {
+    if (!this.range || this.closed) return;
+    const generation = ++this.generation;
+    const { start, end, maxPoints } = this.range;
+    this.closeStream(); // its events would overlap the answers; the new stream continues after them
+    this.loading = true;
+    clearTimeout(this.retryTimer);
+    try {
+      const head = await this.history(start, end, maxPoints);
+      if (generation !== this.generation) return;
+      const bucket = head.bucket;
+      let tailStart = end;
+      let tail = null;
+      if (PRODUCING.includes(head.run.status)) {
+        tailStart = Math.min(end, Math.max(head.start, Math.floor((head.run.step - TAIL_MARGIN) / bucket) * bucket));
+        const tailEnd = Math.min(end, tailStart + RAW_POINTS);
+        if (tailStart < end) tail = await this.history(tailStart, tailEnd, RAW_POINTS);
+        if (generation !== this.generation) return;
+        if (tail && tailEnd < end && tail.run.step >= tailEnd) return this.load(); // it ran past the raw read: again
+      }
+      const series = new RunSeries({ start: head.start, end, bucket });
+      series.loadBuckets(head.series, tailStart);
+      if (tail) series.fold(Object.fromEntries(Object.entries(tail.series).map(([n, s]) => [n, [s.steps, s.values]])));
+      const last = tail ?? head;
+      this.series = series;
+      this.loadedKey = `${start}:${end}:${maxPoints}`;
+      Object.assign(this.run, last.run);
+      this.seenEventId = last.last_event_id;
+      this.statsSteps = last === head ? head.stats_steps : [...new Set([...head.stats_steps, ...tail.stats_steps])];
+      this.latestStats = last.latest_stats ?? head.latest_stats;
+      if (this.latestStats) this.remember(this.latestStats.step, this.latestStats);
+      this.timeline = last.timeline.slice(-MAX_TIMELINE);
+      this.loading = false;
+      if (this.wantStream && this.producing) this.openStream(last.last_event_id);
+      this.changed();
+    } catch {
+      if (generation !== this.generation) return;
+      this.loading = false;
+      this.connected = false;
+      this.changed();
+      if (!this.closed) this.retryTimer = setTimeout(() => this.load(), RETRY_MS);
     }
-    // the client's gap was too old to replay: the server sends the whole history instead
-    source.addEventListener("snapshot", (message) => this.replaceWith(JSON.parse(message.data)));
-    source.onopen = () => this.setConnected(true);
+  }
+
+  history(start, end, maxPoints) {
+    return api.get(`/api/runs/${this.run.id}/history?start=${start}&end=${end}&max_points=${maxPoints}&max_histograms=500`);
+  }
+
+  openStream(after) {
+    const source = new EventSource(`/api/runs/${this.run.id}/events?after=${after}`);
+    for (const type of EVENT_TYPES) {
+      source.addEventListener(type, (message) => {
+        this.seenEventId = Number(message.lastEventId);
+        this.receive(type, JSON.parse(message.data));
+      });
+    }
+    // the gap was too old to replay: the server sends a whole history instead; read our range afresh
+    source.addEventListener("snapshot", () => this.load());
+    source.onopen = () => {
+      this.connected = true;
+      this.onStream(this);
+      this.changed();
+    };
     source.onerror = () => {
-      this.setConnected(false);
-      if (source.readyState === EventSource.CLOSED && !this.closed) this.retryTimer = setTimeout(() => this.start(), RETRY_MS);
+      this.connected = false; // the browser reconnects by itself (Last-Event-ID) unless it closed
+      this.onStream(this);
+      this.changed();
+      if (source.readyState === EventSource.CLOSED && !this.closed) this.retryTimer = setTimeout(() => this.load(), RETRY_MS);
     };
     this.source = source;
   }
 
-  receive(type, message) {
-    const event = JSON.parse(message.data);
-    this.data.apply(type, event);
-    if (type === "stats") this.remember(event.step, event);
-    this.onChange();
+  closeStream() {
+    this.source?.close();
+    this.source = null;
+    this.connected = false;
   }
 
-  setConnected(connected) {
-    this.connected = connected;
-    this.onChange();
+  receive(type, event) {
+    if (event.run) Object.assign(this.run, event.run);
+    this.series?.fold(event.points);
+    if (type === "model") {
+      this.run.layers = Object.fromEntries(["activations", "weights", "norms"].map((g) => [g, event[g].map((l) => l.name)]));
+    } else if (type === "stats") {
+      this.latestStats = event;
+      this.remember(event.step, event);
+      if (!this.statsSteps.length || event.step > this.statsSteps.at(-1)) this.statsSteps.push(event.step);
+      if (this.statsSteps.length > MAX_STATS_STEPS) this.statsSteps = this.statsSteps.filter((_, i) => i % 2 === 0);
+    } else if (type === "status" || type === "control" || type === "eval") {
+      this.timeline.push(event);
+      if (this.timeline.length > MAX_TIMELINE) this.timeline.shift();
+    }
+    if (type === "status" && !this.producing) this.closeStream(); // nothing more will come
+    this.changed();
   }
 
   remember(step, stats) {
@@ -83,37 +192,31 @@ export class LiveRun {
   }
 
   /** The statistics at `step` (or the nearest recorded before it) when at hand; else null, and they
-   * are fetched (onChange fires when they arrive). */
+   * are fetched (a change is announced when they arrive). */
   statsAt(step) {
-    const latest = this.data.latestStats;
-    if (!latest) return null; // nothing recorded yet: the server has none to give either
-    const stats = this.statsCache.get(step) ?? (latest.step <= step ? latest : null);
+    if (!this.latestStats) return null; // nothing recorded yet: the server has none to give either
+    const stats = this.statsCache.get(step) ?? (this.latestStats.step <= step ? this.latestStats : null);
     if (!stats) this.fetchStats(step);
     return stats;
   }
 
-  /** The statistics at hand, whatever step they were asked for. */
-  cachedStats() {
-    return [...this.statsCache.values()];
-  }
-
-  /** Fetch statistics one request at a time, always for the step wanted most recently. */
+  /** One request at a time, always for the step wanted most recently (a dragged scrubber). */
   async fetchStats(step) {
     this.wantedStep = step;
-    if (this.fetching) return;
-    this.fetching = true;
+    if (this.fetchingStats) return;
+    this.fetchingStats = true;
     try {
       while (this.wantedStep !== null && !this.closed) {
         const wanted = this.wantedStep;
         this.wantedStep = null;
         if (this.statsCache.has(wanted)) continue;
-        this.remember(wanted, await api.get(`/api/runs/${this.id}/stats?step=${wanted}`));
-        this.onChange();
+        this.remember(wanted, await api.get(`/api/runs/${this.run.id}/stats?step=${wanted}`));
+        this.changed();
       }
     } catch {
-      this.wantedStep = null; // the run went away; the run list will notice
+      this.wantedStep = null; // the run went away: the run list will notice
     } finally {
-      this.fetching = false;
+      this.fetchingStats = false;
     }
   }
 }

@@ -1,11 +1,10 @@
-// The "What if…" form: the settings of the comparison run. It shows B's settings (or A's when there
-// is no B); what differs from A is marked, and Apply (or the BatchNorm switch, at once) starts a
-// run paired with A that changes exactly those settings.
+// The "What if…" form: one change to the first shown run's settings starts a paired run (its seed and
+// minibatches, that setting different), overlaid beside it. What differs is marked as you edit.
 
 import { $, describeSettings, formatSetting } from "./util.js";
 
-const FIELDS = ["gain", "init", "batchnorm", "last_layer_scale", "n_layers", "n_hidden", "steps", "seed"];
-const NUMERIC = new Set(["gain", "last_layer_scale", "n_layers", "n_hidden", "steps", "seed"]);
+const FIELDS = ["gain", "init", "batchnorm", "last_layer_scale", "n_layers", "n_hidden", "steps", "lr", "seed"];
+const NUMERIC = new Set(["gain", "last_layer_scale", "n_layers", "n_hidden", "steps", "lr", "seed"]);
 
 /** Equal settings; numbers within rounding (a gain typed as 1.6666666667 is 5/3). */
 function same(a, b) {
@@ -18,8 +17,7 @@ export class SettingsForm {
   constructor(onApply) {
     this.form = $("settings");
     this.onApply = onApply;
-    this.base = null; // A's config: what the changes are counted against
-    this.shown = null; // the config the form was filled with (B's, or A's): nothing new until edited
+    this.base = null; // {id, config}: the run the changes are counted against
     this.gainNumber = $("set-gain-number");
     this.gain = null; // exact: the slider and the number box round it (5/3 stays 5/3)
     this.form.addEventListener("input", (e) => this.onInput(e));
@@ -27,23 +25,23 @@ export class SettingsForm {
       e.preventDefault();
       this.apply();
     });
-    this.form.elements.batchnorm.addEventListener("change", () => this.apply());
-    for (const preset of this.form.querySelectorAll("[data-gain]")) {
-      preset.addEventListener("click", () => this.setGain(Number(preset.dataset.gain)));
-    }
-    $("btn-reset").addEventListener("click", () => this.show(this.base, this.base));
+    $("btn-reset").addEventListener("click", () => this.base && this.show(this.base));
   }
 
-  /** Show `config` (B's, or A's) with its differences from `base` (A's) marked. */
-  show(config, base) {
+  /** Fill the form with a run's settings ({id, config}) when the first shown run changed. */
+  follow(run) {
+    if (!run?.config || run.id === this.base?.id) return;
+    this.show({ id: run.id, config: run.config });
+  }
+
+  show(base) {
     this.base = base;
-    this.shown = config;
     for (const name of FIELDS) {
       const input = this.form.elements[name];
-      if (input.type === "checkbox") input.checked = config[name];
-      else input.value = config[name];
+      if (input.type === "checkbox") input.checked = base.config[name];
+      else input.value = base.config[name];
     }
-    this.setGain(config.gain);
+    this.setGain(base.config.gain);
   }
 
   setGain(gain) {
@@ -64,7 +62,6 @@ export class SettingsForm {
     this.refresh();
   }
 
-  /** The form's settings. */
   values() {
     const values = {};
     for (const name of FIELDS) {
@@ -77,45 +74,27 @@ export class SettingsForm {
     return values;
   }
 
-  /** The settings that differ from `config`'s. */
-  differencesFrom(config) {
-    if (!config) return {};
-    const changed = Object.entries(this.values()).filter(([name, value]) => value !== null && !same(value, config[name]));
-    return Object.fromEntries(changed);
-  }
-
-  /** What the paired run changes: the settings that differ from A's, as the API's config overrides. */
+  /** The settings that differ from the base run's, as the API's config overrides. */
   changes() {
-    return this.differencesFrom(this.base);
+    if (!this.base) return {};
+    const changed = Object.entries(this.values()).filter(([name, value]) => value !== null && !same(value, this.base.config[name]));
+    return Object.fromEntries(changed);
   }
 
   refresh() {
     const changes = this.changes();
     $("gain-value").textContent = this.gain === null ? "–" : formatSetting(this.gain);
-    for (const name of FIELDS) {
-      this.form.elements[name].closest(".setting, label").classList.toggle("changed", name in changes);
-    }
+    for (const name of FIELDS) this.form.elements[name].closest(".setting, label").classList.toggle("changed", name in changes);
     const count = Object.keys(changes).length;
-    $("settings-diff").textContent = count ? `Differs from A: ${describeSettings(changes)}` : "Same settings as A.";
-    $("btn-apply").disabled = !this.canApply();
-  }
-
-  /** Something new to start: it differs from A, and was edited since the form was filled (unedited,
-   * it is B, which already runs), and every field is valid. */
-  canApply() {
-    const edited = Object.keys(this.differencesFrom(this.shown)).length > 0;
-    return edited && Object.keys(this.changes()).length > 0 && this.form.checkValidity();
+    $("settings-diff").textContent = !this.base ? "" : count ? `Differs from #${this.base.id}: ${describeSettings(changes)}` : `Same settings as #${this.base.id}.`;
+    $("btn-apply").disabled = !count || !this.form.checkValidity();
   }
 
   async apply() {
-    if (!this.form.checkValidity()) {
-      this.form.reportValidity();
-      return;
-    }
-    if (!this.canApply()) return;
+    if (!this.form.reportValidity() || !Object.keys(this.changes()).length) return;
     $("btn-apply").disabled = true;
     try {
-      await this.onApply(this.changes());
+      await this.onApply(this.base.id, this.changes());
     } finally {
       this.refresh();
     }

@@ -1,7 +1,17 @@
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
 import pytest
 import torch
 import torch.nn.functional as F
 
+from bnscope import __version__
 from bnscope.cli import load_weights, main
 from bnscope.config import RunConfig
 
@@ -62,7 +72,7 @@ def test_train_help_lists_every_knob_with_its_help_line(capsys):
 def test_train_writes_weights_and_prints_the_final_losses(weights, splits):
     path, out = weights
     assert path.exists()
-    assert "status: finished at step 150" in out
+    assert "finished at step 150" in out
     config, model = load_weights(path)
     assert (config.n_hidden, config.n_layers, config.steps) == (16, 2, 150)
     with torch.no_grad():
@@ -141,3 +151,90 @@ def test_sample_from_missing_weights_exits_2(capsys, tmp_path, names_file):
     code, _, err = run_cli(capsys, "sample", tmp_path / "nowhere.pt", "--names", names_file)
     assert code == 2
     assert "nowhere.pt" in err
+
+
+# ---- the command as a user runs it ---------------------------------------------------------------
+
+
+
+def bnscope(*args, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "bnscope.cli", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kwargs)  # fmt: skip
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"bnscope {__version__}"
+
+
+def test_help_does_not_load_torch():
+    """--help answers at once: torch (seconds to import) loads only for a command that trains or samples."""
+    code = "import sys; from bnscope.cli import build_parser; build_parser(); print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
+def test_ctrl_c_during_train_stops_between_steps_saves_and_exits_130(tmp_path, names_file):
+    out = tmp_path / "w.pt"
+    process = bnscope("train", "--names", names_file, "--out", out, "--n-hidden", 16, "--n-layers", 2,
+                      "--steps", 10_000_000, "--dev-every", 1_000_000)  # fmt: skip
+    progress = []  # the bar, read as it is drawn: Ctrl-C comes once steps are under way
+    reader = threading.Thread(target=lambda: progress.extend(iter(lambda: process.stderr.read(1), "")), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 120
+    while "steps/s" not in "".join(progress) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    stdout = process.stdout.read()
+    process.wait(timeout=60)
+    reader.join(10)
+    stderr = "".join(progress)
+    assert process.returncode == 130, stderr
+    step = int(re.search(r"^stopped at step (\d+)$", stdout, re.M).group(1))
+    assert step > 0 and "Traceback" not in stderr
+    from bnscope.cli import load_weights
+
+    config, model = load_weights(out)
+    assert config.steps == 10_000_000 and f"weights saved to {out}" in stdout
+
+
+def test_a_file_that_is_not_weights_is_one_line_naming_it(tmp_path, names_file, capsys):
+    for content in (b"# a README\n", b"", b"\x80\x02}q\x00."):  # text, empty, a pickle that is not weights
+        path = tmp_path / "not-weights.pt"
+        path.write_bytes(content)
+        code, _, err = run_cli(capsys, "sample", path, "--names", names_file)
+        assert code == 2 and len(err.strip().splitlines()) == 1
+        assert str(path) in err and "bnscope train --out" in err and "Traceback" not in err
+
+
+def test_a_busy_port_is_reported_before_anything_is_written(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        data = tmp_path / "data"
+        result = subprocess.run([sys.executable, "-m", "bnscope.cli", "serve", "--port", str(port), "--data-dir", str(data)],
+                                capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.returncode == 2
+    assert f"127.0.0.1:{port}" in result.stderr and "in use" in result.stderr.lower()
+    assert "dashboard on" not in result.stdout
+    assert not data.exists() or not any(data.iterdir())  # no database, so no phantom run either
+
+
+def test_the_eta_comes_from_the_measured_speed(tmp_path, names_file):
+    """The first ETA shown is close to how long the run really takes from there (no guess from the
+    slow first steps), and no ETA is shown before steps/s is measured."""
+    steps = 6000
+    started = time.monotonic()
+    process = bnscope("train", "--names", names_file, "--n-hidden", 16, "--n-layers", 2, "--steps", steps,
+                      "--dev-every", 1_000_000, "--stats-every", 1_000_000, env={**os.environ, "COLUMNS": "200"})  # fmt: skip
+    _, stderr = process.communicate(timeout=300)
+    total = time.monotonic() - started
+    assert process.returncode == 0
+    frames = re.findall(r"(\d+)/6000 \[[^\]]*eta ([^,]+), (\d+) steps/s", stderr.replace("\r", "\n"))
+    shown = [(int(n), eta, int(rate)) for n, eta, rate in frames if eta != "…"]
+    assert shown and all(rate > 0 for _, _, rate in shown)
+    n, eta, rate = shown[0]
+    seconds = sum(int(v) * {"h": 3600, "m": 60, "s": 1}[u] for v, u in re.findall(r"(\d+)([hms])", eta))
+    assert seconds == pytest.approx((steps - n) / rate, abs=1.5)
+    assert seconds < 3 * total + 2  # the old bar said hours for a run of seconds

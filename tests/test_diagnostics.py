@@ -12,12 +12,13 @@ from bnscope.data import STOI, VOCAB_SIZE, build_dataset
 from bnscope.models import MLP
 
 
-def probed_step(model: MLP, X: torch.Tensor, Y: torch.Tensor) -> tuple[dict, list[torch.Tensor]]:
-    """One forward/backward pass under the probe, then the statistics, as the trainer does it."""
-    with diagnostics.probe_activations(model) as tanh_outputs:
+def probed_step(model: MLP, X: torch.Tensor, Y: torch.Tensor) -> tuple[dict, diagnostics.Probe]:
+    """One forward/backward pass under the probe, then the statistics, as an autograd loop would."""
+    layers = diagnostics.lecture_layers(model)
+    with diagnostics.probe(layers) as probe:
         loss = F.cross_entropy(model(X), Y)
-    loss.backward()
-    return diagnostics.collect(model, tanh_outputs), tanh_outputs
+        loss.backward()
+    return diagnostics.collect(layers, probe.outputs, probe.grads), probe
 
 
 def decode_image(rows: list[str], n_units: int) -> list[list[bool]]:
@@ -55,7 +56,7 @@ def test_saturation_dead_units_and_image_on_hand_set_weights(hand_set_model):
 
     stats, _ = probed_step(hand_set_model, X, Y)
 
-    (layer,) = stats["layers"]
+    (layer,) = stats["activations"]
     assert layer["name"] == "tanh1"
     # > 0.97: units 0, 2, 3 for 'a' and unit 0 for 'b': 4 of the 8 values
     assert layer["saturation"] == pytest.approx(50.0)
@@ -80,7 +81,7 @@ def test_activation_and_gradient_summaries_match_an_independent_computation(hand
     (dt,) = torch.autograd.grad(loss, t)
     t_np, dt_np = t.detach().numpy().astype(np.float64), dt.numpy().astype(np.float64)
 
-    (layer,) = stats["layers"]
+    (layer,) = stats["activations"]
     assert layer["mean"] == pytest.approx(t_np.mean(), abs=1e-6)
     assert layer["std"] == pytest.approx(t_np.std(ddof=1), abs=1e-6)  # torch's std: the unbiased one
     assert layer["grad_mean"] == pytest.approx(dt_np.mean(), abs=1e-7)
@@ -105,29 +106,28 @@ def test_weight_gradient_summaries_and_grad_to_data_ratio(make_mlp, splits):
 def test_histograms_count_every_element_in_the_shared_range(make_mlp, splits):
     model = make_mlp(batchnorm=False)
     B = 32
-    stats, tanh_outputs = probed_step(model, splits.Xtr[:B], splits.Ytr[:B])
+    stats, probe = probed_step(model, splits.Xtr[:B], splits.Ytr[:B])
 
-    assert stats["act_range"] == [-1.0, 1.0]
-    lo, hi = stats["grad_range"]
-    all_grads = torch.cat([t.grad.reshape(-1) for t in tanh_outputs])
-    assert hi == pytest.approx(all_grads.abs().max().item()) and lo == -hi
-    for layer, t in zip(stats["layers"], tanh_outputs):
-        assert len(layer["act_hist"]) == len(layer["grad_hist"]) == diagnostics.HIST_BINS
-        assert sum(layer["act_hist"]) == t.numel() == B * 16
+    for layer, t, g in zip(stats["activations"], probe.outputs, probe.grads):
+        assert layer["range"] == [-1.0, 1.0]  # tanh's bounds
+        lo, hi = layer["grad_range"]  # each layer's own: a small gradient is not lost in a big one's bins
+        assert hi == pytest.approx(g.abs().max().item()) and lo == -hi
+        assert len(layer["hist"]) == len(layer["grad_hist"]) == diagnostics.HIST_BINS
+        assert sum(layer["hist"]) == t.numel() == B * 16
         assert sum(layer["grad_hist"]) == t.numel()
         expected, _ = np.histogram(t.detach().numpy(), bins=diagnostics.HIST_BINS, range=(-1, 1))
-        assert layer["act_hist"] == expected.tolist()
-    params = diagnostics.weights(model)
+        assert layer["hist"] == expected.tolist()
+    params = diagnostics.lecture_layers(model).params
     assert [sum(w["grad_hist"]) for w in stats["weights"]] == [p.numel() for p in params]
 
 
 def test_image_decodes_to_the_saturated_units_of_every_example(make_mlp, splits):
     # 18 units: not a multiple of 4, so the last hex digit of a row holds 2 units and 2 padding bits
     model = make_mlp(batchnorm=False, n_hidden=18, gain=3.0)
-    stats, tanh_outputs = probed_step(model, splits.Xtr[:20], splits.Ytr[:20])
+    stats, probe = probed_step(model, splits.Xtr[:20], splits.Ytr[:20])
 
-    for layer, t in zip(stats["layers"], tanh_outputs):
-        saturated = (t.detach().abs() > 0.99).tolist()
+    for layer, t in zip(stats["activations"], probe.outputs):
+        saturated = (t.abs() > 0.99).tolist()
         assert len(layer["image"]) == 20 and all(len(row) == 5 for row in layer["image"])  # ceil(18 / 4)
         assert decode_image(layer["image"], 18) == saturated
         assert any(any(row) for row in saturated) and not all(all(row) for row in saturated)
@@ -140,8 +140,8 @@ def test_batchnorm_statistics_are_the_modules_running_buffers(make_mlp, splits):
     stats, _ = probed_step(model, splits.Xtr[:32], splits.Ytr[:32])
 
     bns = [m for m in model.layers if isinstance(m, nn.BatchNorm1d)]
-    assert len(stats["batchnorm"]) == len(bns) == 3
-    for entry, bn in zip(stats["batchnorm"], bns):
+    assert len(stats["norms"]) == len(bns) == 3
+    for entry, bn in zip(stats["norms"], bns):
         assert entry["running_mean"] == bn.running_mean.tolist()
         assert entry["running_var"] == bn.running_var.tolist()
         assert entry["mean_of_running_mean"] == pytest.approx(bn.running_mean.mean().item(), abs=1e-7)
@@ -150,14 +150,14 @@ def test_batchnorm_statistics_are_the_modules_running_buffers(make_mlp, splits):
 
 def test_layers_have_lecture_style_names(make_mlp, splits):
     stats, _ = probed_step(make_mlp(batchnorm=True), splits.Xtr[:32], splits.Ytr[:32])
-    assert [layer["name"] for layer in stats["layers"]] == ["tanh1", "tanh2"]
+    assert [layer["name"] for layer in stats["activations"]] == ["tanh1", "tanh2"]
     assert [w["name"] for w in stats["weights"]] == ["C", "linear1", "linear2", "linear3"]
-    assert [bn["name"] for bn in stats["batchnorm"]] == ["batchnorm1", "batchnorm2", "batchnorm3"]
+    assert [bn["name"] for bn in stats["norms"]] == ["batchnorm1", "batchnorm2", "batchnorm3"]
 
 
 def test_no_batchnorm_no_batchnorm_statistics(make_mlp, splits):
     stats, _ = probed_step(make_mlp(batchnorm=False), splits.Xtr[:32], splits.Ytr[:32])
-    assert stats["batchnorm"] == []
+    assert stats["norms"] == []
 
 
 def test_update_to_data_is_log10_of_update_std_over_data_std():
@@ -173,7 +173,7 @@ def test_update_to_data_is_log10_of_update_std_over_data_std():
 def test_update_to_data_matches_numpy_on_a_real_gradient(make_mlp, splits):
     model = make_mlp()
     F.cross_entropy(model(splits.Xtr[:32]), splits.Ytr[:32]).backward()
-    params = diagnostics.weights(model)
+    params = diagnostics.lecture_layers(model).params
     lr = 0.1
 
     ratios = diagnostics.update_to_data(params, lr).tolist()
@@ -185,11 +185,12 @@ def test_update_to_data_matches_numpy_on_a_real_gradient(make_mlp, splits):
 
 def test_probe_leaves_no_hooks_behind(make_mlp, splits):
     model = make_mlp()
-    with diagnostics.probe_activations(model) as outputs:
+    with diagnostics.probe(diagnostics.lecture_layers(model)) as probe:
         model(splits.Xtr[:8])
-    assert len(outputs) == 2
-    model(splits.Xtr[:8])
-    assert len(outputs) == 2  # the forward pass after the `with` kept nothing
+    kept = list(probe.outputs)
+    assert len(kept) == 2 and all(o.shape == (8, 16) for o in kept)
+    model(splits.Xtr[:9])
+    assert all(a is b for a, b in zip(probe.outputs, kept))  # the forward pass after the `with` kept nothing
 
 
 def init_saturation(real_words, **overrides) -> list[float]:
@@ -199,7 +200,7 @@ def init_saturation(real_words, **overrides) -> list[float]:
     X, Y = build_dataset(real_words[::16], config.block_size)
     ix = torch.randint(0, X.shape[0], (500,), generator=torch.Generator().manual_seed(0))
     stats, _ = probed_step(model, X[ix], Y[ix])
-    return [layer["saturation"] for layer in stats["layers"]]
+    return [layer["saturation"] for layer in stats["activations"]]
 
 
 def normal_tail_percent(threshold: float) -> float:
@@ -218,3 +219,75 @@ def test_init_saturation_without_batchnorm_low_at_gain_5_3_high_at_gain_5(real_w
     assert harsh[0] == pytest.approx(normal_tail_percent(math.atanh(0.97) / 5), abs=3)
     assert max(gentle[1:]) < 10  # deeper layers: a few % (the lecture: 8.38, 6.62, 5.47, 6.12)
     assert min(harsh) > 40
+
+
+# ---- any nn.Module ------------------------------------------------------------------------------------
+
+
+class Block(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(6, 6)
+        self.norm = nn.LayerNorm(6)
+        self.act = nn.GELU()
+
+
+class Net(nn.Module):
+    """Nested modules, a module used twice (shared), and one activation held under two names."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(10, 6)
+        self.blocks = nn.ModuleList([Block(), Block()])
+        self.relu = nn.ReLU(inplace=True)
+        self.again = self.relu  # the same module under a second name
+        self.head = nn.Linear(6, 3)
+
+
+def test_find_layers_names_any_model_by_its_qualified_names_once_each():
+    layers = diagnostics.find_layers(Net())
+    assert [(n, k) for n, k, _ in layers.activations] == [("blocks.0.act", "gelu"), ("blocks.1.act", "gelu"), ("relu", "relu")]
+    assert [(n, k) for n, k, _ in layers.weights] == [
+        ("embed", "embedding"), ("blocks.0.fc", "linear"), ("blocks.1.fc", "linear"), ("head", "linear")]
+    assert [(n, k) for n, k, _ in layers.norms] == [("blocks.0.norm", "layernorm"), ("blocks.1.norm", "layernorm")]
+
+
+def layers_of(*kinds: str) -> diagnostics.Layers:
+    return diagnostics.Layers([(f"{kind}{i}", kind, nn.Identity()) for i, kind in enumerate(kinds)], [], [])
+
+
+def test_saturation_and_dead_units_fit_each_function():
+    # relu: 0 is its flat part; unit 0 is zero for every example (dead), unit 1 for one of two
+    relu = torch.tensor([[0.0, 0.0, 2.0], [0.0, 1.5, 0.3]])
+    # sigmoid: near 0 or 1 is flat (< 0.03, > 0.97); unit 2 is flat for both examples
+    sigmoid = torch.tensor([[0.5, 0.99, 0.001], [0.2, 0.5, 0.995]])
+    stats = diagnostics.collect(layers_of("relu", "sigmoid"), [relu, sigmoid], [None, None])
+    r, s = stats["activations"]
+    assert r["saturation"] == pytest.approx(100 * 3 / 6) and r["dead"] == 1 and r["units"] == 3
+    assert s["saturation"] == pytest.approx(100 * 3 / 6) and s["dead"] == 1
+    assert r["grad_mean"] is None and r["grad_std"] is None  # not measured
+    assert s["range"] == [0.0, 1.0]  # sigmoid's bounds
+    assert r["range"] == [0.0, 2.0]  # an unbounded function: the batch's min..max
+    assert sum(r["hist"]) == 6 and r["hist"][0] == 3 and r["hist"][-1] == 1
+
+
+def test_conv_outputs_count_channels_as_units_and_sequences_their_last_dim():
+    conv = torch.randn(4, 3, 5, 5).relu()  # (B, C, H, W)
+    conv[:, 1] = 0.0  # channel 1 never fires: dead
+    tokens = torch.randn(2, 7, 8).relu()  # (B, T, C)
+    tokens[..., 5] = 0.0
+    stats = diagnostics.collect(layers_of("relu", "relu"), [conv, tokens], [None, None])
+    c, t = stats["activations"]
+    assert (c["units"], c["dead"]) == (3, 1) and (t["units"], t["dead"]) == (8, 1)
+    assert c["saturation"] == pytest.approx(100 * (conv <= 0).float().mean().item())
+    assert sum(c["hist"]) == conv.numel() and "image" not in c
+
+
+def test_norm_layers_report_their_affine_parameters():
+    norm = nn.LayerNorm(4)
+    with torch.no_grad():
+        norm.weight.copy_(torch.tensor([1.0, 2.0, 3.0, 4.0]))
+    layers = diagnostics.Layers([], [], [("norm", "layernorm", norm)])
+    (entry,) = diagnostics.collect(layers, [], [])["norms"]
+    assert entry["gain_mean"] == pytest.approx(2.5) and entry["gain_std"] == pytest.approx(torch.tensor([1.0, 2, 3, 4]).std().item())
+    assert entry["bias_mean"] == 0 and "running_mean" not in entry

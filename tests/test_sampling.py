@@ -6,6 +6,7 @@ import torch
 from bnscope.data import decode
 from bnscope.sampling import sample_names
 from bnscope.trainer import Trainer
+from bnscope.worker import CommandQueue
 
 
 @pytest.fixture(scope="module")
@@ -13,8 +14,8 @@ def trained(make_config, splits):
     """A tiny network trained a few hundred steps on the small names list, in eval mode."""
     config = make_config(steps=300)
     trainer = Trainer(config, splits, device=torch.device("cpu"))
-    assert trainer.run() == "finished"
-    return trainer.snapshot()[1], config.block_size
+    assert trainer.run(CommandQueue()) == "finished"
+    return trainer.model.eval(), config.block_size
 
 
 def names(rows: list[dict]) -> list[str]:

@@ -28,12 +28,12 @@ def batches(splits, n_steps: int, batch_size: int = 32):
 
 def autograd_step(model, Xb, Yb):
     """The lecture's step through the nn.Modules, keeping every tanh output and its gradient."""
-    with diagnostics.probe_activations(model) as tanh_outputs:
+    with diagnostics.probe(diagnostics.lecture_layers(model)) as probe:
         loss = F.cross_entropy(model(Xb), Yb)
-    for p in model.parameters():
-        p.grad = None
-    loss.backward()
-    return loss, tanh_outputs
+        for p in model.parameters():
+            p.grad = None
+        loss.backward()
+    return loss, probe
 
 
 def sgd(model, lr: float = 0.1) -> None:
@@ -87,14 +87,14 @@ def test_tanh_outputs_and_their_gradients_are_those_retain_grad_keeps(make_mlp, 
     reference, model = make_mlp(**kind, n_layers=3), make_mlp(**kind, n_layers=3)
     Xb, Yb = next(batches(splits, 1))
 
-    _, tanh_outputs = autograd_step(reference, Xb, Yb)
+    _, probe = autograd_step(reference, Xb, Yb)
     backprop = ManualBackprop(model)
     backprop(Xb, Yb)
 
-    assert len(backprop.h) == len(backprop.dh) == len(tanh_outputs) == 3
-    for h, dh, t in zip(backprop.h, backprop.dh, tanh_outputs):
-        torch.testing.assert_close(h, t.detach(), rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(dh, t.grad, rtol=1e-4, atol=1e-7)
+    assert len(backprop.h) == len(backprop.dh) == len(probe.outputs) == 3
+    for h, dh, t, dt in zip(backprop.h, backprop.dh, probe.outputs, probe.grads):
+        torch.testing.assert_close(h, t, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(dh, dt, rtol=1e-4, atol=1e-7)
 
 
 @pytest.mark.parametrize("kind", KINDS[::2])
@@ -102,16 +102,16 @@ def test_statistics_of_the_fast_step_are_those_of_the_autograd_step(make_mlp, sp
     reference, model = make_mlp(**kind), make_mlp(**kind)
     backprop = ManualBackprop(model)
     for Xb, Yb in batches(splits, 5):  # a few updates first: gradients that are not the init's
-        _, tanh_outputs = autograd_step(reference, Xb, Yb)
+        _, probe = autograd_step(reference, Xb, Yb)
         backprop(Xb, Yb)
-        expected = diagnostics.collect(reference, tanh_outputs)
-        stats = diagnostics.collect(model, backprop.h, backprop.dh)
+        expected = diagnostics.collect(diagnostics.lecture_layers(reference), probe.outputs, probe.grads)
+        stats = diagnostics.collect(diagnostics.lecture_layers(model), backprop.h, backprop.dh)
         assert_close_stats(stats, expected)
         sgd(reference)
         sgd(model)
         torch.testing.assert_close(
-            diagnostics.update_to_data(diagnostics.weights(model), 0.1),
-            diagnostics.update_to_data(diagnostics.weights(reference), 0.1),
+            diagnostics.update_to_data(diagnostics.lecture_layers(model).params, 0.1),
+            diagnostics.update_to_data(diagnostics.lecture_layers(reference).params, 0.1),
             rtol=1e-5, atol=1e-5,
         )  # fmt: skip
 
@@ -154,7 +154,16 @@ def test_a_non_finite_loss_still_gives_statistics(make_mlp, splits):
     Xb, Yb = next(batches(splits, 1))
 
     assert math.isnan(backprop(Xb, Yb).item())
-    stats = diagnostics.collect(model, backprop.h, backprop.dh)
+    stats = diagnostics.collect(diagnostics.lecture_layers(model), backprop.h, backprop.dh)
 
-    assert all(sum(layer["grad_hist"]) == 0 for layer in stats["layers"])  # NaN gradients: empty histograms
-    assert stats["grad_range"] == [-1.0, 1.0]
+    for layer in stats["activations"]:
+        assert sum(layer["grad_hist"]) == 0 and layer["grad_std"] is None  # NaN gradients: counted nowhere, no std
+        assert sum(layer["hist"]) == Xb.shape[0] * 16  # the activations themselves were finite
+    assert all(sum(w["grad_hist"]) == 0 for w in stats["weights"][1:])
+
+
+def test_a_layer_the_written_out_backward_does_not_know_is_refused(make_mlp):
+    model = make_mlp()
+    model.layers.insert(1, nn.Dropout(0.1))  # would silently get no gradient through it
+    with pytest.raises(TypeError, match="Dropout"):
+        ManualBackprop(model)

@@ -2,12 +2,12 @@
 OpenAPI schema and the errors are the same as everywhere else; statistics and events are the types
 of bnscope.events."""
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, create_model, model_validator
 from pydantic.fields import FieldInfo
 
-from bnscope.config import RunConfig
+from bnscope.config import JSON_INT, RunConfig
 from bnscope.events import Reported, StatsEvent, Status
 
 MAX_SWEEP = 8  # runs a sweep makes at most (the page overlays up to 8)
@@ -28,31 +28,85 @@ ConfigOverrides.__doc__ = (
 )
 
 
+# The cross-field rule JSON Schema can state: batch_size >= 2 with BatchNorm on (batchnorm defaults to on).
+# For a paired run the partner's settings count too; a conflict with them is a 409.
+BATCHNORM_NEEDS_A_BATCH = {
+    "if": {"properties": {"paired_with": {"type": "null"}}},
+    "then": {"properties": {"config": {"anyOf": [
+        {"properties": {"batchnorm": {"const": False}}, "required": ["batchnorm"]},
+        {"properties": {"batch_size": {"anyOf": [{"type": "null"}, {"type": "integer", "minimum": 2}]}}},
+    ]}}},
+}  # fmt: skip
+
+
 class RunCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A run of the defaults plus `config`, or of a partner's config plus `config`. Settings must fit
+    together: batch_size >= 2 with BatchNorm on, and at most 5,000,000 parameters (n_hidden and n_layers
+    above all): a request that breaks either is a 422 (a 409 when it is the partner's settings it breaks)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=BATCHNORM_NEEDS_A_BATCH)
     config: ConfigOverrides = Field(default_factory=ConfigOverrides)  # type: ignore[valid-type]
-    paired_with: int | None = Field(None, ge=1, le=2**62, description="start from this run's config, seed and batch order")
+    paired_with: int | None = Field(None, ge=1, le=JSON_INT, description="start from this run's config, seed and batch order")
     name: str | None = Field(None, min_length=1, max_length=100)
 
 
+def _values_of(field: FieldInfo) -> tuple[Any, FieldInfo]:
+    """A sweep's values of one setting: 2 to MAX_SWEEP of them, each within the setting's own range."""
+    item = Annotated[field.annotation, *field.metadata] if field.metadata else field.annotation
+    return list[item], FieldInfo(default=None, min_length=2, max_length=MAX_SWEEP, json_schema_extra={"uniqueItems": True})
+
+
+Vary = create_model(
+    "Vary",
+    __config__=ConfigDict(extra="forbid", allow_inf_nan=False,
+                          json_schema_extra={"minProperties": 1, "maxProperties": 1}),  # fmt: skip
+    **{name: _values_of(field) for name, field in RunConfig.model_fields.items()},
+)
+Vary.__doc__ = f"Exactly one setting and 2 to {MAX_SWEEP} different values of it, e.g. {{\"gain\": [0.5, 1, 3]}}."
+_BN_ON_NEEDS_A_BATCH = {"properties": {"batch_size": {"anyOf": [{"type": "null"}, {"type": "integer", "minimum": 2}]}}}
+SWEEP_RULES = {"allOf": [
+    {  # varying the batch size: every value >= 2, unless BatchNorm is off for all
+        "if": {"properties": {"vary": {"required": ["batch_size"]}}},
+        "then": {"anyOf": [
+            {"properties": {"config": {"properties": {"batchnorm": {"const": False}}, "required": ["batchnorm"]}},
+             "required": ["config"]},
+            {"properties": {"vary": {"properties": {"batch_size": {"items": {"minimum": 2}}}}}},
+        ]},
+    },
+    {  # anything else: the shared config itself (BatchNorm is on in one member at least, if varied)
+        "if": {"properties": {"vary": {"not": {"required": ["batch_size"]}}}},
+        "then": {"anyOf": [
+            {"properties": {"config": {"properties": {"batchnorm": {"const": False}}, "required": ["batchnorm"]},
+                            "vary": {"not": {"required": ["batchnorm"]}}}, "required": ["config"]},
+            {"properties": {"config": _BN_ON_NEEDS_A_BATCH}},
+        ]},
+    },
+]}  # fmt: skip
+
+
 class SweepCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Paired runs over one setting's values. Each member must fit together as a run's settings do:
+    batch_size >= 2 with BatchNorm on (stated in this schema), and at most 5,000,000 parameters (a 422
+    naming the value that makes a member too large)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=SWEEP_RULES)
     config: ConfigOverrides = Field(default_factory=ConfigOverrides, description="the settings every member shares")  # type: ignore[valid-type]
-    vary: dict[str, list[StrictBool | StrictInt | StrictFloat | str]] = Field(
-        description=f"exactly one setting and 2 to {MAX_SWEEP} values of it, e.g. {{\"gain\": [0.5, 1, 3]}}",
-        examples=[{"gain": [0.5, 1, 1.667, 3, 5]}, {"batchnorm": [True, False]}],
-    )
+    vary: Vary = Field(examples=[{"gain": [0.5, 1, 1.667, 3, 5]}, {"batchnorm": [True, False]}])  # type: ignore[valid-type]
 
     @model_validator(mode="after")
     def _one_setting(self) -> "SweepCreate":
-        if len(self.vary) != 1:
+        given = self.vary.model_fields_set
+        if len(given) != 1:
             raise ValueError("vary: give exactly one setting")
-        (setting, values), = self.vary.items()
-        if not 2 <= len(values) <= MAX_SWEEP:
-            raise ValueError(f"vary.{setting}: give 2 to {MAX_SWEEP} values")
-        if len({repr(v) for v in values}) != len(values):
+        (setting,) = given
+        values = getattr(self.vary, setting)
+        if len({(type(v) is bool, v) for v in values}) != len(values):  # JSON's equality: 1 == 1.0, true != 1
             raise ValueError(f"vary.{setting}: the values repeat")
         return self
+
+    def varied(self) -> tuple[str, list]:
+        (setting,) = self.vary.model_fields_set
+        return setting, getattr(self.vary, setting)
 
 
 class SweepOut(BaseModel):
@@ -68,9 +122,9 @@ class SweepInfo(SweepOut):
 
 
 class RunPatch(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-    lr: float | None = Field(None, gt=0, le=100, description="the new base learning rate, from the next step on")
-    name: str | None = Field(None, min_length=1, max_length=100, description="a new name")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, json_schema_extra={"minProperties": 1})
+    lr: float = Field(None, gt=0, le=100, description="the new base learning rate, from the next step on")  # type: ignore[assignment]
+    name: str = Field(None, min_length=1, max_length=100, description="a new name")  # type: ignore[assignment]
 
     @model_validator(mode="after")
     def _something(self) -> "RunPatch":
@@ -173,4 +227,5 @@ class Health(BaseModel):
     runs: int
     training: int
     queued: int
+    streams: int = Field(description="clients following a run's events now")
 

@@ -1,6 +1,16 @@
-"""The REST API through the real app (TestClient, real SQLite, real training threads)."""
+"""The REST API through the real app (TestClient, real SQLite, real worker processes)."""
+
+import csv
+import os
+import io
+import sqlite3
+
+import pytest
+import torch
 
 from tests.web.conftest import SMALL, wait_for
+
+LONG = {**SMALL, "steps": 10_000_000}  # trains until stopped
 
 
 def create(client, **body):
@@ -9,7 +19,7 @@ def create(client, **body):
     return response.json()
 
 
-def wait_status(client, run_id, *statuses, timeout=60):
+def wait_status(client, run_id, *statuses, timeout=90):
     def reached():
         run = client.get(f"/api/runs/{run_id}").json()
         return run if run["status"] in statuses else None
@@ -18,35 +28,42 @@ def wait_status(client, run_id, *statuses, timeout=60):
 
 
 def test_health(client):
-    assert client.get("/healthz").json() == {"status": "ok", "runs": 0, "training": 0}
+    assert client.get("/healthz").json() == {"status": "ok", "runs": 0, "training": 0, "queued": 0, "streams": 0}
 
 
-def test_a_run_trains_to_the_end_and_its_history_is_kept(client):
+def test_a_run_trains_in_a_worker_process_to_the_end_and_its_history_is_kept(client):
     run = create(client, config=SMALL)
-    assert run["config"]["n_hidden"] == 32 and run["config"]["gain"] == 5 / 3  # overrides on the defaults
+    assert run["status"] in ("queued", "created", "running") and run["config"]["gain"] == 5 / 3  # overrides on the defaults
     finished = wait_status(client, run["id"], "finished")
     assert finished["step"] == SMALL["steps"]
-    assert [r["id"] for r in client.get("/api/runs").json()] == [run["id"]]
+    assert finished["worker"]["backend"] == "process" and finished["worker"]["pid"] not in (os.getpid(), None)
+    assert finished["layers"] == {"activations": ["tanh1", "tanh2"], "weights": ["C", "linear1", "linear2", "linear3"],
+                                  "norms": ["batchnorm1", "batchnorm2", "batchnorm3"]}  # fmt: skip
     history = client.get(f"/api/runs/{run['id']}/history").json()
+    assert history["bucket"] == 1 and history["start"] == 0 and history["end"] == SMALL["steps"]
     loss = history["series"]["loss"]
-    assert loss["steps"] == list(range(SMALL["steps"]))  # few points: nothing decimated
+    assert loss["steps"] == list(range(SMALL["steps"]))  # few points: nothing averaged
     assert 2.0 < loss["values"][-1] < 3.4 and abs(loss["values"][0] - 3.3) < 0.15
     assert history["stats_steps"] == list(range(0, SMALL["steps"], SMALL["stats_every"]))
-    assert {l["name"] for l in history["latest_stats"]["layers"]} == {"tanh1", "tanh2"}
+    assert {a["name"] for a in history["latest_stats"]["activations"]} == {"tanh1", "tanh2"}
     finals = {e["split"]: e["loss"] for e in history["timeline"] if e["type"] == "eval" and e.get("final")}
     assert set(finals) == {"train", "dev", "test"}
-    assert [e["status"] for e in history["timeline"] if e["type"] == "status"] == ["running", "finished"]
+    assert [e["status"] for e in history["timeline"] if e["type"] == "status"] == ["queued", "created", "running", "finished"]
 
 
-def test_history_is_decimated_evenly_keeping_first_and_last(client):
+def test_history_over_a_range_averages_buckets_that_start_on_multiples_of_the_bucket(client):
     run = create(client, config=SMALL)
     wait_status(client, run["id"], "finished")
-    history = client.get(f"/api/runs/{run['id']}/history", params={"max_points": 50, "max_histograms": 3}).json()
-    steps = history["series"]["loss"]["steps"]
-    assert len(steps) <= 50 and steps[0] == 0 and steps[-1] == SMALL["steps"] - 1
-    gaps = {b - a for a, b in zip(steps[:-2], steps[1:-1])}
-    assert len(gaps) == 1  # evenly spaced (the last point closes the series)
-    assert history["stats_steps"][0] == 0 and history["stats_steps"][-1] == 350 and len(history["stats_steps"]) == 3
+    url = f"/api/runs/{run['id']}/history"
+    raw = client.get(url, params={"max_points": 10_000}).json()["series"]["loss"]["values"]
+    part = client.get(url, params={"start": 100, "end": 300, "max_points": 20}).json()
+    assert part["bucket"] == 16 and part["start"] == 96 and part["end"] == 300
+    steps, values = part["series"]["loss"]["steps"], part["series"]["loss"]["values"]
+    assert steps == list(range(96, 300, 16))
+    assert values[1] == pytest.approx(sum(raw[112:128]) / 16)
+    assert values[-1] == pytest.approx(sum(raw[288:300]) / 12)  # the last bucket: what there is of it
+    empty = client.get(url, params={"start": 300, "end": 100}).json()
+    assert empty["series"]["loss"] == {"steps": [], "values": []} or empty["end"] == 301
 
 
 def test_stats_at_a_step_returns_the_nearest_recorded_one_before_it(client):
@@ -54,7 +71,22 @@ def test_stats_at_a_step_returns_the_nearest_recorded_one_before_it(client):
     wait_status(client, run["id"], "finished")
     stats = client.get(f"/api/runs/{run['id']}/stats", params={"step": 149}).json()
     assert stats["step"] == 100
-    assert sum(stats["layers"][0]["act_hist"]) == 32 * SMALL["n_hidden"]  # every activation of the batch counted
+    assert sum(stats["activations"][0]["hist"]) == 32 * SMALL["n_hidden"]  # every activation of the batch counted
+
+
+def test_histograms_over_time_and_the_export(client):
+    run = create(client, config=SMALL)
+    wait_status(client, run["id"], "finished")
+    heat = client.get(f"/api/runs/{run['id']}/histograms", params={"kind": "activations", "max_steps": 4}).json()
+    assert heat["steps"] == [0, 100, 250, 350] and set(heat["layers"]) == {"tanh1", "tanh2"}
+    assert all(sum(column) == 32 * SMALL["n_hidden"] for column in heat["layers"]["tanh1"]["counts"])
+    export = client.get(f"/api/runs/{run['id']}/export", params={"format": "csv"})
+    assert export.status_code == 200 and "attachment" in export.headers["content-disposition"]
+    rows = list(csv.reader(io.StringIO(export.text)))
+    assert rows[0][0] == "step" and "loss" in rows[0] and "saturation/tanh1" in rows[0]
+    assert [int(r[0]) for r in rows[1:]] == list(range(SMALL["steps"]))
+    whole = client.get(f"/api/runs/{run['id']}/export", params={"format": "json"}).json()
+    assert whole["run"]["id"] == run["id"] and len(whole["series"]["loss"]["values"]) == SMALL["steps"]
 
 
 def test_a_paired_run_copies_its_partner_but_the_changed_setting(client):
@@ -71,11 +103,60 @@ def test_a_paired_run_copies_its_partner_but_the_changed_setting(client):
     assert "running_mean/batchnorm1" in a and "running_mean/batchnorm1" not in b
 
 
-def test_pause_resume_stop_and_live_learning_rate(client):
-    run = create(client, config={**SMALL, "steps": 1_000_000})
+def test_a_sweep_queues_paired_runs_over_one_settings_values(client, settings):
+    response = client.post("/api/sweeps", json={"config": {**SMALL, "steps": 200}, "vary": {"gain": [0.5, 1.0, 3.0]}})
+    assert response.status_code == 201, response.text
+    sweep = response.json()
+    runs = [client.get(f"/api/runs/{i}").json() for i in sweep["runs"]]
+    assert [r["config"]["gain"] for r in runs] == [0.5, 1.0, 3.0]
+    assert all(r["sweep_id"] == sweep["id"] for r in runs)
+    assert [r["paired_with"] for r in runs] == [None, runs[0]["id"], runs[0]["id"]]
+    assert {r["config"]["seed"] for r in runs} == {SMALL.get("seed", 2147483647)}
+    for run in runs:
+        wait_status(client, run["id"], "finished")
+    (listed,) = client.get("/api/sweeps").json()
+    assert listed["setting"] == "gain" and listed["values"] == [0.5, 1.0, 3.0] and listed["runs"] == sweep["runs"]
+    bad = [({"vary": {"gain": [1.0]}}, "vary"), ({"vary": {"gain": [1.0, -1.0]}}, "gain"), ({"vary": {"colour": [1, 2]}}, "colour"),
+           ({"vary": {"gain": [1, 2], "seed": [1, 2]}}, "vary"), ({"vary": {"gain": [1, 1.0]}}, "repeat")]  # fmt: skip
+    for body, field in bad:
+        response = client.post("/api/sweeps", json=body)
+        assert response.status_code == 422 and field in response.text, (body, response.text)
+    assert len(client.get("/api/runs").json()) == 3  # nothing was made by any of them
+
+
+def test_runs_beyond_the_slots_wait_queued_and_start_in_order(client, settings):
+    slots = settings.max_runs
+    first = [create(client, config=LONG) for _ in range(slots)]
+    waiting = [create(client, config=LONG) for _ in range(2)]
+    for run in first:
+        wait_status(client, run["id"], "running")
+    assert [client.get(f"/api/runs/{r['id']}").json()["queue_position"] for r in waiting] == [1, 2]
+    assert client.get("/healthz").json()["queued"] == 2
+    client.post(f"/api/runs/{first[0]['id']}/stop")
+    wait_status(client, waiting[0]["id"], "running")
+    assert client.get(f"/api/runs/{waiting[1]['id']}").json()["status"] == "queued"  # still in order
+    assert client.post(f"/api/runs/{waiting[1]['id']}/stop").json()["status"] == "stopped"  # leaves the queue
+
+
+def test_a_full_queue_is_a_429_with_retry_after(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from bnscope.config import Settings
+    from bnscope.server import create_app
+
+    with TestClient(create_app(Settings(data_dir=tmp_path, autostart=False, max_runs=1, max_queued=1))) as client:
+        create(client, config=LONG)
+        create(client, config=LONG)
+        response = client.post("/api/runs", json={"config": SMALL})
+        assert response.status_code == 429 and int(response.headers["retry-after"]) > 0
+        assert "max_queued" in response.json()["detail"]
+
+
+def test_pause_resume_stop_rename_and_live_learning_rate(client):
+    run = create(client, config=LONG)
     wait_status(client, run["id"], "running")
-    patched = client.patch(f"/api/runs/{run['id']}", json={"lr": 0.05})
-    assert patched.status_code == 200 and patched.json()["lr"] == 0.05
+    patched = client.patch(f"/api/runs/{run['id']}", json={"lr": 0.05, "name": "slower"})
+    assert patched.status_code == 200 and patched.json()["lr"] == 0.05 and patched.json()["name"] == "slower"
     assert client.post(f"/api/runs/{run['id']}/pause").json()["status"] == "paused"  # the answer is current
     paused = wait_status(client, run["id"], "paused")
     assert wait_status(client, run["id"], "paused")["step"] == paused["step"]  # no steps while paused
@@ -83,9 +164,9 @@ def test_pause_resume_stop_and_live_learning_rate(client):
     assert client.post(f"/api/runs/{run['id']}/resume").json()["status"] == "running"
     assert client.post(f"/api/runs/{run['id']}/stop").json()["status"] == "stopped"
     timeline = client.get(f"/api/runs/{run['id']}/history").json()["timeline"]
-    actions = [e["action"] for e in timeline if e["type"] == "control"]
-    assert actions == ["lr", "pause", "resume", "stop"]
+    assert [e["action"] for e in timeline if e["type"] == "control"] == ["lr", "pause", "resume", "stop"]
     assert client.post(f"/api/runs/{run['id']}/resume").status_code == 409  # a stopped run stays stopped
+    assert client.patch(f"/api/runs/{run['id']}", json={}).status_code == 422
 
 
 def test_samples_are_marked_novel_or_seen_and_reproducible(client):
@@ -100,25 +181,80 @@ def test_samples_are_marked_novel_or_seen_and_reproducible(client):
     assert error.status_code == 422 and "'1'" in error.text and "'M'" in error.text
 
 
+def test_live_samples_come_from_the_training_worker(client):
+    run = create(client, config=LONG)
+    wait_status(client, run["id"], "running")
+    wait_for(lambda: client.get(f"/api/runs/{run['id']}").json()["step"] > 200)
+    answer = client.get(f"/api/runs/{run['id']}/samples", params={"n": 5, "seed": 1}).json()
+    assert len(answer["samples"]) == 5 and answer["step"] > 200
+    client.post(f"/api/runs/{run['id']}/stop")
+
+
+def test_a_run_whose_weights_are_not_finite_has_no_samples_but_a_409_with_its_step(tmp_path):
+    """A run that diverged keeps its last weights, NaN and all: sampling them is refused, clearly."""
+    from fastapi.testclient import TestClient
+
+    from bnscope.config import Settings
+    from bnscope.server import create_app
+
+    settings = Settings(data_dir=tmp_path, autostart=False)
+    with TestClient(create_app(settings)) as client:
+        run = create(client, config=SMALL)
+        wait_status(client, run["id"], "finished")
+    db = sqlite3.connect(tmp_path / "bnscope.sqlite3")
+    step, state = db.execute("SELECT step, state FROM checkpoints WHERE run_id=?", (run["id"],)).fetchone()
+    saved = torch.load(io.BytesIO(state), weights_only=True)
+    saved["model"]["layers.0.weight"][0, 0] = float("nan")  # what a non-finite step leaves behind
+    buffer = io.BytesIO()
+    torch.save(saved, buffer)
+    db.execute("UPDATE checkpoints SET state=? WHERE run_id=?", (buffer.getvalue(), run["id"]))
+    db.commit()
+    with TestClient(create_app(settings)) as client:
+        response = client.get(f"/api/runs/{run['id']}/samples")
+        assert response.status_code == 409 and f"step {step:,}" in response.json()["detail"]
+        assert "not finite" in response.json()["detail"]
+
+
 def test_delete_removes_the_run_and_its_rows(client, settings):
     run = create(client, config=SMALL)
     wait_status(client, run["id"], "finished")
     assert client.delete(f"/api/runs/{run['id']}").status_code == 204
     assert client.get(f"/api/runs/{run['id']}").status_code == 404
     assert client.get(f"/api/runs/{run['id']}/history").status_code == 404
-    import sqlite3
-
     db = sqlite3.connect(settings.data_dir / "bnscope.sqlite3")
-    for table in ("runs", "series", "stats", "timeline", "checkpoints"):
+    for table in ("runs", "series", "rollups", "stats", "timeline", "checkpoints"):
         column = "id" if table == "runs" else "run_id"
         assert db.execute(f"SELECT COUNT(*) FROM {table} WHERE {column}=?", (run["id"],)).fetchone()[0] == 0
 
 
-def test_too_many_runs_is_a_clear_429(client, settings):
-    for _ in range(settings.max_runs):
-        create(client, config={**SMALL, "steps": 1_000_000})
-    response = client.post("/api/runs", json={"config": SMALL})
-    assert response.status_code == 429 and "max_runs" in response.text
+def test_a_watched_run_takes_its_events_and_is_drawn_like_any_other(client):
+    response = client.post("/api/watched", json={"name": "my cnn", "description": {"model": "CNN", "every": 10}})
+    assert response.status_code == 201
+    run = response.json()
+    assert run["source"] == "watched" and run["config"] is None and run["watched"] == {"model": "CNN", "every": 10}
+    layers = {"activations": [{"name": "features.1", "kind": "relu"}], "weights": [{"name": "features.0", "kind": "conv"}], "norms": []}
+    act = {"name": "features.1", "kind": "relu", "units": 8, "mean": 0.3, "std": 0.5, "saturation": 40.0, "dead": 1,
+           "hist": [1] * 50, "range": [0.0, 2.0], "grad_mean": None, "grad_std": None, "grad_hist": [0] * 50, "grad_range": [-1.0, 1.0]}
+    events = [{"type": "model", "step": 0, **layers}, {"type": "metrics", "step": 0, "values": {"loss": 2.5, "acc": 0.1}},
+              {"type": "stats", "step": 0, "activations": [act], "weights": [], "norms": []},
+              {"type": "metrics", "step": 1, "values": {"loss": 2.0}}]  # fmt: skip
+    answer = client.post(f"/api/runs/{run['id']}/ingest", json={"events": events})
+    assert answer.status_code == 200 and answer.json()["accepted"] == 4
+    described = client.get(f"/api/runs/{run['id']}").json()
+    assert described["layers"]["activations"] == ["features.1"] and described["status"] == "running" and described["step"] == 2
+    history = client.get(f"/api/runs/{run['id']}/history").json()
+    assert history["series"]["loss"] == {"steps": [0, 1], "values": [2.5, 2.0]}
+    assert history["series"]["metric/acc"]["values"] == [0.1] and history["series"]["saturation/features.1"]["values"] == [40.0]
+    # bad input: a 422 naming the field, and nothing of it kept
+    for bad, field in (({"type": "stats", "step": -1, "activations": [], "weights": [], "norms": []}, "step"),
+                       ({"type": "checkpoint", "step": 1, "state": "x"}, "type"),
+                       ({"type": "status", "step": 1, "status": "queued", "message": ""}, "status")):  # fmt: skip
+        response = client.post(f"/api/runs/{run['id']}/ingest", json={"events": [bad]})
+        assert response.status_code == 422 and field in response.text, response.text
+    assert client.get(f"/api/runs/{run['id']}/samples").status_code == 409  # its network is not here
+    done = client.post(f"/api/runs/{run['id']}/ingest", json={"events": [{"type": "status", "step": 2, "status": "finished", "message": ""}]})
+    assert done.status_code == 200 and client.get(f"/api/runs/{run['id']}").json()["status"] == "finished"
+    assert client.post(f"/api/runs/{run['id']}/ingest", json={"events": events}).status_code == 409
 
 
 def test_bad_input_gets_a_4xx_naming_the_field(client):
@@ -129,6 +265,7 @@ def test_bad_input_gets_a_4xx_naming_the_field(client):
         ({"config": {"batch_size": 1}}, "batch_size"),
         ({"config": {"colour": "red"}}, "colour"),
         ({"config": {"lr": "fast"}}, "lr"),
+        ({"config": {"batchnorm": 0}}, "batchnorm"),  # strict: 0 is not false
         ({"paired_with": 0}, "paired_with"),
     ]
     for body, field in cases:
@@ -139,28 +276,6 @@ def test_bad_input_gets_a_4xx_naming_the_field(client):
     assert client.get("/api/runs/999").status_code == 404
     assert client.get("/api/runs/abc").status_code == 422
     assert client.get("/api/runs").json() == []  # nothing was created by any of it
-
-
-def test_a_prefix_as_long_as_max_len_is_refused(client):
-    run = create(client, config=SMALL)
-    response = client.get(f"/api/runs/{run['id']}/samples", params={"prefix": "abc", "max_len": 3})
-    assert response.status_code == 422 and "max_len" in response.text
-
-
-def test_a_full_database_fails_the_run_and_the_server_keeps_serving(tmp_path):
-    from fastapi.testclient import TestClient
-
-    from bnscope.config import Settings
-    from bnscope.server import create_app
-
-    settings = Settings(data_dir=tmp_path, autostart=False, max_db_mb=1)
-    with TestClient(create_app(settings)) as client:
-        run = create(client, config={**SMALL, "steps": 1_000_000, "stats_every": 1})  # fills it fast
-        failed = wait_status(client, run["id"], "failed", timeout=120)
-        assert "database or disk is full" in failed["message"]
-        assert client.get("/healthz").status_code == 200
-        assert client.get(f"/api/runs/{run['id']}/history").status_code == 200  # what was saved is still served
-        assert client.get(f"/api/runs/{run['id']}/samples").status_code == 200
 
 
 def test_every_limit_is_a_clear_422(client):
@@ -179,3 +294,26 @@ def test_every_limit_is_a_clear_422(client):
         response = client.get("/api/runs/1/samples", params=params)
         assert response.status_code == 422 and next(iter(params)) in response.text, params
     assert client.get("/api/runs").json() == []
+
+
+def test_a_prefix_as_long_as_max_len_is_the_whole_name(client):
+    run = create(client, config=SMALL)
+    wait_status(client, run["id"], "finished")
+    response = client.get(f"/api/runs/{run['id']}/samples", params={"prefix": "abcd", "max_len": 3, "n": 4})
+    assert response.status_code == 200 and [s["name"] for s in response.json()["samples"]] == ["abcd"] * 4
+
+
+def test_a_full_database_fails_the_run_and_the_server_keeps_serving(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from bnscope.config import Settings
+    from bnscope.server import create_app
+
+    settings = Settings(data_dir=tmp_path, autostart=False, max_db_mb=1)
+    with TestClient(create_app(settings)) as client:
+        run = create(client, config={**SMALL, "steps": 1_000_000, "stats_every": 1})  # fills it fast
+        failed = wait_status(client, run["id"], "failed", timeout=120)
+        assert "database or disk is full" in failed["message"]
+        assert client.get("/healthz").status_code == 200
+        assert client.get(f"/api/runs/{run['id']}/history").status_code == 200  # what was saved is still served
+        assert client.get(f"/api/runs/{run['id']}/samples").status_code == 200

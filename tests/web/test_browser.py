@@ -1,10 +1,12 @@
-"""The dashboard in a real browser: Debian's Chromium driven by Playwright, against a real
-`bnscope serve` that trains the default network. The charts fill live, the BatchNorm switch
-starts a paired run that is drawn beside the first, the scrubber and the learning-rate box
-work, samples appear, and the console stays clean (no errors, CSP violations or 404s)."""
+"""The dashboard in a real browser: Debian's Chromium driven by Playwright, against a real `bnscope
+serve`. This module holds the helpers the other browser tests (test_page_*.py) use, and the tour of
+the default network: it fills live, says how healthy it is, leaves nothing to the cloud, fits 1440,
+1024 and 400 px, meets AA contrast, and its legends work from the keyboard."""
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlparse
 
 import httpx
 import pytest
@@ -18,22 +20,21 @@ CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-component-update", "--no-first-run",
 ]  # fmt: skip
-SCREENSHOT = REPO / "artifacts" / "dashboard.png"
-WAIT_MS = 40_000  # generous: a slow 2-core CI machine trains two networks and runs the browser
+ARTIFACTS = REPO / "artifacts"
+WAIT_MS = 40_000  # generous: a slow 2-core CI machine trains and runs the browser at once
+LOCAL_HOSTS = {"127.0.0.1", "localhost"}
 
-# How many points the traces of run `tag` ("A" or "B") hold in the Plotly chart of a panel.
-POINTS = """([panel, tag]) => {
-  const chart = document.querySelector(`#${panel} .chart`);
-  return (chart?.data ?? []).filter((t) => t.name.startsWith(`${tag} `)).reduce((n, t) => n + t.x.length, 0);
-}"""
+# The traces of a panel's (first) chart: [{name, x, y, type}]
+TRACES = """(panel) => [...(document.querySelector(`#${panel} .chart`)?.data ?? [])]
+  .map((t) => ({name: t.name, type: t.type, x: Array.from(t.x ?? []), y: Array.from(t.y ?? []), visible: t.visible}))"""
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def chromium():
     if not CHROMIUM.exists():
-        reason = f"{CHROMIUM} is missing: install Debian's chromium package to run the browser test"
+        reason = f"{CHROMIUM} is missing: install Debian's chromium package to run the browser tests"
         if os.environ.get("CI"):
-            pytest.fail(reason)  # CI must always run it
+            pytest.fail(reason)  # CI must always run them
         pytest.skip(reason)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
@@ -41,71 +42,114 @@ def chromium():
         browser.close()
 
 
-def wait_for_points(page: Page, panel: str, tag: str, at_least: int = 1) -> None:
-    page.wait_for_function(f"(args) => ({POINTS})(args) >= {at_least}", arg=[panel, tag])
+@contextmanager
+def guarded_page(browser, width: int = 1440, height: int = 900, **options):
+    """A page whose every request off the machine is refused and recorded, and whose console errors and
+    page errors are recorded; the test fails if either list is not empty at the end."""
+    page = browser.new_page(viewport={"width": width, "height": height}, **options)
+    problems: list[str] = []
 
+    def route(route):
+        if urlparse(route.request.url).hostname in LOCAL_HOSTS or route.request.url.startswith(("data:", "blob:")):
+            return route.continue_()
+        problems.append(f"request off the machine: {route.request.url}")
+        return route.abort()
 
-def test_the_dashboard_trains_compares_and_samples_live(chromium, tmp_path):
-    with live_server(tmp_path / "data") as server:  # autostarts the default network
-        page = chromium.new_page(viewport={"width": 1440, "height": 900})
-        problems = []
-        page.on("console", lambda message: message.type == "error" and problems.append(f"console: {message.text}"))
-        page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-        page.set_default_timeout(WAIT_MS)
-        try:
-            use_the_dashboard(page, server.url)
-        finally:
-            page.close()  # before the server stops: its live streams end with the page
+    page.route("**/*", route)
+    page.on("console", lambda message: message.type == "error" and problems.append(f"console: {message.text}"))
+    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+    page.set_default_timeout(WAIT_MS)
+    try:
+        yield page
+    finally:
+        page.close()  # before the server stops: its live streams end with the page
     assert problems == []
 
 
-def use_the_dashboard(page: Page, url: str) -> None:
-    page.goto(url)
+def traces(page: Page, panel: str) -> list[dict]:
+    return page.evaluate(TRACES, panel)
 
-    # the first run's charts fill from its history and then live
-    wait_for_points(page, "panel-loss", "A", at_least=20)
-    wait_for_points(page, "panel-activations", "A", at_least=5 * 50)  # 5 tanh layers x 50 bins
-    wait_for_points(page, "panel-saturation", "A")
-    assert page.locator("#run-status").inner_text().lower() == "running"
-    assert page.locator(".run-card.run-A .run-name").inner_text() == "#1 default"
-    page.wait_for_selector("#health-rows a.badge[href='#panel-saturation']")
 
-    # BatchNorm off: a paired run starts and is drawn over the first one
-    page.locator("#set-batchnorm").click()
-    page.wait_for_selector(".run-card.run-B")
-    for panel in ("panel-loss", "panel-activations", "panel-saturation"):
-        wait_for_points(page, panel, "B")
-    assert "batchnorm=false" in page.locator(".run-card.run-B .differs").inner_text()
-    pairs = [r for r in httpx.get(f"{url}/api/runs").json() if r["paired_with"] == 1]
-    assert len(pairs) == 1 and pairs[0]["config"]["batchnorm"] is False
+def wait_for_traces(page: Page, panel: str, condition: str) -> None:
+    """Wait until `condition` (a JS expression over `t`, the panel's traces) holds."""
+    page.wait_for_function(f"(panel) => {{ const t = ({TRACES})(panel); return {condition}; }}", arg=panel)
 
-    # the scrubber shows both runs' histograms at an earlier step, then follows again
-    page.locator("#step-scrubber").evaluate("(el) => { el.value = 0; el.dispatchEvent(new Event('input')); }")
-    page.wait_for_function("() => document.querySelector('#panel-activations .at-step').textContent === 'at step 0'")
-    page.locator("#btn-live").click()
-    page.wait_for_function("() => document.querySelector('#btn-live').disabled")  # following the newest step again
 
-    # a new learning rate is marked on the loss chart
-    page.locator("#lr-input").fill("0.05")
-    page.locator("#lr-form button").click()
-    page.wait_for_function(
-        "() => (document.querySelector('#panel-loss .chart').layout.annotations ?? []).some((a) => a.text.includes('0.05'))"
-    )
+def screenshot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=ARTIFACTS / f"{name}.png")
 
-    # samples from both runs, each name marked new or seen in training
-    page.locator("#samples-form button").click()
-    page.wait_for_function("() => document.querySelectorAll('#samples .samples-column li').length === 24")
-    assert page.locator("#samples .samples-column").count() == 2
 
-    # the whole page in view: panels below the fold are drawn once visible, with both runs
-    page.set_viewport_size({"width": 1440, "height": page.evaluate("document.documentElement.scrollHeight")})
-    for panel in ("panel-act-grads", "panel-weight-grads", "panel-update", "panel-dead"):
-        wait_for_points(page, panel, "A")
-        wait_for_points(page, panel, "B")
-    wait_for_points(page, "panel-batchnorm", "A")  # B has no BatchNorm
-    page.wait_for_selector("#panel-dead .images .run-B canvas")
-    SCREENSHOT.parent.mkdir(exist_ok=True)
-    page.screenshot(path=SCREENSHOT, full_page=True)
+# WCAG AA: every visible text of the page against the background behind it (disabled controls exempt)
+CONTRAST = """() => {
+  const rgb = (c) => (c.match(/[\\d.]+/g) ?? []).map(Number);
+  const lum = ([r, g, b]) => [r, g, b].map((v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; })
+    .reduce((s, v, i) => s + v * [0.2126, 0.7152, 0.0722][i], 0);
+  const background = (node) => {
+    for (; node; node = node.parentElement) {
+      const c = rgb(getComputedStyle(node).backgroundColor);
+      if (c.length === 3 || c[3] > 0.9) return c.slice(0, 3);
+    }
+    return [255, 255, 255];
+  };
+  const failures = [];
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  while (walker.nextNode()) {
+    const node = walker.currentNode.parentElement;
+    if (!walker.currentNode.textContent.trim() || !node.checkVisibility({opacityProperty: true}) || node.closest(':disabled, .js-plotly-plot')) continue;
+    if (node.closest('.legend-table tr.off, [aria-pressed="false"]')) continue;  // struck out on purpose
+    const style = getComputedStyle(node);
+    const [a, b] = [lum(rgb(style.color)), lum(background(node))];
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    if (ratio < 4.5) failures.push(`${ratio.toFixed(2)}: ${walker.currentNode.textContent.trim().slice(0, 40)}`);
+  }
+  return [...new Set(failures)];
+}"""
+
+
+def test_the_default_network_live_healthy_offline_and_accessible(chromium, tmp_path):
+    with live_server(tmp_path / "data") as server:  # autostarts the default network
+        with guarded_page(chromium) as page:
+            page.goto(server.url)
+            wait_for_traces(page, "panel-loss", "t.some((x) => x.name === 'run 1 train' && x.x.length >= 5)")
+            page.wait_for_selector("#run-table td.col-status .status-running")
+            assert page.locator("#run-chips .chip-label").inner_text() == "#1 default"
+
+            # health: badges from the server's rules, and each panel's line says what holds now
+            page.wait_for_selector("#panel-health a.badge[href='#panel-saturation']")
+            rules = {r["id"] for r in httpx.get(f"{server.url}/api/health/rules").json()["rules"]}
+            assert {"saturation", "update_to_data"} <= rules
+            verdict = page.locator("#panel-saturation .verdict")
+            levels = page.locator("#panel-health a.badge[href='#panel-saturation']").evaluate_all("(bs) => bs.map((b) => b.className)")
+            worst = "red" if any("red" in c for c in levels) else "amber" if any("amber" in c for c in levels) else "ok"
+            assert worst in verdict.get_attribute("class")
+
+            # nothing offers the cloud: no Chart Studio, no link out of the machine
+            page.locator("#panel-loss .chart").hover()
+            titles = page.locator("#panel-loss .modebar-btn").evaluate_all("(bs) => bs.map((b) => b.getAttribute('data-title'))")
+            assert "download plot as a png" in [t.lower() for t in titles] and not any("Chart Studio" in t or "cloud" in t.lower() for t in titles)
+            hrefs = page.locator("a[href]").evaluate_all("(links) => links.map((a) => a.href)")
+            assert all(urlparse(h).hostname in LOCAL_HOSTS for h in hrefs)
+
+            # a legend row is a button: reachable and usable from the keyboard (charts draw once on screen)
+            page.locator("#panel-saturation").scroll_into_view_if_needed()
+            toggle = page.locator("#panel-saturation .layer-toggle").first
+            toggle.focus()
+            page.keyboard.press("Enter")
+            page.wait_for_function("() => document.querySelector('#panel-saturation .layer-toggle').getAttribute('aria-pressed') === 'false'")
+            wait_for_traces(page, "panel-saturation", "t.length && t[0].visible === false")
+            page.keyboard.press("Enter")
+
+            assert page.evaluate(CONTRAST) == []
+            for width in (1440, 1024, 400):
+                page.set_viewport_size({"width": width, "height": 900 if width > 400 else 800})
+                page.wait_for_timeout(1500)
+                assert page.evaluate("document.documentElement.scrollWidth") <= width, f"sideways scroll at {width} px"
+                screenshot(page, f"dashboard-{width}")
+            # at 1024 px a chart is on the first screen
+            page.set_viewport_size({"width": 1024, "height": 768})
+            page.wait_for_timeout(500)
+            assert page.locator("#panel-loss .chart").bounding_box()["y"] < 768
 
 
 HOSTILE = '<img src=x onerror="window.pwned=1"><script>window.pwned=2</script>'

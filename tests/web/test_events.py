@@ -1,13 +1,16 @@
-"""The live stream against a real server process: ordered ids, every step exactly once, and a
-reconnect with Last-Event-ID that misses nothing."""
+"""The live stream against a real server process: ordered ids that are never reused, every step
+exactly once, a reconnect with Last-Event-ID that misses nothing and repeats nothing, and a client
+that stops reading dropped without a gap."""
 
 import json
+import time
 
 import httpx
 
-from tests.web.conftest import SMALL, sse_events, wait_for
+from tests.web.conftest import SMALL, live_server, sse_events, wait_for
 
 TIMEOUT = httpx.Timeout(10, read=20)
+LONG = {**SMALL, "steps": 10_000_000}
 
 
 def read(url: str, count: int, headers: dict | None = None) -> list[dict]:
@@ -31,22 +34,29 @@ def loss_steps(events: list[dict]) -> list[int]:
     return steps
 
 
+def ids_of(events: list[dict]) -> list[int]:
+    return [int(e["id"]) for e in events]
+
+
 def test_reconnecting_with_last_event_id_misses_nothing(server):
-    run = httpx.post(f"{server.url}/api/runs", json={"config": {**SMALL, "steps": 100_000}}).json()
+    run = httpx.post(f"{server.url}/api/runs", json={"config": LONG}).json()
     url = f"{server.url}/api/runs/{run['id']}/events?after=0"
     first = read(url, 30)
-    ids = [int(e["id"]) for e in first]
+    ids = ids_of(first)
     assert ids == list(range(ids[0], ids[0] + len(ids)))  # every event, in order, from the start
-    assert ids[0] == 1 and json.loads(first[0]["data"])["status"] == "running"
+    statuses = [json.loads(e["data"])["status"] for e in first if e["event"] == "status"]
+    assert statuses[:3] == ["queued", "created", "running"]
     # disconnect, let the run go on, come back with Last-Event-ID
     second = read(f"{server.url}/api/runs/{run['id']}/events", 30, headers={"Last-Event-ID": str(ids[-1])})
     assert int(second[0]["id"]) == ids[-1] + 1
     steps = loss_steps(first + second)
     assert steps == list(range(len(steps)))  # every training step exactly once, no gap, no repeat
-    kinds = {e["event"] for e in first + second}
-    assert {"status", "scalars", "stats"} <= kinds
+    assert {"model", "status", "scalars", "stats"} <= {e["event"] for e in first + second}
     stats = json.loads(next(e["data"] for e in first + second if e["event"] == "stats"))
-    assert len(stats["layers"]) == SMALL["n_layers"]
+    assert len(stats["activations"]) == SMALL["n_layers"]
+    assert stats["points"]["saturation/tanh1"][0] == [stats["step"]]  # the series points come with the event
+    scalars = json.loads(next(e["data"] for e in first + second if e["event"] == "scalars"))
+    assert scalars["run"]["step"] == scalars["step"] + len(scalars["loss"])  # and the run's state after it
     httpx.post(f"{server.url}/api/runs/{run['id']}/stop")
 
 
@@ -63,3 +73,62 @@ def test_a_gap_older_than_the_ring_gets_a_snapshot(server):
     assert snapshot["run"]["status"] == "finished"
     assert len(snapshot["series"]["loss"]["steps"]) == SMALL["steps"]
     assert int(events[0]["id"]) == snapshot["last_event_id"]
+
+
+def test_a_snapshot_while_training_is_followed_by_every_later_event_once(server):
+    run = httpx.post(f"{server.url}/api/runs", json={"config": LONG}).json()
+    url = f"{server.url}/api/runs/{run['id']}"
+    wait_for(lambda: httpx.get(url).json()["step"] > 500)
+    server.stop()  # the run is interrupted, then resumed: its ring starts empty
+    server.start()
+    httpx.post(f"{url}/resume")
+    wait_for(lambda: httpx.get(url).json()["status"] == "running")
+    events = read(f"{url}/events", 60, headers={"Last-Event-ID": "1"})
+    assert events[0]["event"] == "snapshot"
+    snapshot_id = int(events[0]["id"])
+    later = ids_of(events[1:])
+    assert later == sorted(set(later)) and all(i > snapshot_id for i in later)  # none twice, none from the snapshot
+    assert loss_steps(events[1:])[0] >= json.loads(events[0]["data"])["end"] - 1 - 500  # trained on from the checkpoint
+
+
+def test_ids_keep_increasing_across_a_server_killed_with_sigkill(tmp_path):
+    env = {"BNSCOPE_AUTOSTART": "false", "BNSCOPE_CHECKPOINT_EVERY": "500"}
+    with live_server(tmp_path / "data", env=env) as server:
+        run = httpx.post(f"{server.url}/api/runs", json={"config": LONG}).json()
+        url = f"{server.url}/api/runs/{run['id']}"
+        seen = ids_of(read(f"{url}/events?after=0", 80))  # the client got these; the store may lag them
+        server.stop(kill=True)
+        server.start()
+        assert httpx.post(f"{url}/resume").status_code == 200
+        after = read(f"{url}/events", 20, headers={"Last-Event-ID": str(seen[-1])})
+        new = [e for e in after if e["event"] != "snapshot"]
+        assert all(int(e["id"]) > seen[-1] for e in after)  # never an id the client already holds
+        statuses = [json.loads(e["data"]).get("status") for e in new if e["event"] == "status"]
+        assert "running" in statuses  # the resume's own status reaches a client that was there before
+        httpx.post(f"{url}/stop")
+
+
+def test_a_client_that_stops_reading_is_dropped_and_resumes_without_a_gap(tmp_path):
+    env = {"BNSCOPE_AUTOSTART": "false", "BNSCOPE_STREAM_QUEUE_SECONDS": "1", "BNSCOPE_STREAM_QUEUE_BYTES": "65536"}
+    with live_server(tmp_path / "data", env=env) as server:
+        run = httpx.post(f"{server.url}/api/runs", json={"config": {**LONG, "stats_every": 1}}).json()
+        url = f"{server.url}/api/runs/{run['id']}"
+        wait_for(lambda: httpx.get(url).json()["status"] == "running")
+        with httpx.stream("GET", f"{url}/events?after=0", timeout=TIMEOUT) as response:
+            # not reading: the socket buffers fill, then the server's queue for it passes its bounds
+            wait_for(lambda: httpx.get(f"{server.url}/healthz").json()["streams"] == 0, timeout=120, every=0.5)
+            seen = []
+            try:  # it wakes up: what was sent before the drop, then the end (cut mid-response, as a browser sees it)
+                seen.extend(sse_events(response))
+            except httpx.RemoteProtocolError:
+                pass
+        ids = ids_of(seen)
+        assert ids == list(range(1, len(ids) + 1))  # nothing lost before the drop either
+        resumed = read(f"{url}/events", 5, headers={"Last-Event-ID": str(ids[-1])})
+        if resumed[0]["event"] == "snapshot":  # older than the ring: the whole history up to its id, then on
+            assert int(resumed[0]["id"]) >= ids[-1]
+            later = ids_of(resumed[1:])
+            assert later == sorted(set(later)) and later[0] > int(resumed[0]["id"])
+        else:  # from the ring: the very next id
+            assert ids_of(resumed) == list(range(ids[-1] + 1, ids[-1] + 6))
+        httpx.post(f"{url}/stop")

@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 
 from bnscope.config import Settings
 from bnscope.server import create_app
-from tests.web.conftest import SMALL, live_server
+from tests.web.conftest import SMALL, live_server, wait_for
 
 SECURITY_HEADERS = ("content-security-policy", "x-content-type-options", "referrer-policy", "x-frame-options")
 LONG = {**SMALL, "steps": 1_000_000}  # trains until stopped
@@ -84,6 +84,7 @@ def test_a_cross_site_form_changes_nothing(live):
     runs_before = len(httpx.get(live.url + "/api/runs").json())
     run = httpx.post(live.url + "/api/runs", json={"config": LONG}).json()
     run_url = f"{live.url}/api/runs/{run['id']}"
+    wait_for(lambda: httpx.get(run_url).json()["status"] == "running")
     try:
         for action in ("pause", "stop"):
             response = httpx.post(f"{run_url}/{action}", headers=CROSS_SITE_FORM, content=b"")
@@ -156,7 +157,7 @@ def test_a_405_lists_every_method_the_path_takes(client):
 
 
 def test_a_full_run_queue_says_when_to_try_again(tmp_path):
-    with TestClient(create_app(Settings(data_dir=tmp_path, autostart=False, max_runs=1))) as client:
+    with TestClient(create_app(Settings(data_dir=tmp_path, autostart=False, max_runs=1, max_queued=0))) as client:
         run = client.post("/api/runs", json={"config": LONG}).json()
         try:
             refused = client.post("/api/runs", json={"config": SMALL})

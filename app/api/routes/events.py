@@ -9,6 +9,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from bnscope.api.deps import Service
+from bnscope.config import JSON_INT
 from bnscope.hub import Message, Subscriber, to_json
 
 router = APIRouter(prefix="/api/runs", tags=["events"])
@@ -36,6 +37,9 @@ class EventStream(Response):
 
     def __init__(self, frames: AsyncIterator[bytes], subscriber: Subscriber, stopping: asyncio.Event):
         super().__init__(headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
+        # Starlette declares `content-length: 0` for a response built without a body: the first frame
+        # would then break HTTP framing and uvicorn cuts the stream at once
+        self.raw_headers = [(name, value) for name, value in self.raw_headers if name != b"content-length"]
         self.frames, self.subscriber, self.stopping = frames, subscriber, stopping
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -69,8 +73,8 @@ async def run_events(
     run_id: int,
     request: Request,
     service: Service,
-    after: Annotated[int | None, Query(ge=0, le=2**62, description="continue after this event id (from /history)")] = None,
-    last_event_id: Annotated[int | None, Header(ge=0, le=2**62)] = None,
+    after: Annotated[int | None, Query(ge=0, le=JSON_INT, description="continue after this event id (from /history)")] = None,
+    last_event_id: Annotated[int | None, Header(ge=0, le=JSON_INT)] = None,
 ):
     """Server-Sent Events of one run (bnscope.events): `model`, `status`, `control`, `scalars`,
     `metrics`, `stats`, `eval`, each with an increasing id and, in its data, the series `points` it
@@ -80,7 +84,9 @@ async def run_events(
     waited for, and resumes by its last id."""
     run = service.get(run_id)
     resume_from = last_event_id if last_event_id is not None else after
-    subscriber, backlog = run.channel.subscribe(resume_from, asyncio.get_running_loop())
+    settings = request.app.state.settings
+    subscriber, backlog = run.channel.subscribe(resume_from, asyncio.get_running_loop(),
+                                                max_bytes=settings.stream_queue_bytes, max_seconds=settings.stream_queue_seconds)  # fmt: skip
 
     async def frames() -> AsyncIterator[bytes]:
         try:
@@ -97,8 +103,9 @@ async def run_events(
                     last_sent = message.id
                     yield message.wire
             while True:
-                try:
-                    message = await asyncio.wait_for(subscriber.next(), HEARTBEAT_S)
+                try:  # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel that races a result
+                    async with asyncio.timeout(HEARTBEAT_S):
+                        message = await subscriber.next()
                 except TimeoutError:
                     yield b": ping\n\n"
                     continue

@@ -63,4 +63,5 @@ health = APIRouter(tags=["health"])
 @health.get("/healthz", response_model=Health)
 def healthz(service: Service):
     runs = service.all()
-    return {"status": "ok", "runs": len(runs), "training": sum(run.worker is not None for run in runs), "queued": len(service.queue)}
+    return {"status": "ok", "runs": len(runs), "training": sum(run.worker is not None for run in runs),
+            "queued": len(service.queue), "streams": sum(run.channel.subscribers for run in runs)}  # fmt: skip

@@ -1,7 +1,6 @@
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response, status
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import AfterValidator
 
@@ -10,6 +9,7 @@ from bnscope.api.schemas import (
     HistogramsOut, HistoryOut, IngestBody, IngestOut, RunCreate, RunOut, RunPatch, SamplesOut, SweepCreate, SweepInfo,
     SweepOut, WatchedCreate,
 )  # fmt: skip
+from bnscope.config import JSON_INT
 from bnscope.events import StatsEvent
 from bnscope.history import HEATMAP_STEPS, HISTORY_HISTOGRAMS, HISTORY_POINTS
 from bnscope.sampling import PREFIX_PATTERN, check_prefix
@@ -18,8 +18,9 @@ router = APIRouter(prefix="/api", tags=["runs"])
 
 NOT_FOUND = {404: {"description": "no such run"}}
 CONFLICT = {409: {"description": "the action does not fit the run's state"}}
+BAD_BODY = {400: {"description": "the body could not be read as JSON"}}
 QUEUE_FULL = {429: {"description": "the queue of runs waiting for a slot is full (Retry-After says when to try again)"}}
-STEP = Annotated[int, Query(ge=0, le=2**62)]
+STEP = Annotated[int, Query(ge=0, le=JSON_INT)]
 
 
 @router.get("/runs", response_model=list[RunOut])
@@ -27,7 +28,8 @@ def list_runs(service: Service):
     return [service.describe(run) for run in service.all()]
 
 
-@router.post("/runs", response_model=RunOut, status_code=status.HTTP_201_CREATED, responses={**NOT_FOUND, **CONFLICT, **QUEUE_FULL})
+@router.post("/runs", response_model=RunOut, status_code=status.HTTP_201_CREATED,
+             responses={**BAD_BODY, **NOT_FOUND, **CONFLICT, **QUEUE_FULL})  # fmt: skip
 def create_run(body: RunCreate, service: Service):
     """Queue a run: the defaults plus `config`, or paired with another run: its config, seed and
     batch order plus `config`, trained from step 0. It trains as soon as a slot is free."""
@@ -35,14 +37,14 @@ def create_run(body: RunCreate, service: Service):
     return service.describe(service.create(overrides, paired_with=body.paired_with, name=body.name))
 
 
-@router.post("/watched", response_model=RunOut, status_code=status.HTTP_201_CREATED)
+@router.post("/watched", response_model=RunOut, status_code=status.HTTP_201_CREATED, responses=BAD_BODY)
 def create_watched(body: WatchedCreate, service: Service):
     """A run that a user's own process trains (`bnscope.watch(model, server=...)`): its events come
     through /runs/{id}/ingest, and it is drawn like any other."""
     return service.describe(service.create_watched(body.name, body.description))
 
 
-@router.post("/runs/{run_id}/ingest", response_model=IngestOut, responses={**NOT_FOUND, **CONFLICT})
+@router.post("/runs/{run_id}/ingest", response_model=IngestOut, responses={**BAD_BODY, **NOT_FOUND, **CONFLICT})
 def ingest(run_id: int, body: IngestBody, service: Service):
     """A watched run's events, in order (at most 1,000 a request): streamed and stored as a worker's are."""
     events = [dict(event) for event in body.events]
@@ -50,11 +52,11 @@ def ingest(run_id: int, body: IngestBody, service: Service):
     return {"accepted": len(events), "last_event_id": run.channel.last_id}
 
 
-@router.post("/sweeps", response_model=SweepOut, status_code=status.HTTP_201_CREATED, responses=QUEUE_FULL)
+@router.post("/sweeps", response_model=SweepOut, status_code=status.HTTP_201_CREATED, responses={**BAD_BODY, **QUEUE_FULL})
 def create_sweep(body: SweepCreate, service: Service):
     """A family of paired runs over one setting's values: the same config, seed and batch order but
     that setting, queued in order (e.g. `{"vary": {"gain": [0.5, 1, 1.667, 3, 5]}}`)."""
-    (setting, values), = body.vary.items()
+    setting, values = body.varied()
     sweep_id, runs = service.create_sweep(body.config.model_dump(exclude_none=True), setting, values)
     return {"id": sweep_id, "runs": [run.id for run in runs]}
 
@@ -95,7 +97,7 @@ def stop_run(run_id: int, service: Service):
     return service.describe(service.stop(run_id))
 
 
-@router.patch("/runs/{run_id}", response_model=RunOut, responses={**NOT_FOUND, **CONFLICT})
+@router.patch("/runs/{run_id}", response_model=RunOut, responses={**BAD_BODY, **NOT_FOUND, **CONFLICT})
 def patch_run(run_id: int, body: RunPatch, service: Service):
     """Rename a run, or change its learning rate while it trains (marked on its timeline)."""
     if body.name is not None:
@@ -109,18 +111,16 @@ def patch_run(run_id: int, body: RunPatch, service: Service):
 def run_history(
     run_id: int,
     service: Service,
-    start: Annotated[int, Query(ge=0, le=2**62, description="first step")] = 0,
-    end: Annotated[int | None, Query(ge=1, le=2**62, description="the step after the last (default: the run's step)")] = None,
+    start: Annotated[int, Query(ge=0, le=JSON_INT, description="first step")] = 0,
+    end: Annotated[int | None, Query(ge=1, le=JSON_INT, description="the step after the last (default: the run's step)")] = None,
     max_points: Annotated[int, Query(ge=2, le=10_000, description="points per series at most")] = HISTORY_POINTS,
     max_histograms: Annotated[int, Query(ge=1, le=HISTORY_HISTOGRAMS, description="statistics steps listed at most")] = HISTORY_HISTOGRAMS,
 ):
     """Every series over [start, end) averaged over buckets of `bucket` steps (a power of two, the
     smallest that keeps each series within max_points): two runs asked for over the same range come back
     at the same steps. Also the statistics steps, the latest statistics and the timeline.
-    `last_event_id`: pass it to /events as `after` to continue live without a gap."""
-    if end is not None and end <= start:
-        raise RequestValidationError([{"loc": ("query", "end"), "msg": "end must be greater than start",
-                                       "type": "value_error", "input": end}])  # fmt: skip
+    `last_event_id`: pass it to /events as `after` to continue live without a gap. An `end` at or
+    before `start` is an empty range."""
     return JSONResponse(service.history(run_id, start, end, max_points, max_histograms))  # plain JSON: 100k+ numbers
 
 
@@ -136,7 +136,7 @@ def run_histograms(
     service: Service,
     kind: Literal["activations", "activation_grads", "weight_grads"] = "activations",
     start: STEP = 0,
-    end: Annotated[int | None, Query(ge=1, le=2**62)] = None,
+    end: Annotated[int | None, Query(ge=1, le=JSON_INT)] = None,
     max_steps: Annotated[int, Query(ge=1, le=1000, description="statistics steps at most, evenly spaced")] = HEATMAP_STEPS,
 ):
     """Each layer's histogram over time (a column a statistics step, with its bin range): for a heatmap."""
@@ -160,14 +160,11 @@ def run_samples(
     service: Service,
     n: Annotated[int, Query(ge=1, le=1000, description="how many names")] = 10,
     temperature: Annotated[float, Query(gt=0, le=10, allow_inf_nan=False, description="<1 safer, >1 wilder")] = 1.0,
-    seed: Annotated[int | None, Query(ge=0, le=2**62, description="same seed and weights, same names")] = None,
-    prefix: Annotated[str, Query(max_length=20, json_schema_extra={"pattern": PREFIX_PATTERN}, description="every name starts with these letters (a-z); shorter than max_len"),
+    seed: Annotated[int | None, Query(ge=0, le=JSON_INT, description="same seed and weights, same names")] = None,
+    prefix: Annotated[str, Query(max_length=20, json_schema_extra={"pattern": PREFIX_PATTERN}, description="every name starts with these letters (a-z)"),
                       AfterValidator(check_prefix)] = "",  # fmt: skip
-    max_len: Annotated[int, Query(ge=1, le=50, description="longest name, prefix included")] = 30,
+    max_len: Annotated[int, Query(ge=1, le=50, description="longest name, prefix included (a prefix this long is the whole name)")] = 30,
 ):
     """Names from the run's current weights (live while it trains), each marked novel or seen in training.
     409 for a watched run, a run with no weights yet, or one whose weights are not finite (diverged)."""
-    if len(prefix) >= max_len:
-        raise RequestValidationError([{"loc": ("query", "max_len"), "msg": f"max_len must be longer than the prefix ({len(prefix)})",
-                                       "type": "value_error", "input": max_len}])  # fmt: skip
     return service.samples(run_id, n=n, temperature=temperature, seed=seed, prefix=prefix, max_len=max_len)

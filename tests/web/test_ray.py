@@ -1,0 +1,42 @@
+"""The Ray backend against a private local Ray: each run an actor behind the same run interface,
+its events streamed back, control working, a dead actor leaving its run interrupted."""
+
+import os
+import signal
+
+import httpx
+import pytest
+
+from tests.web.conftest import SMALL, live_server, wait_for
+
+pytest.importorskip("ray", reason="the Ray backend needs the extra: pip install 'bnscope[ray]'")
+LONG = {**SMALL, "steps": 10_000_000}
+
+
+def test_runs_train_as_ray_actors_with_control_and_a_dead_actor_interrupts_its_run(tmp_path):
+    env = {"BNSCOPE_AUTOSTART": "false", "BNSCOPE_CHECKPOINT_EVERY": "500"}
+    with live_server(tmp_path / "data", "--ray", "local", env=env) as server:
+        run = httpx.post(f"{server.url}/api/runs", json={"config": LONG}, timeout=60).json()
+        url = f"{server.url}/api/runs/{run['id']}"
+        status = lambda: httpx.get(url, timeout=30).json()  # noqa: E731
+        running = wait_for(lambda: (r := status())["status"] == "running" and r["step"] > 200 and r, timeout=120)
+        assert running["worker"]["backend"] == "ray" and running["worker"]["pid"] not in (0, server.process.pid)
+        # live control through the actor
+        assert httpx.patch(url, json={"lr": 0.05}, timeout=30).json()["lr"] == 0.05
+        assert httpx.post(f"{url}/pause", timeout=30).json()["status"] == "paused"
+        paused = status()["step"]
+        assert httpx.post(f"{url}/resume", timeout=30).json()["status"] == "running"
+        wait_for(lambda: status()["step"] > paused + 200)
+        samples = httpx.get(f"{url}/samples", params={"n": 3}, timeout=30)
+        assert samples.status_code == 200 and len(samples.json()["samples"]) == 3
+        timeline = httpx.get(f"{url}/history", timeout=30).json()["timeline"]
+        assert [e["action"] for e in timeline if e["type"] == "control"] == ["lr", "pause", "resume"]
+        # the actor's process dies: the run is interrupted, resumable, and the server carries on
+        wait_for(lambda: status()["step"] > 1200)
+        os.kill(status()["worker"]["pid"], signal.SIGKILL)
+        interrupted = wait_for(lambda: (r := status())["status"] == "interrupted" and r, timeout=60)
+        assert "Ray actor" in interrupted["message"] and interrupted["step"] >= 1000
+        assert httpx.post(f"{url}/resume", timeout=30).status_code == 200
+        again = wait_for(lambda: (r := status())["status"] == "running" and r["step"] > interrupted["step"] + 100 and r, timeout=120)
+        assert again["worker"]["pid"] != interrupted["worker"]["pid"]
+        assert httpx.post(f"{url}/stop", timeout=30).json()["status"] == "stopped"

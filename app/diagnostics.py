@@ -229,12 +229,19 @@ def step_to_data(before: list[torch.Tensor], params: list[torch.Tensor]) -> torc
 def _mean_std(tensors: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """Every tensor's mean and std (unbiased, as torch.std), as two (T,) tensors, in a few ops for the
     whole list: from the sums and the sums of squares (torch.std's pass is slow on a CPU)."""
-    n = tensors[0].new_tensor([t.numel() for t in tensors], dtype=torch.float32)
+    n = _counts(tuple(t.numel() for t in tensors), tensors[0].device)
     sums = torch.stack([t.sum(dtype=torch.float32) for t in tensors])  # fp16/bf16 tensors summed in fp32
     sumsq = torch.stack(torch._foreach_norm(tensors)).float().square()
     mean = sums / n
     var = (sumsq - sums * mean) / (n - 1).clamp(min=1)
     return mean, var.clamp_(min=0).sqrt()
+
+
+@functools.lru_cache(maxsize=32)
+def _counts(sizes: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """The sizes as a float tensor on the device, made once: a tensor made from a list is copied to a
+    GPU synchronously, which waits for every step queued before it (a statistics step makes one copy)."""
+    return torch.tensor(sizes, dtype=torch.float32, device=device)
 
 
 @functools.lru_cache(maxsize=32)
@@ -294,11 +301,16 @@ def _histograms(flat: torch.Tensor, rows: torch.Tensor, ranges: torch.Tensor) ->
     pos = (flat - lo.index_select(0, slots)) * (HIST_BINS / width).index_select(0, slots)
     index = pos.clamp_(0, HIST_BINS - 1).long() + slots * HIST_BINS
     index = torch.where(rows >= 0, index, n_rows * HIST_BINS)  # not finite: one slot past the end, dropped
-    return torch.bincount(index, minlength=n_rows * HIST_BINS + 1)[:-1].view(n_rows, HIST_BINS)
+    # scatter_add_ into a zero tensor, not bincount: as fast on a CPU, and on a GPU bincount waits for
+    # the device to learn its output's size
+    counts = index.new_zeros(n_rows * HIST_BINS + 1).scatter_add_(0, index, torch.ones_like(index))
+    return counts[:-1].view(n_rows, HIST_BINS)
 
 
-def _thresholds(kinds: tuple[str, ...], table: dict, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    lo, hi = zip(*(table.get(kind, RELU_FLAT) for kind in kinds))
+@functools.lru_cache(maxsize=32)
+def _thresholds(kinds: tuple[str, ...], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each kind's flat part (FLAT) as two tensors on the device, made once (see _counts)."""
+    lo, hi = zip(*(FLAT.get(kind, RELU_FLAT) for kind in kinds))
     return torch.tensor(lo, device=device), torch.tensor(hi, device=device)
 
 
@@ -336,7 +348,11 @@ def _one(t: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
     return t if isinstance(t, torch.Tensor) else torch.cat([c.reshape(-1) for c in t])
 
 
-HEX = torch.tensor(list(b"0123456789abcdef"), dtype=torch.uint8)
+@functools.lru_cache(maxsize=8)
+def _hex(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ASCII codes of the 16 hex digits, and the bit weights 8 4 2 1, on the device (see _counts)."""
+    return (torch.tensor(list(b"0123456789abcdef"), dtype=torch.uint8, device=device),
+            torch.tensor([8, 4, 2, 1], dtype=torch.uint8, device=device))  # fmt: skip
 
 
 def _image_digits(outputs: list, kinds: tuple[str, ...]) -> torch.Tensor | None:
@@ -352,9 +368,9 @@ def _image_digits(outputs: list, kinds: tuple[str, ...]) -> torch.Tensor | None:
         return None
     saturated = torch.stack(outputs).abs() > DEAD  # (L, B, H)
     padded = F.pad(saturated.to(torch.uint8), (0, (-H) % 4))  # (L, B, 4 * ceil(H/4))
-    bits = torch.tensor([8, 4, 2, 1], dtype=torch.uint8, device=padded.device)
+    digits, bits = _hex(padded.device)
     nibbles = (padded.view(L, B, -1, 4) * bits).sum(-1)  # (L, B, ceil(H/4)), int64 to index with
-    return HEX.to(nibbles.device).index_select(0, nibbles.view(-1)).view(L * B, -1)
+    return digits.index_select(0, nibbles.view(-1)).view(L * B, -1)
 
 
 class _Packer:
@@ -412,7 +428,7 @@ def collect_with(layers: Layers, outputs: list, grads: list, extra: dict[str, to
         packer.add("act_mean", mean)
         packer.add("act_std", std)
         flat, rows = _flat(single)
-        lo, hi = _thresholds(kinds, FLAT, device)
+        lo, hi = _thresholds(kinds, device)
         slots = rows.clamp(min=0)
         in_flat = ((flat <= lo.index_select(0, slots)) | (flat >= hi.index_select(0, slots))) & (rows >= 0)
         packer.add("saturated", flat.new_zeros(L).index_add_(0, slots, in_flat.float()))

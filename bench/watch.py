@@ -18,8 +18,11 @@ ratio to the unwatched loop measured in the same round (median, min-max):
                                 every weight gradient, with the saturation, grad:data and update:data scalars
 
 Between windows each variant's background work (a sender thread, a writer) is let finish before the
-next one's window starts, so no variant is charged for another's. `measure()` returns the rows as
-dicts (the shape of bench.throughput's rows).
+next one's window starts, so no variant is charged for another's. On a machine others share, the
+steps per CPU-second of this process (all its threads, the settling included) are also given
+(cpu_ratio): other processes do not move them, but this process's background work counts in full
+even where it ran beside the loop, and W&B's own service process is not counted at all.
+`measure()` returns the rows as dicts (the shape of bench.throughput's rows, plus cpu_ratio*).
 """
 
 import argparse
@@ -181,21 +184,26 @@ def measure(rounds: int = 7, window: float = 2.0, warmup: float = 1.0) -> list[d
             variant.run_for(warmup)
             variant.settle()
         rates: dict[str, list[float]] = {v.name: [] for v in variants}
+        cpu_rates: dict[str, list[float]] = {v.name: [] for v in variants}
         for _ in range(rounds):
             for variant in variants:
+                cpu = time.process_time()
                 steps, seconds = variant.run_for(window)
-                rates[variant.name].append(steps / seconds)
                 variant.settle()
+                rates[variant.name].append(steps / seconds)
+                cpu_rates[variant.name].append(steps / (time.process_time() - cpu))
         for variant in variants:
             variant.close()
-    base = rates[variants[0].name]
+    base, cpu_base = rates[variants[0].name], cpu_rates[variants[0].name]
     rows = []
     for name, values in rates.items():
         ratios = [v / b for v, b in zip(values, base)]
+        cpu_ratios = [v / b for v, b in zip(cpu_rates[name], cpu_base)]
         rows.append({
             "name": name,
             "steps_per_s": statistics.median(values), "steps_per_s_min": min(values), "steps_per_s_max": max(values),
             "ratio": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),
+            "cpu_ratio": statistics.median(cpu_ratios), "cpu_ratio_min": min(cpu_ratios), "cpu_ratio_max": max(cpu_ratios),
         })  # fmt: skip
     return rows
 
@@ -207,7 +215,11 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=2.0, help="seconds each variant runs in a round")
     args = parser.parse_args()
     rounds, window, warmup = (2, 0.3, 0.2) if args.quick else (args.rounds, args.window, 1.0)
-    print(markdown(measure(rounds, window, warmup)).replace("vs bare loop", "vs unwatched"))
+    rows = measure(rounds, window, warmup)
+    print(markdown(rows).replace("vs bare loop", "vs unwatched"))
+    print("\nsteps per CPU-second of this process, vs unwatched (median, min-max):")
+    for r in rows:
+        print(f"  {r['name']}: {r['cpu_ratio']:.2f}x ({r['cpu_ratio_min']:.2f}-{r['cpu_ratio_max']:.2f})")
 
 
 if __name__ == "__main__":

@@ -165,7 +165,7 @@ class Sender:
             except Refused as err:
                 self._refuse(str(err), len(batch))
                 return opened
-            except Exception as err:  # a bug here must not end the thread silently with events queued
+            except Exception as err:  # noqa: BLE001 - a bug here must not end the thread silently with events queued
                 self._refuse(f"{type(err).__name__}: {err}", len(batch))
                 return opened
         return opened

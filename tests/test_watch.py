@@ -346,10 +346,9 @@ def test_log_and_a_bad_value_never_raise_into_the_loop(tmp_path, caplog):
 
 def test_a_failing_run_in_a_with_block_is_marked_failed_and_the_error_goes_on(tmp_path):
     model = nn.Linear(3, 3)
-    with pytest.raises(ZeroDivisionError):
-        with bnscope.watch(model, data_dir=tmp_path):
-            1 / 0
-    store, row = recorded(tmp_path)
+    with pytest.raises(ZeroDivisionError), bnscope.watch(model, data_dir=tmp_path):
+        raise ZeroDivisionError("division by zero")
+    _, row = recorded(tmp_path)
     assert row["status"] == "failed" and "ZeroDivisionError" in row["message"]
 
 

@@ -22,6 +22,12 @@ sample, `scalars` with the losses run.log was given for consecutive steps (about
 the trainer sends its own) and update:data, `metrics` for run.log's other values, `status`
 finished at close. A background thread sends them (bnscope.watch_sender): to a server, or into a
 data directory's store. Few events matter: that thread's Python work takes the GIL from the loop.
+
+torch.compile (tested on a CPU, torch 2.13, backends aot_eager and inductor): watch() before or after
+compile() gives the eager run's statistics (the compiled module's own names, without `_orig_mod.`); the
+hooks cost one recompile when they first appear. fullgraph=True refuses the sampled step's tensor hooks
+("Unsafe side effect"): compile without it. A CUDA model's statistics are computed on the device, with
+one copy to the host a sampled step (not tested on a GPU here).
 """
 
 import atexit

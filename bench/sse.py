@@ -20,14 +20,14 @@ class StreamClient(threading.Thread):
         super().__init__(daemon=True)
         self.url, self.on_event = url, on_event
         self.connected = threading.Event()
-        self._stop = threading.Event()
+        self._stopping = threading.Event()
 
     def run(self) -> None:
         with httpx.stream("GET", self.url, timeout=httpx.Timeout(10, read=60)) as response:
             self.connected.set()
             if self.on_event is None:
                 for _ in response.iter_raw():
-                    if self._stop.is_set():
+                    if self._stopping.is_set():
                         return
                 return
             kind, data = "", None
@@ -42,12 +42,12 @@ class StreamClient(threading.Thread):
                 if data is not None:
                     self.on_event(kind, json.loads(data), received)
                 kind, data = "", None
-                if self._stop.is_set():
+                if self._stopping.is_set():
                     return
 
     def stop(self) -> None:
         """Ends at the next event (or heartbeat); not waited for."""
-        self._stop.set()
+        self._stopping.set()
 
 
 def connect(urls: list[str], on_event: OnEvent | None = None) -> list[StreamClient]:

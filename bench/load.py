@@ -3,7 +3,7 @@ this process's tree (the servers, workers, browsers and Ray processes it starts 
 
     with OtherLoad() as other:   # samples every `every` seconds on a thread
         ...
-    other.summary()              # {"mean_cores", "max_cores", "samples"}: others' CPU, in cores
+    other.summary()              # {"mean_cores", "max_cores", "samples", "every"}: others' CPU, in cores
 
 Each sample is the machine's busy CPU time (psutil.cpu_times: all but idle and iowait) over the
 interval minus the CPU time this tree's processes used in it; a process of the tree that ends
@@ -38,7 +38,7 @@ def _tree_cpu(seen: dict[int, float]) -> float:
 
 
 class OtherLoad:
-    def __init__(self, every: float = 5.0):
+    def __init__(self, every: float = 2.0):
         self.every = every
         self.samples: list[float] = []
         self._stop = threading.Event()
@@ -57,7 +57,7 @@ class OtherLoad:
     def summary(self) -> dict:
         samples = list(self.samples)
         return {"mean_cores": sum(samples) / len(samples) if samples else 0.0,
-                "max_cores": max(samples, default=0.0), "samples": len(samples)}  # fmt: skip
+                "max_cores": max(samples, default=0.0), "samples": len(samples), "every": self.every}  # fmt: skip
 
     def __enter__(self) -> "OtherLoad":
         self._thread.start()

@@ -19,7 +19,9 @@ Two more travel from a worker to the server only, never to the store's tables or
 From events the server derives, once, two things every reader uses:
   series_points(event)  the named time series ("loss", "saturation/tanh3", ...) an event adds to
   RunState.apply(event) the run's status, step, lr, steps/s after the event
-The stream sends each event with both (see `wire`), so the page never rebuilds them.
+  health.Recent         a stats event's health badges, judged by the server's rules
+The stream sends each event with them (see `wire`), and the store keeps them, so the page never
+rebuilds them.
 """
 
 from dataclasses import dataclass
@@ -151,12 +153,20 @@ class NormStats(TypedDict):
     bias_std: NotRequired[float | None]
 
 
+class HealthBadge(TypedDict):
+    rule: str  # a rule of bnscope.health (GET /api/health/rules)
+    label: str  # the layer or weight it judges
+    value: float
+    level: Literal["ok", "amber", "red"]
+
+
 class StatsEvent(TypedDict):
     type: Literal["stats"]
     step: Step
     activations: Annotated[list[ActivationStats], MaxLen(MANY)]
     weights: Annotated[list[WeightStats], MaxLen(MANY)]
     norms: Annotated[list[NormStats], MaxLen(MANY)]
+    health: NotRequired[Annotated[list[HealthBadge], MaxLen(4 * MANY)]]  # the server's verdicts (it sets them)
 
 
 class CheckpointEvent(TypedDict):
@@ -250,9 +260,11 @@ class RunState:
         return dict(vars(self))  # its fields are plain values: dataclasses.asdict's deep copy costs 30x more, on every event
 
 
-def wire(event: dict, points: list[Point], state: RunState | None) -> dict:
+def wire(event: dict, points: list[Point], state: RunState | None, health: list[dict] | None = None) -> dict:
     """An event as the stream sends it: the event itself, plus `points` (its series points grouped by
-    series: {name: [[steps], [values]]}) and, when it changed the run's state, `run` (RunState)."""
+    series: {name: [[steps], [values]]}), when it changed the run's state `run` (RunState), and for a
+    stats event `health`: its badges judged by the server's rules ([{rule, label, value, level}],
+    bnscope.health)."""
     grouped: dict[str, list[list]] = {}
     for name, step, value in points:
         steps, values = grouped.setdefault(name, [[], []])
@@ -261,4 +273,6 @@ def wire(event: dict, points: list[Point], state: RunState | None) -> dict:
     out = {**event, "points": grouped}
     if state is not None:
         out["run"] = state.as_dict()
+    if health is not None:
+        out["health"] = health
     return out

@@ -176,16 +176,13 @@ class Monitor:
 
     def __init__(self):
         self.history: list[tuple[int, Measured]] = []
-        self._recent: dict[str, deque[float]] = {}
+        self._recent = Recent()
 
     def __call__(self, event: dict) -> None:
         if event["type"] == "scalars":
-            for row in event["ud"]:
-                for name, value in zip(event["ud_names"], row):
-                    if value is not None:  # None: the gradient was all 0 (log10 0)
-                        self._recent.setdefault(name, deque(maxlen=UPDATE_RATIO_POINTS)).append(value)
+            self._recent.add(event)
         elif event["type"] == "stats":
-            recent = {name: list(values) for name, values in self._recent.items()}
+            recent = {name: list(values) for name, values in self._recent.ud.items()}
             self.history.append((event["step"], measure(event, recent)))
 
 
@@ -193,3 +190,22 @@ def checks(measured: Measured) -> list[tuple[str, str, float, Level]]:
     """Every badge: (rule id, label, value, level)."""
     return [(rule_id, label, value, verdict(rule_id, value))
             for rule_id, values in measured.items() for label, value in values.items()]  # fmt: skip
+
+
+class Recent:
+    """A run's last UPDATE_RATIO_POINTS update:data values per weight, folded from its `scalars` events:
+    what the update:data badge of the next `stats` event is judged on."""
+
+    def __init__(self):
+        self.ud: dict[str, deque[float]] = {}
+
+    def add(self, scalars: dict) -> None:
+        for row in scalars["ud"]:
+            for name, value in zip(scalars["ud_names"], row):
+                if value is not None:  # None: the gradient was all 0 (log10 0)
+                    self.ud.setdefault(name, deque(maxlen=UPDATE_RATIO_POINTS)).append(value)
+
+    def badges(self, stats: dict) -> list[dict]:
+        """Every badge at a stats event: [{rule, label, value, level}], as the page shows them."""
+        measured = measure(stats, {name: list(values) for name, values in self.ud.items()})
+        return [{"rule": rule, "label": label, "value": value, "level": level} for rule, label, value, level in checks(measured)]

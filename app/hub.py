@@ -24,7 +24,7 @@ from typing import Callable
 
 RING_BYTES = 8 * 2**20  # recent events kept for reconnecting clients (a minute or more of a run)
 QUEUE_BYTES = 4 * 2**20  # what a client may fall behind by before it is dropped (default)...
-QUEUE_SECONDS = 10.0  # ...or for how long its oldest unsent event may wait (default)
+QUEUE_SECONDS = 10.0  # ...or for how long it may take nothing while events wait for it (default)
 ID_BLOCK = 1000  # ids reserved in the store at a time (one small write every ~1,000 events)
 
 
@@ -67,21 +67,29 @@ class Subscriber:
     max_seconds: float = QUEUE_SECONDS
     queue: deque = field(default_factory=deque)  # (message, enqueued at)
     queued_bytes: int = 0
+    progressed: float = field(default_factory=time.monotonic)  # when its socket last took something
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     dropped: asyncio.Event = field(default_factory=asyncio.Event)
 
     def offer(self, message: Message) -> None:
-        """Enqueue, or drop this subscriber once it is too far behind: by bytes, or by the age of its
-        oldest unsent event. Nothing is thrown away from the queue: the client resumes by its last id."""
+        """Enqueue, or drop this subscriber once it is too far behind: by bytes, or when events have
+        waited for it for max_seconds while its socket took nothing (a stalled client; a slow one that
+        still reads, say through a long replay, is kept). Nothing is thrown out of the queue: the client
+        resumes by its last id."""
         if self.dropped.is_set():
             return
         now = time.monotonic()
-        if self.queued_bytes + len(message.data) > self.max_bytes or (self.queue and now - self.queue[0][1] > self.max_seconds):
+        stalled = self.queue and now - max(self.queue[0][1], self.progressed) > self.max_seconds
+        if stalled or self.queued_bytes + len(message.data) > self.max_bytes:
             self.dropped.set()
             return
         self.queue.append((message, now))
         self.queued_bytes += len(message.data)
         self.ready.set()
+
+    def sent(self) -> None:
+        """Its socket took a frame (called by the stream after each send)."""
+        self.progressed = time.monotonic()
 
     async def next(self) -> Message:
         while not self.queue:

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from bnscope.config import RunConfig, Settings, describe_errors
 from bnscope.data import Splits, make_splits
 from bnscope.events import ACTIVE, ENDED, INTERNAL, RunState, series_points, wire
+from bnscope.health import Recent
 from bnscope.history import HEATMAP_STEPS, HISTORY_HISTOGRAMS, HISTORY_POINTS, evenly, export_csv, export_json
 from bnscope.history import histograms as histograms_of
 from bnscope.history import series as series_of
@@ -76,6 +77,7 @@ class Run:
     weights: tuple[float, int, bytes] | None = field(default=None, repr=False)  # (received at, step, bytes)
     weights_asked: float = 0.0
     last_checkpoint: tuple[int, bytes] | None = field(default=None, repr=False)  # the newest one its worker sent
+    recent: Recent = field(default_factory=Recent)  # what its next stats event's health badges are judged on
     sampler: tuple[int, object] | None = field(default=None, repr=False)  # (step, eval model) built from weights
 
     @property
@@ -486,7 +488,10 @@ def publish(run: Run, event: dict, writer: StoreWriter) -> None:
         changed = run.state.apply(event)
         if event["type"] == "model":
             run.model = {key: event[key] for key in ("activations", "weights", "norms")}
-        text = to_json(wire(event, points, run.state if changed else None))
+        elif event["type"] == "scalars":
+            run.recent.add(event)
+        health = run.recent.badges(event) if event["type"] == "stats" else None
+        text = to_json(wire(event, points, run.state if changed else None, health))
         message = run.channel.publish(event["type"], text)
         writer.event(run.id, message.id, event, text, points, run.state.as_dict() if changed else None)
         if changed:

@@ -1,95 +1,172 @@
-"""Run every benchmark and write BENCHMARKS.md.
+"""Run the benchmarks and write the report.
 
-    python -m bench              # the full run (~30 minutes: two 200k-step trainings, a 1M-step run)
-    python -m bench --quick      # a smoke run of every part (about a minute); figures meaningless
+    python -m bench                          # the full run (~45 min on 2 cores): writes BENCHMARKS.md
+    python -m bench --quick                  # a smoke run of every section (tiny sizes, figures meaningless),
+                                             #   written to a temporary file (or --out): never BENCHMARKS.md
+    python -m bench --only latency --only ray   # some sections (also to a temporary file unless --out)
+    python -m bench --lecture-names PATH     # the lecture's names file for the learning-quality section
+
+Sections, in order: throughput, event_cost, latency, sampling, workers, ray, page, scale, quality,
+then watch if bench/watch.py exists. The served sections (latency, sampling, workers, ray, page)
+share one real `bnscope serve` (process backend, BNSCOPE_MAX_RUNS=4) and its runs (bench.server).
+
+The hook for bench/watch.py (watch() against wandb / TensorBoard): when the module exists it runs
+last, as a section like the others, if it defines
+    TITLE: str                                  the section's heading
+    measure(quick: bool, log=print) -> dict     its results
+    markdown(result: dict) -> str               its body in BENCHMARKS.md
 """
 
 import argparse
+import contextlib
+import importlib.util
 import os
-import platform
+import sys
+import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
-import torch
+from bench import event_cost, latency, quality, ray_local, report, sampling, scale, throughput, workers
+from bench.common import machine
+from bench.load import OtherLoad
+from bench.server import BenchServer
 
-from bench import quality, scale, service, throughput
-from bnscope.data import DEFAULT_NAMES
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        model = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                     if line.startswith("model name"))  # fmt: skip
-        cpu = model
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, torch {torch.__version__}, 1 torch thread"
+REPO = Path(__file__).resolve().parent.parent
+BENCHMARKS = REPO / "BENCHMARKS.md"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smoke run: every part, tiny sizes")
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "BENCHMARKS.md")
-    args = parser.parse_args()
-    q = args.quick
-    started = time.time()
-    sections = [f"# bnscope benchmarks\n\nMachine: {machine()}.  \nCommand: `python -m bench{' --quick' if q else ''}`"
-                f" ({time.strftime('%Y-%m-%d')}). Variants compared side by side are interleaved in one process"
-                " (A B A B …); figures are medians with min–max over the rounds."]  # fmt: skip
-    if q:
-        sections.append("**Smoke run (`--quick`): sizes are tiny and the figures mean nothing.**")
+@dataclass
+class Context:
+    quick: bool
+    names_files: list[Path]
+    note: str  # what the quality section leaves out, if anything
+    stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+    _served: BenchServer | None = None
 
-    rows = throughput.measure(*((2, 0.3, 0.2) if q else (9, 2.0, 1.0)))
-    dev = throughput.measure_dev_eval(2 if q else 5)
-    sections.append("## 1. Training throughput (default network)\n\n" + throughput.markdown(rows) +
-                    f"\n\nOne dev evaluation ({dev['examples']} examples, eval mode): {dev['seconds'] * 1e3:.0f} ms.")  # fmt: skip
+    def served(self) -> BenchServer:
+        """The shared server, started when a section first needs it."""
+        if self._served is None:
+            self._served = self.stack.enter_context(BenchServer(autostart=True, BNSCOPE_MAX_RUNS="4"))
+        return self._served
 
-    server = service.measure_server(window_s=1 if q else 8, rounds=1 if q else 3, api_requests=20 if q else 300)
-    rates = server["steps_per_s"]
-    lat = server["event_latency_ms"]
-    sections.append(
-        "## 2. Event latency, 3. API under training, 1d. stream clients\n\n"
-        "The server trains the default network at full speed (one run).\n\n"
-        "| measure | value |\n| --- | ---: |\n"
-        + "".join(f"| steps/s with {k} SSE client(s) | {v:.0f} ({server['steps_per_s_range'][k][0]:.0f}–"
-                  f"{server['steps_per_s_range'][k][1]:.0f}), {v / rates[0]:.2f}× of none |\n" for k, v in rates.items())
-        + f"| stats event latency (step's stats exist → client parsed), n={server['event_count']} | "
-          f"p50 {lat['p50']:.1f} ms, p95 {lat['p95']:.1f} ms, p99 {lat['p99']:.1f} ms |\n"
-        + "".join(f"| {name} | p50 {v['p50']:.1f} ms, p99 {v['p99']:.1f} ms |\n" for name, v in server["api_ms"].items())
-    )  # fmt: skip
-    sampling = service.measure_sampling(repeats=2 if q else 5, train_steps=200 if q else 5000)
-    cost = service.measure_event_cost(5 if q else 50)
-    sections.append(
-        "## 4. Sampling throughput (one batch per request, default network)\n\n| names asked | names/s |\n| ---: | ---: |\n"
-        + "".join(f"| {n} | {rate:,.0f} |\n" for n, rate in sampling.items())
-        + f"\nServer CPU per stats event (JSON once, series rows, compression): {cost['cpu_ms_per_stats_event']:.2f} ms"
-          f" for a {cost['stats_event_kib']:.0f} KiB event."
-    )  # fmt: skip
 
-    steps = (500, 1_000) if q else (10_000, 100_000, 1_000_000)
-    scaled = scale.measure(steps, log=lambda row: None)
-    sections.append(
-        f"## 5. Scale (small config {scale.SMALL}, one run to {steps[-1]:,} steps)\n\n"
-        "| step | server RSS | history answer | history time (median, max of 5) | database |\n| ---: | ---: | ---: | ---: | ---: |\n"
-        + "".join(f"| {r['step']:,} | {r['rss_mib']:.0f} MiB | {r['history_kib']:.0f} KiB | {r['history_ms_median']:.0f} ms, "
-                  f"{r['history_ms_max']:.0f} ms | {r['db_mib']:.1f} MiB |\n" for r in scaled)
-    )  # fmt: skip
+@dataclass(frozen=True)
+class Section:
+    key: str
+    title: str
+    measure: Callable[[Context], dict]
+    render: Callable[[dict], str]
 
-    quality_rows = [quality.measure(path, 500 if q else 200_000) for path in (DEFAULT_NAMES, quality.LECTURE_NAMES)
-                    if path.exists()]  # fmt: skip
-    sections.append(
-        "## 6. Learning quality (default network, full schedule)\n\n"
-        "| names file | steps | train | dev | test | wall time | steps/s |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n"
-        + "".join(f"| {Path(r['names']).name} | {r['steps']:,} | {r.get('train', float('nan')):.4f} | "
-                  f"{r.get('dev', float('nan')):.4f} | {r.get('test', float('nan')):.4f} | {r['wall_s']:.0f} s | "
-                  f"{r['steps_per_s']:.0f} |\n" for r in quality_rows)
-        + "\nThe lecture's single-layer BatchNorm MLP reached dev 2.1048 on makemore-names.txt."
-    )  # fmt: skip
-    sections.append(f"_Written by `python -m bench` in {time.time() - started:.0f} s._")
-    args.out.write_text("\n\n".join(sections) + "\n")
-    print(f"wrote {args.out}")
+
+def _page(ctx: Context) -> dict:
+    from bench import page
+
+    if not page.CHROMIUM.exists() or importlib.util.find_spec("playwright") is None:
+        return {"skipped": f"needs Chromium at {page.CHROMIUM} and playwright"}
+    return page.measure(*((1.0, 1) if ctx.quick else (20.0, 3)), warmup_s=1.0 if ctx.quick else 10.0, server=ctx.served())
+
+
+def _quality(ctx: Context) -> dict:
+    return {**quality.measure(ctx.quick, ctx.names_files), "note": ctx.note}
+
+
+SECTIONS = [
+    Section("throughput", "Training step and logging overhead", lambda c: throughput.measure(c.quick), report.throughput),
+    Section("event_cost", "Server CPU per event", lambda c: event_cost.measure(c.quick), report.event_cost),
+    Section("latency", "Event latency, step → client", lambda c: latency.measure(c.quick, c.served()), report.latency),
+    Section("sampling", "Sampling latency through the API", lambda c: sampling.measure(c.quick, c.served()), report.sampling),
+    Section("workers", "Workers: runs at once", lambda c: workers.measure(c.quick, c.served()), report.workers),
+    Section("ray", "Ray (local) against worker processes", lambda c: ray_local.measure(c.quick, c.served()), report.ray),
+    Section("page", "Page cost", _page, report.page),
+    Section("scale", "Scale: one run to 1M steps", lambda c: scale.measure(c.quick), report.scale),
+    Section("quality", "Learning quality over 3 seeds", _quality, report.quality),
+]  # fmt: skip
+
+
+def watch_section() -> Section | None:
+    """bench/watch.py's section, once it exists (see the module docstring)."""
+    if importlib.util.find_spec("bench.watch") is None:
+        return None
+    from bench import watch
+
+    return Section("watch", watch.TITLE, lambda c: watch.measure(c.quick), watch.markdown)
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a smoke run: every section, tiny sizes, figures meaningless")
+    parser.add_argument("--out", type=Path, help="write the report here (default: BENCHMARKS.md for a full run, "
+                                                 "else a temporary file)")  # fmt: skip
+    parser.add_argument("--only", action="append", metavar="SECTION", help="run only this section (repeatable)")
+    parser.add_argument("--lecture-names", type=Path, default=None,
+                        help=f"the lecture's names file for the quality section (default: {quality.LECTURE_NAMES} if it exists)")  # fmt: skip
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse(argv)
+    sections = SECTIONS + [s for s in [watch_section()] if s is not None]
+    known = [s.key for s in sections]
+    if args.only and (unknown := set(args.only) - set(known)):
+        print(f"python -m bench: no section {', '.join(sorted(unknown))}; sections: {', '.join(known)}", file=sys.stderr)
+        return 2
+    chosen = [s for s in sections if not args.only or s.key in args.only]
+    out = args.out or (BENCHMARKS if not args.quick and not args.only else
+                       Path(tempfile.mkstemp(prefix="bnscope-bench-", suffix=".md")[1]))  # fmt: skip
+    from bnscope.data import DEFAULT_NAMES
+
+    lecture = args.lecture_names or (quality.LECTURE_NAMES if quality.LECTURE_NAMES.exists() else None)
+    if lecture is not None and not lecture.exists():
+        print(f"python -m bench: --lecture-names {lecture}: no such file", file=sys.stderr)
+        return 2
+    note = "" if lecture else (f"The lecture's names file was not measured: no --lecture-names given and "
+                               f"{quality.LECTURE_NAMES} does not exist.")  # fmt: skip
+    if note:
+        print(note)
+    if watch_section() is None:
+        print("bench/watch.py is not here yet: no watch() section (it joins when the module lands)")
+    command = " ".join(["python -m bench", *argv])
+    import torch
+
+    torch.set_num_threads(1)
+    ctx = Context(args.quick, [DEFAULT_NAMES] + ([lecture] if lecture else []), note)
+    results, bodies = {}, []
+    started, start_machine = time.time(), machine()
+    with OtherLoad() as whole, ctx.stack:
+        for number, section in enumerate(chosen, 1):
+            print(f"[{time.strftime('%H:%M:%S')}] {number}/{len(chosen)} {section.key}: {section.title}", flush=True)
+            at_start, t0 = os.getloadavg(), time.perf_counter()
+            with OtherLoad() as other:
+                results[section.key] = section.measure(ctx)
+            bodies.append(
+                f"## {number}. {section.title}\n\n"
+                f"_Produced by `{command}` (this section alone: `python -m bench --only {section.key}`), "
+                f"{time.perf_counter() - t0:.0f} s. Machine: {report.machine_line(start_machine)}; "
+                f"{report.load_line(at_start, other.summary())}._\n\n" + section.render(results[section.key])
+            )  # fmt: skip
+    other = whole.summary()
+    wall = time.time() - started
+    verdict = ("**The machine was busy with other work during this run: figures are noisy; read the ratios, measured "
+               "side by side.**" if report.busy(other, start_machine["cores"]) else "The machine was otherwise quiet.")  # fmt: skip
+    header = [
+        "# bnscope benchmarks",
+        f"`{command}`, {start_machine['date']}, {wall / 60:.0f} min. {verdict} Other processes used "
+        f"{other['mean_cores']:.2f} of {start_machine['cores']} cores on average ({other['max_cores']:.2f} at most in a "
+        f"{other['every']:g}-s sample); load average {start_machine['load'][0]:.2f} at start.",
+        f"Machine: {report.machine_line(start_machine)}.",
+        "Variants compared side by side take turns (A B C A B C …) and give medians with min–max over the rounds; "
+        "ratios are taken round by round. Latencies are nearest-rank percentiles over every event or request.",
+    ]  # fmt: skip
+    if args.quick:
+        header.append("**Smoke run (`--quick`): sizes are tiny and the figures mean nothing.**")
+    header += ["## Headline figures", report.headline(results), "## Targets", report.render_targets(report.targets(results))]
+    out.write_text("\n\n".join(header + bodies) + "\n")
+    print(f"wrote {out}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -6,6 +6,7 @@ off, on, off, on, ...; medians), and, while the page is open, its long tasks (Pe
     from bench.page import measure; measure()   # or: python -m bench.page
 """
 
+import contextlib
 import statistics
 import time
 from pathlib import Path
@@ -42,16 +43,19 @@ def _browser_cpu_s() -> float:
 
 
 def measure(window_s: float = 20.0, rounds: int = 3, warmup_s: float = 10.0, width: int = 1440, height: int = 900,
-            log=print) -> dict:  # fmt: skip
+            server: BenchServer | None = None, log=print) -> dict:  # fmt: skip
     """Steps/s of the default network without and with the page open; the page's long tasks and heap.
+    `server`: one to use (one run of it trains, any others pause), else a server of its own.
     Returns {"steps_per_s_without", "steps_per_s_with", "ratio", "long_tasks", "longest_task_ms",
     "long_task_share", "browser_cores" (CPU of all Chromium processes, in cores), "heap_mb_start",
     "heap_mb_end", "window_s", "rounds"}."""
     from playwright.sync_api import sync_playwright
 
-    with BenchServer() as server, sync_playwright() as playwright:
+    with contextlib.ExitStack() as stack:
+        server = server or stack.enter_context(BenchServer())
+        playwright = stack.enter_context(sync_playwright())
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        run = server.create()  # the default network: 200k steps, longer than the benchmark
+        run = {"id": server.train_only(1)[0]}  # the default network, longer than the benchmark
         time.sleep(warmup_s)  # past start-up and the first speed measurement
         without, with_page, tasks, heaps, cores = [], [], [], [], []
         for round_ in range(rounds):

@@ -1,41 +1,17 @@
-// Health badges and each panel's verdict, from the server's rules (GET /api/health/rules): a rule names
-// a measure, its panel and its amber and red ranges; the page measures it at the shown step as
-// bnscope.health.measure does and grades it (ok inside amber's range, amber outside it but inside
-// red's, red outside red's; not a number: red). No threshold lives here.
+// Health badges and each panel's verdict. The server judges every stats event by its rules and sends
+// the badges with it (`stats.health`: [{rule, label, value, level}]); the rules (GET /api/health/rules)
+// give each badge its title, panel and healthy range. No threshold and no measure lives here.
 
 import { api } from "./api.js";
 import { runColor } from "./palette.js";
 import { buildOnce, el, formatInt, formatNum, setText } from "./util.js";
 
-const UPDATE_POINTS = 5; // update:data is judged on the mean of the last few values
 const SYMBOL = { ok: "✓", amber: "!", red: "✕" };
 const WORD = { ok: "healthy", amber: "needs a look", red: "unhealthy" };
 
-const activations = (run) => run.stats?.activations ?? [];
-
-/** rule id -> (run, step) -> [[label, value, text]] */
-const MEASURES = {
-  saturation: (run) => activations(run).map((a) => [a.name, a.saturation, `${formatNum(a.saturation, 2)}%`]),
-  dead: (run) => activations(run).filter((a) => a.units).map((a) => {
-    const pct = (100 * a.dead) / a.units;
-    return [a.name, pct, `${formatNum(pct, 2)}%`];
-  }),
-  activation_std: (run) => activations(run).filter((a) => a.std !== null).map((a) => [a.name, a.std, formatNum(a.std, 2)]),
-  gradient_flow: (run) => {
-    const [first, last] = [activations(run)[0], activations(run).at(-1)];
-    if (activations(run).length < 2 || !first.grad_std || last.grad_std === null) return [];
-    const ratio = last.grad_std / first.grad_std;
-    return [[`${last.name} / ${first.name}`, ratio, `${formatNum(ratio, 2)}×`]];
-  },
-  update_to_data: (run, step) => (run.stats?.weights ?? []).flatMap((w) => {
-    const value = run.live.series.get(`update_to_data/${w.name}`).recentMean(step, UPDATE_POINTS);
-    return value === null ? [] : [[w.name, value, formatNum(value, 2)]];
-  }),
-};
-
-const inside = ([lo, hi], value) => (lo === null || value >= lo) && (hi === null || value <= hi);
-const grade = (rule, value) =>
-  Number.isNaN(value) ? "red" : inside(rule.amber, value) ? "ok" : inside(rule.red, value) ? "amber" : "red";
+/** How a badge's value reads, by rule. */
+const UNIT = { saturation: "%", dead: "%", gradient_flow: "×" };
+const valueText = (rule, value) => `${formatNum(value, 2)}${UNIT[rule] ?? ""}`;
 
 function rangeText([lo, hi]) {
   if (lo !== null && hi !== null) return `${formatNum(lo)} to ${formatNum(hi)}`;
@@ -52,7 +28,7 @@ export class Health {
 
   async load(onLoaded) {
     try {
-      this.rules = (await api.get("/api/health/rules")).rules.filter((rule) => MEASURES[rule.id]);
+      this.rules = (await api.get("/api/health/rules")).rules;
     } catch (err) {
       this.rules = [];
       this.problem = err.status === 404 ? "This server gives no health rules (GET /api/health/rules): no badges."
@@ -61,10 +37,15 @@ export class Health {
     onLoaded();
   }
 
-  /** Every check of every shown run: [{run, rule, label, value, text, level}]. */
+  /** Every check of every shown run at its shown statistics: [{run, rule, label, value, text, level}]. */
   checks(view) {
-    return view.runs.flatMap((run) => (this.rules ?? []).flatMap((rule) =>
-      MEASURES[rule.id](run, view.step ?? Infinity).map(([label, value, text]) => ({ run, rule, label, value, text, level: grade(rule, value) }))));
+    const rules = new Map((this.rules ?? []).map((rule, order) => [rule.id, { rule, order }]));
+    const known = (badge) => rules.has(badge.rule);
+    const byRule = (a, b) => rules.get(a.rule).order - rules.get(b.rule).order; // the badges are drawn grouped by rule
+    return view.runs.flatMap((run) => (run.stats?.health ?? []).filter(known).sort(byRule).map((badge) => ({
+      run, rule: rules.get(badge.rule).rule, label: badge.label, value: badge.value,
+      text: valueText(badge.rule, badge.value), level: badge.level,
+    })));
   }
 
   draw(view) {

@@ -317,3 +317,18 @@ def test_a_full_database_fails_the_run_and_the_server_keeps_serving(tmp_path):
         assert client.get("/healthz").status_code == 200
         assert client.get(f"/api/runs/{run['id']}/history").status_code == 200  # what was saved is still served
         assert client.get(f"/api/runs/{run['id']}/samples").status_code == 200
+
+
+def test_every_stats_event_carries_its_health_badges_judged_by_the_servers_rules(client):
+    from bnscope.health import verdict
+
+    run = create(client, config={**SMALL, "gain": 5.0, "batchnorm": False, "n_layers": 4})
+    wait_status(client, run["id"], "finished")
+    stats = client.get(f"/api/runs/{run['id']}/stats", params={"step": 0}).json()
+    badges = {(b["rule"], b["label"]): b for b in stats["health"]}
+    for layer in stats["activations"]:
+        badge = badges[("saturation", layer["name"])]
+        assert badge["value"] == layer["saturation"] and badge["level"] == verdict("saturation", layer["saturation"])
+    assert {b["level"] for b in stats["health"] if b["rule"] == "saturation"} & {"amber", "red"}  # gain 5, no BN: saturated
+    rules = {r["id"] for r in client.get("/api/health/rules").json()["rules"]}
+    assert {b["rule"] for b in stats["health"]} == rules  # update:data too: step 0's ratios come before its stats

@@ -12,7 +12,7 @@ from tests.web.conftest import SMALL, live_server, sse_events, wait_for
 
 DURATION_S = 20
 READERS, STALLED = 15, 5
-ENV = {"BNSCOPE_AUTOSTART": "false", "BNSCOPE_STREAM_QUEUE_SECONDS": "2", "BNSCOPE_STREAM_QUEUE_BYTES": "262144"}
+ENV = {"BNSCOPE_AUTOSTART": "false", "BNSCOPE_STREAM_QUEUE_SECONDS": "2"}  # a stalled client goes after 2 s
 
 
 def test_twenty_streams_and_a_sample_loop_do_not_stall_training(tmp_path):

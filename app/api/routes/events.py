@@ -48,6 +48,7 @@ class EventStream(Response):
         async def pump() -> None:
             async for frame in self.frames:
                 await send({"type": "http.response.body", "body": frame, "more_body": True})
+                self.subscriber.sent()
 
         async def client_left() -> None:
             while (await receive())["type"] != "http.disconnect":

@@ -203,7 +203,7 @@ def quality(r: dict) -> str:
     return (
         (f"The default network, {r['overrides']['steps']:,} steps (the full schedule, lr ×0.1 after 150,000), seeds "
          if set(r["overrides"]) == {"steps"} else f"A tiny network ({r['overrides']}), seeds ")
-        f"{', '.join(map(str, r['seeds']))}; final losses in eval mode, mean ± sample std (min–max) over the seeds.\n\n"
+        + f"{', '.join(map(str, r['seeds']))}; final losses in eval mode, mean ± sample std (min–max) over the seeds.\n\n"
         + table(["names file", "seeds", "train", "dev", "test", "wall time each (median)"], rows) + "\n\n"
         f"The trainings ran {r['parallel']} at a time in worker processes (losses do not depend on speed); all of them "
         f"took {r['wall_s'] / 60:.1f} min. For reference only, not a peer: the lecture reports dev {r['lecture_dev']} on "

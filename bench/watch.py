@@ -1,34 +1,32 @@
 """What watching costs a user's own loop: bnscope.watch next to wandb.watch and TensorBoard.
 
-    python -m bench.watch            # ~2 minutes; --quick for a smoke run
+    python -m bench --only watch        # or: python -m bench.watch [--quick]
 
 Every variant trains the lecture's network written with torch.nn (bnscope.models.MLP, RunConfig's
 defaults) with autograd and torch.optim.SGD, on names.txt, one torch thread, on the CPU, calling
-loss.item() every step. They take turns in one process, a time window each (A B C ... A B C ...,
-the machine's speed drifts), and each row gives steps/s (median, min-max over the rounds) and the
-ratio to the unwatched loop measured in the same round (median, min-max):
+loss.item() every step. Each runs windows of exactly `steps` steps (2,000 in a full run: a multiple of
+every cadence, so every window holds the same samples), timed until what it logged is delivered
+(bnscope: run.flush(), the store written; TensorBoard: the writer's flush), the variants taking turns
+A B C ..., A B C ... after a warm-up round. Ratios are taken round by round against the unwatched loop:
 
   unwatched                     the loop alone
   bnscope.watch every=N         bnscope.watch(model, optimizer, every=N, data_dir=<temp dir>): a real
                                 store (bnscope.sqlite3, its StoreWriter thread) in this process; run.log(loss=...) each step
   wandb.watch                   wandb.watch(model, log="all", log_freq=100) in offline mode (a temp dir),
-                                wandb.log({"loss": ...}) each step (W&B commits what watch() gathered with a log call)
+                                wandb.log({"loss": ...}) each step (W&B commits what watch() gathered with a log call);
+                                its own service process does the writing: not waited for, not counted
   TensorBoard                   SummaryWriter.add_scalar("loss") each step and, every 100 steps, add_histogram of
                                 every activation output and its gradient (hooks on that step's forward only) and of
                                 every weight gradient, with the saturation, grad:data and update:data scalars
 
-Between windows each variant's background work (a sender thread, a writer) is let finish before the
-next one's window starts, so no variant is charged for another's. On a machine others share, the
-steps per CPU-second of this process (all its threads, the settling included) are also given
-(cpu_ratio): other processes do not move them, but this process's background work counts in full
-even where it ran beside the loop, and W&B's own service process is not counted at all.
-`measure()` returns the rows as dicts (the shape of bench.throughput's rows, plus cpu_ratio*).
+On a machine others share, steps per CPU-second of this process (all its threads) are given too
+(cpu_ratios): other processes do not move them, but this process's background work counts in full
+even where it ran beside the loop (and W&B's service process not at all).
 """
 
 import argparse
 import contextlib
 import os
-import statistics
 import tempfile
 import time
 
@@ -37,20 +35,23 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import bnscope
-from bench.throughput import markdown
+from bench import report
+from bench.common import interleaved, ratios, spread
 from bnscope import diagnostics
 from bnscope.config import RunConfig
 from bnscope.data import VOCAB_SIZE, Splits, make_splits, read_names
 from bnscope.models import MLP
 
+TITLE = "watch(): a user's own loop watched, against wandb.watch and TensorBoard"
 EVERY = 100  # the peers' cadence: wandb's log_freq, TensorBoard's histograms
+TARGET = 0.95  # bnscope.watch every=100 against the unwatched loop
 
 
 class Loop:
     """The user's loop. A variant adds to it at three points: before the forward, after the backward,
     after the optimizer's step."""
 
-    name = "unwatched (torch.nn, autograd, torch.optim.SGD)"
+    key, name = "unwatched", "unwatched (torch.nn, autograd, torch.optim.SGD)"
 
     def __init__(self, splits: Splits, workdir: str):
         config = RunConfig()
@@ -60,10 +61,13 @@ class Loop:
         self.g = torch.Generator().manual_seed(config.seed)
         self.step = 0
         self.workdir = workdir
+        self.cpu: list[float] = []  # steps per CPU-second of the process, a window each
 
-    def run_for(self, seconds: float) -> tuple[int, float]:
-        steps, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < seconds:
+    def window(self, steps: int) -> tuple[int, float]:
+        """`steps` steps, timed until what they logged is delivered: (steps, seconds); the CPU seconds
+        of the process over the same span go to self.cpu."""
+        t0, cpu0 = time.perf_counter(), time.process_time()
+        for _ in range(steps):
             self.begin()
             ix = torch.randint(0, self.X.shape[0], (self.batch_size,), generator=self.g)
             loss = F.cross_entropy(self.model(self.X[ix]), self.Y[ix])
@@ -73,20 +77,21 @@ class Loop:
             self.optimizer.step()
             self.stepped(loss.item())
             self.step += 1
-            steps += 1
+        self.settle()
+        self.cpu.append(steps / (time.process_time() - cpu0))
         return steps, time.perf_counter() - t0
 
     def begin(self) -> None: ...
     def backward_done(self) -> None: ...
     def stepped(self, loss: float) -> None: ...
-    def settle(self) -> None: ...  # let background work finish before another variant's window
+    def settle(self) -> None: ...  # wait until what was logged is delivered
     def close(self) -> None: ...
 
 
 class Bnscope(Loop):
     def __init__(self, splits: Splits, workdir: str, every: int):
         super().__init__(splits, workdir)
-        self.name = f"bnscope.watch every={every}"
+        self.key, self.name = f"watch_{every}", f"bnscope.watch every={every}"
         self.run = bnscope.watch(self.model, self.optimizer, every=every, data_dir=os.path.join(workdir, f"bnscope-{every}"))
 
     def stepped(self, loss: float) -> None:
@@ -100,7 +105,7 @@ class Bnscope(Loop):
 
 
 class Wandb(Loop):
-    name = f'wandb.watch(log="all", log_freq={EVERY}), offline'
+    key, name = "wandb", f'wandb.watch(log="all", log_freq={EVERY}), offline'
 
     def __init__(self, splits: Splits, workdir: str):
         import wandb
@@ -119,7 +124,7 @@ class Wandb(Loop):
 
 
 class TensorBoard(Loop):
-    name = f"TensorBoard histograms every {EVERY}"
+    key, name = "tensorboard", f"TensorBoard histograms every {EVERY}"
 
     def __init__(self, splits: Splits, workdir: str):
         from torch.utils.tensorboard import SummaryWriter
@@ -170,56 +175,51 @@ class TensorBoard(Loop):
         self.writer.close()
 
 
-def measure(rounds: int = 7, window: float = 2.0, warmup: float = 1.0) -> list[dict]:
-    """One dict per variant: name, steps_per_s (median, min, max over the rounds) and ratio to the
-    unwatched loop's steps/s in the same round (median, min, max)."""
+def measure(quick: bool = False, log=print) -> dict:
+    """Steps/s of each variant (median, min, max over the rounds), its ratio to the unwatched loop
+    round by round, and the same ratio in steps per CPU-second of the process."""
     torch.set_num_threads(1)  # the network is tiny: one thread is the fastest
+    steps, rounds = (100, 1) if quick else (2000, 7)
     splits = make_splits(read_names(), RunConfig().block_size)
-    with tempfile.TemporaryDirectory() as workdir:
+    with tempfile.TemporaryDirectory(prefix="bnscope-bench-watch-") as workdir:
         variants: list[Loop] = [Loop(splits, workdir), *(Bnscope(splits, workdir, every) for every in (100, 10, 1))]
         for peer in (Wandb, TensorBoard):
             with contextlib.suppress(ImportError):  # a peer that is not installed is left out
                 variants.append(peer(splits, workdir))
-        for variant in variants:
-            variant.run_for(warmup)
-            variant.settle()
-        rates: dict[str, list[float]] = {v.name: [] for v in variants}
-        cpu_rates: dict[str, list[float]] = {v.name: [] for v in variants}
-        for _ in range(rounds):
+        try:
+            rates = interleaved({v.key: (lambda v=v: v.window(steps)) for v in variants}, rounds, log=log)
+        finally:
             for variant in variants:
-                cpu = time.process_time()
-                steps, seconds = variant.run_for(window)
-                variant.settle()
-                rates[variant.name].append(steps / seconds)
-                cpu_rates[variant.name].append(steps / (time.process_time() - cpu))
-        for variant in variants:
-            variant.close()
-    base, cpu_base = rates[variants[0].name], cpu_rates[variants[0].name]
-    rows = []
-    for name, values in rates.items():
-        ratios = [v / b for v, b in zip(values, base)]
-        cpu_ratios = [v / b for v, b in zip(cpu_rates[name], cpu_base)]
-        rows.append({
-            "name": name,
-            "steps_per_s": statistics.median(values), "steps_per_s_min": min(values), "steps_per_s_max": max(values),
-            "ratio": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),
-            "cpu_ratio": statistics.median(cpu_ratios), "cpu_ratio_min": min(cpu_ratios), "cpu_ratio_max": max(cpu_ratios),
-        })  # fmt: skip
-    return rows
+                variant.close()
+    cpu = {v.key: v.cpu[-rounds:] for v in variants}  # the warm-up round's dropped, as interleaved drops it
+    return {
+        "steps_per_window": steps, "rounds": rounds, "labels": {v.key: v.name for v in variants},
+        "steps_per_s": {key: spread(values) for key, values in rates.items()},
+        "ratios": {key: ratios(values, rates["unwatched"]) for key, values in rates.items()},
+        "cpu_ratios": {key: ratios(values, cpu["unwatched"]) for key, values in cpu.items()},
+        "dropped": {v.key: v.dropped for v in variants if isinstance(v, Bnscope)},
+    }  # fmt: skip
+
+
+def markdown(r: dict) -> str:
+    rows = [[label, report.rate(r["steps_per_s"][key]), report.x(r["ratios"][key]), report.x(r["cpu_ratios"][key])]
+            for key, label in r["labels"].items()]  # fmt: skip
+    met = r["ratios"]["watch_100"]["median"]
+    return (
+        f"Windows of {r['steps_per_window']:,} steps each, {report.rounds(r['rounds'])} after a warm-up round; "
+        "bnscope records into a real store in a temporary data directory.\n\n"
+        + report.table(["variant", "steps/s, median (min–max)", "vs unwatched (round by round)",
+                        "vs unwatched, steps per CPU-second"], rows)  # fmt: skip
+        + f"\n\nTarget: bnscope.watch every=100 ≥ {TARGET:g}× the unwatched loop: {met:.2f}× "
+        f"({'met' if met >= TARGET else '**missed**'}). Events bnscope dropped: {sum(r['dropped'].values())}."
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a smoke run: 2 rounds of 0.3 s windows")
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--window", type=float, default=2.0, help="seconds each variant runs in a round")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: one round of 100-step windows")
     args = parser.parse_args()
-    rounds, window, warmup = (2, 0.3, 0.2) if args.quick else (args.rounds, args.window, 1.0)
-    rows = measure(rounds, window, warmup)
-    print(markdown(rows).replace("vs bare loop", "vs unwatched"))
-    print("\nsteps per CPU-second of this process, vs unwatched (median, min-max):")
-    for r in rows:
-        print(f"  {r['name']}: {r['cpu_ratio']:.2f}x ({r['cpu_ratio_min']:.2f}-{r['cpu_ratio_max']:.2f})")
+    print(markdown(measure(args.quick)))
 
 
 if __name__ == "__main__":

@@ -115,11 +115,11 @@ def in_trainer(seconds: float) -> dict[str, list[float]]:
 
 
 def measure(quick: bool, server: BenchServer, log=print) -> dict:
-    seconds, trips = (2.0, 2) if quick else (30.0, 30)
+    seconds, trips = (1.0, 2) if quick else (30.0, 30)
     server.train_only(0)
     waits = in_trainer(seconds)
     ids = server.train_only(1)
-    time.sleep(1 if quick else 5)  # past the worker's start-up
+    time.sleep(0.3 if quick else 5)  # past the worker's start-up
     served = stream_latencies(server, ids, seconds)
     round_trips = control_round_trips(server, ids[0], trips)
     server.train_only(0)

@@ -20,7 +20,7 @@ from bench.server import BenchServer
 
 
 def measure(quick: bool, server: BenchServer, log=print) -> dict:
-    window, rounds, latency_s, trips = (1.0, 1, 2.0, 2) if quick else (10.0, 4, 20.0, 20)
+    window, rounds, latency_s, trips, settle = (1.0, 1, 1.0, 2, 0.3) if quick else (10.0, 4, 20.0, 20, 1.0)
     with BenchServer(autostart=True, BNSCOPE_RAY="local") as ray:
         servers = {"process": server, "ray": ray}
         rates: dict[str, list[float]] = {"process": [], "ray": []}
@@ -30,7 +30,7 @@ def measure(quick: bool, server: BenchServer, log=print) -> dict:
                     if other is not this:
                         other.train_only(0)
                 ids = this.train_only(1)
-                time.sleep(1)
+                time.sleep(settle)
                 steps, seconds = this.rate(ids, window)
                 rates[name].append(steps / seconds)
             log(f"  round {round_ + 1}/{rounds}: " + ", ".join(f"{k} {v[-1]:.0f} steps/s" for k, v in rates.items()))
@@ -40,7 +40,7 @@ def measure(quick: bool, server: BenchServer, log=print) -> dict:
                 if other is not this:
                     other.train_only(0)
             ids = this.train_only(1)
-            time.sleep(1)
+            time.sleep(settle)
             served = stream_latencies(this, ids, latency_s)
             latency[name] = {
                 **{kind: percentiles([v * 1e3 for v in values]) for kind, values in served.items()},

@@ -200,10 +200,10 @@ def quality(r: dict) -> str:
     rows = [[f["names"], len(f["runs"]), spread(f["train"]), spread(f["dev"]), spread(f["test"]), f"{f['wall_s_each']:.0f} s"]
             for f in r["files"]]  # fmt: skip
     skipped = f"\n\n{r['note']}" if r.get("note") else ""
+    network = (f"The default network, {r['overrides']['steps']:,} steps (the full schedule, lr ×0.1 after 150,000)"
+               if set(r["overrides"]) == {"steps"} else f"A tiny network ({r['overrides']})")  # fmt: skip
     return (
-        (f"The default network, {r['overrides']['steps']:,} steps (the full schedule, lr ×0.1 after 150,000), seeds "
-         if set(r["overrides"]) == {"steps"} else f"A tiny network ({r['overrides']}), seeds ")
-        + f"{', '.join(map(str, r['seeds']))}; final losses in eval mode, mean ± sample std (min–max) over the seeds.\n\n"
+        f"{network}, seeds {', '.join(map(str, r['seeds']))}; final losses in eval mode, mean ± sample std (min–max) over the seeds.\n\n"
         + table(["names file", "seeds", "train", "dev", "test", "wall time each (median)"], rows) + "\n\n"
         f"The trainings ran {r['parallel']} at a time in worker processes (losses do not depend on speed); all of them "
         f"took {r['wall_s'] / 60:.1f} min. For reference only, not a peer: the lecture reports dev {r['lecture_dev']} on "

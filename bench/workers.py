@@ -32,7 +32,7 @@ COUNTS = (1, 2, 4)
 
 def measure(quick: bool, server: BenchServer, log=print) -> dict:
     torch.set_num_threads(1)
-    window, rounds = (1.0, 1) if quick else (10.0, 4)
+    window, rounds, settle = (1.0, 1, 0.3) if quick else (10.0, 4, 1.0)
     config = RunConfig()
     inprocess = TrainerWindows(config, make_splits(read_names(), config.block_size))
     rates: dict[str, list[float]] = {**{str(k): [] for k in COUNTS}, "in-process": []}
@@ -44,16 +44,16 @@ def measure(quick: bool, server: BenchServer, log=print) -> dict:
                     steps, seconds = inprocess.run_for(window)
                 else:
                     ids = server.train_only(int(condition))
-                    time.sleep(1)  # resumed workers past their first steps
+                    time.sleep(settle)  # resumed workers past their first steps
                     steps, seconds = server.rate(ids, window)
                 rates[condition].append(steps / seconds)
             log(f"  round {round_ + 1}/{rounds}: " + ", ".join(f"{k} {v[-1]:.0f} steps/s" for k, v in rates.items()))
     finally:
         inprocess.close()
     ids = server.train_only(4)
-    time.sleep(1)
+    time.sleep(settle)
     memory = server.rss()
-    stats = stream_latencies(server, ids, 2.0 if quick else 20.0)["stats"]
+    stats = stream_latencies(server, ids, 1.0 if quick else 20.0)["stats"]
     server.train_only(0)
     return {
         "window_s": window, "rounds": rounds,

@@ -213,10 +213,12 @@ class Store:
     def interrupt_training(self) -> list[int]:
         """After a restart: runs that were training when the server died are interrupted."""
         db = self.connect()
-        ids = [r[0] for r in db.execute("SELECT id FROM runs WHERE status IN ('created', 'running', 'paused')")]
-        for run_id in ids:
-            self.update_run(run_id, status="interrupted", message="the server stopped while this run trained; resume to continue")
-        return ids
+        rows = db.execute("SELECT id, source FROM runs WHERE status IN ('created', 'running', 'paused')").fetchall()
+        for run_id, source in rows:
+            message = ("the server stopped while this watched run reported; its process goes on when it reconnects"
+                       if source == "watched" else "the server stopped while this run trained; resume to continue")  # fmt: skip
+            self.update_run(run_id, status="interrupted", message=message)
+        return [run_id for run_id, _ in rows]
 
     def delete_run(self, run_id: int) -> None:
         """Everything of a run, in one transaction: on a full disk nothing is deleted (StoreFull)."""

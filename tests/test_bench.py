@@ -10,7 +10,7 @@ from tests.conftest import REPO
 SECTIONS = ["Headline figures", "Targets", "1. Training step and logging overhead", "2. Server CPU per event",
             "3. Event latency, step → client", "4. Sampling latency through the API", "5. Workers: runs at once",
             "6. Ray (local) against worker processes", "7. Page cost", "8. Scale: one run to 1M steps",
-            "9. Learning quality over 3 seeds"]  # fmt: skip
+            "9. Learning quality over 3 seeds", "10. watch(): a user's own loop watched, against wandb.watch and TensorBoard"]  # fmt: skip
 ROWS = [
     # throughput: every variant and every ratio
     "`autograd`:", "`fused`:", "`trainer`:", "`fused_tb`:", "`autograd_tb`:",

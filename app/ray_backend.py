@@ -18,7 +18,7 @@ import threading
 import ray
 from ray.exceptions import RayError
 
-from bnscope.worker import CommandQueue, OnEvent, OnExit, RunSpec, train
+from bnscope.worker import CommandQueue, OnEvent, OnExit, RunSpec, lower_priority, train
 
 POLL_SECONDS = 0.5  # how long one poll waits for an event (an idle run's poll comes back empty)
 MAX_BATCH = 256  # events a poll returns at most
@@ -27,6 +27,7 @@ MAX_BATCH = 256  # events a poll returns at most
 @ray.remote(num_cpus=1, max_concurrency=3)  # training, polls and commands each on a thread of the actor
 class RunActor:
     def __init__(self, spec: RunSpec):
+        lower_priority()  # the actor's process is its own: as a worker process, it yields to the server
         self.commands = CommandQueue()
         self.outbox: queue.SimpleQueue = queue.SimpleQueue()
         self.ended = False

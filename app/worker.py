@@ -8,7 +8,7 @@
 
 Backends, all running `train(spec, commands, emit)`:
   ThreadBackend   a thread of this process: the CLI and the tests
-  ProcessBackend  a spawned process with one torch thread: what `bnscope serve` uses
+  ProcessBackend  a spawned process with one torch thread, niceness +10: what `bnscope serve` uses
   RayBackend      a Ray actor (bnscope.ray_backend): runs beyond one machine
 
 A worker process ignores nothing it is told: SIGINT and SIGTERM ask it to checkpoint and stop (a
@@ -27,6 +27,7 @@ from typing import Callable, Protocol
 from bnscope.config import RunConfig
 from bnscope.events import Status
 
+WORKER_NICENESS = 10  # added to a worker process's niceness (0 is the usual; 19 the lowest priority)
 OnEvent = Callable[[dict], None]
 OnExit = Callable[[str], None]
 
@@ -128,6 +129,7 @@ class ThreadBackend:
 def _process_main(spec: RunSpec, commands_in, events_out) -> None:
     """A worker process: commands from a pipe, events to a pipe, each on a thread of its own so the
     training loop never waits on either."""
+    lower_priority()
     commands = CommandQueue()
     outbox: queue.SimpleQueue = queue.SimpleQueue()
 
@@ -160,6 +162,15 @@ def _process_main(spec: RunSpec, commands_in, events_out) -> None:
     finally:
         outbox.put(None)
         sender.join(timeout=30)
+
+
+def lower_priority() -> None:
+    """Training yields the CPU to the server: with every core busy training, the page, the stream and
+    GET samples still answer at once, and a run loses only the little time the server uses."""
+    try:
+        os.nice(WORKER_NICENESS)
+    except OSError:  # not allowed here: train at the usual priority
+        pass
 
 
 def _exit_reason(code: int | None) -> str:

@@ -51,6 +51,16 @@ def test_a_run_trains_in_a_worker_process_to_the_end_and_its_history_is_kept(cli
     assert [e["status"] for e in history["timeline"] if e["type"] == "status"] == ["queued", "created", "running", "finished"]
 
 
+def test_a_worker_trains_below_the_servers_priority_so_the_server_answers_at_once(client):
+    from bnscope.worker import WORKER_NICENESS
+
+    run = create(client, config=LONG)
+    running = wait_status(client, run["id"], "running")
+    server_niceness = os.getpriority(os.PRIO_PROCESS, 0)
+    assert os.getpriority(os.PRIO_PROCESS, running["worker"]["pid"]) == min(server_niceness + WORKER_NICENESS, 19)
+    client.post(f"/api/runs/{run['id']}/stop")
+
+
 def test_history_over_a_range_averages_buckets_that_start_on_multiples_of_the_bucket(client):
     run = create(client, config=SMALL)
     wait_status(client, run["id"], "finished")

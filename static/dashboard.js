@@ -149,6 +149,7 @@ function onStream() {
 
 function onLiveChange(live) {
   if (!live.producing && live.wantStream) syncLives(); // its stream is free for another run
+  else if (!state.zoom && live.range && live.run.step >= live.range.end) applyRange(); // the axis grows now, not at the next poll
   scheduleDraw();
 }
 

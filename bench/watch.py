@@ -4,15 +4,19 @@
 
 Every variant trains the lecture's network written with torch.nn (bnscope.models.MLP, RunConfig's
 defaults) with autograd and torch.optim.SGD, on names.txt, one torch thread, on the CPU, calling
-loss.item() every step. Each runs windows of exactly `steps` steps (2,000 in a full run: a multiple of
-every cadence, so every window holds the same samples), timed until what it logged is delivered
-(bnscope: run.flush(), the store written; TensorBoard: the writer's flush), the variants taking turns
-A B C ..., A B C ... after a warm-up round. Ratios are taken round by round against the unwatched loop:
+loss.item() every step. They all train one and the same network, optimizer and minibatch stream in
+turn (five copies of the unwatched loop differ by up to 5% for where their tensors lie in memory,
+more than the cost measured here). A variant attaches before its window and detaches after it,
+untimed (what a user does once, before and after training); each window is exactly `steps` steps
+(2,000 in a full run: a multiple of every cadence, so every window holds the same samples), timed
+until what it logged is delivered (bnscope: run.flush(), the store written; TensorBoard: the
+writer's flush), the variants taking turns A B C ..., A B C ... after a warm-up round. Ratios are taken round by round against the unwatched loop:
 
   unwatched                     the loop alone
   bnscope.watch every=N         bnscope.watch(model, optimizer, every=N, data_dir=<temp dir>): a real
-                                store (bnscope.sqlite3, its StoreWriter thread) in this process; run.log(loss=...) each step
-  wandb.watch                   wandb.watch(model, log="all", log_freq=100) in offline mode (a temp dir),
+                                store (bnscope.sqlite3, its StoreWriter thread) in this process; run.log(loss=...) each step;
+                                a run a window (watch() before it, close() after)
+  wandb.watch                   wandb.watch(model, log="all", log_freq=100) in offline mode (a temp dir; unwatch() after a window),
                                 wandb.log({"loss": ...}) each step (W&B commits what watch() gathered with a log call);
                                 its own service process does the writing: not waited for, not counted
   TensorBoard                   SummaryWriter.add_scalar("loss") each step and, every 100 steps, add_histogram of
@@ -47,18 +51,30 @@ EVERY = 100  # the peers' cadence: wandb's log_freq, TensorBoard's histograms
 TARGET = 0.95  # bnscope.watch every=100 against the unwatched loop
 
 
-class Loop:
-    """The user's loop. A variant adds to it at three points: before the forward, after the backward,
-    after the optimizer's step."""
+class Network:
+    """The one network, optimizer and minibatch stream that every variant trains in turn."""
 
-    key, name = "unwatched", "unwatched (torch.nn, autograd, torch.optim.SGD)"
-
-    def __init__(self, splits: Splits, workdir: str):
+    def __init__(self, splits: Splits):
         config = RunConfig()
         self.model = MLP(vocab_size=VOCAB_SIZE, generator=torch.Generator().manual_seed(config.seed), **config.model_kwargs())
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=config.lr)
         self.X, self.Y, self.batch_size = splits.Xtr, splits.Ytr, config.batch_size
         self.g = torch.Generator().manual_seed(config.seed)
+
+    def hooked(self) -> bool:
+        return any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks for m in self.model.modules()) or bool(
+            self.optimizer._optimizer_step_pre_hooks or self.optimizer._optimizer_step_post_hooks)  # fmt: skip
+
+
+class Loop:
+    """The user's loop. A variant adds to it at three points: before the forward, after the backward,
+    after the optimizer's step; and attaches before a window, detaches after it."""
+
+    key, name = "unwatched", "unwatched (torch.nn, autograd, torch.optim.SGD)"
+
+    def __init__(self, net: Network, workdir: str):
+        self.net = net
+        self.model, self.optimizer = net.model, net.optimizer
         self.step = 0
         self.workdir = workdir
         self.cpu: list[float] = []  # steps per CPU-second of the process, a window each
@@ -66,11 +82,13 @@ class Loop:
     def window(self, steps: int) -> tuple[int, float]:
         """`steps` steps, timed until what they logged is delivered: (steps, seconds); the CPU seconds
         of the process over the same span go to self.cpu."""
+        net = self.net
+        self.attach()
         t0, cpu0 = time.perf_counter(), time.process_time()
         for _ in range(steps):
             self.begin()
-            ix = torch.randint(0, self.X.shape[0], (self.batch_size,), generator=self.g)
-            loss = F.cross_entropy(self.model(self.X[ix]), self.Y[ix])
+            ix = torch.randint(0, net.X.shape[0], (net.batch_size,), generator=net.g)
+            loss = F.cross_entropy(self.model(net.X[ix]), net.Y[ix])
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.backward_done()
@@ -78,9 +96,15 @@ class Loop:
             self.stepped(loss.item())
             self.step += 1
         self.settle()
-        self.cpu.append(steps / (time.process_time() - cpu0))
-        return steps, time.perf_counter() - t0
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        self.detach()
+        self.cpu.append(steps / cpu)
+        return steps, seconds
 
+    def attach(self) -> None:
+        assert not self.net.hooked(), "a variant left its hooks on the network"
+
+    def detach(self) -> None: ...
     def begin(self) -> None: ...
     def backward_done(self) -> None: ...
     def stepped(self, loss: float) -> None: ...
@@ -89,10 +113,15 @@ class Loop:
 
 
 class Bnscope(Loop):
-    def __init__(self, splits: Splits, workdir: str, every: int):
-        super().__init__(splits, workdir)
-        self.key, self.name = f"watch_{every}", f"bnscope.watch every={every}"
-        self.run = bnscope.watch(self.model, self.optimizer, every=every, data_dir=os.path.join(workdir, f"bnscope-{every}"))
+    def __init__(self, net: Network, workdir: str, every: int):
+        super().__init__(net, workdir)
+        self.key, self.name, self.every = f"watch_{every}", f"bnscope.watch every={every}", every
+        self.dropped = 0
+
+    def attach(self) -> None:
+        super().attach()
+        self.run = bnscope.watch(self.model, self.optimizer, every=self.every, data_dir=os.path.join(self.workdir, f"bnscope-{self.every}"))
+        self.run.flush(timeout=60)  # the store open, the run recorded: what happens once, before training
 
     def stepped(self, loss: float) -> None:
         self.run.log(loss=loss)
@@ -100,21 +129,27 @@ class Bnscope(Loop):
     def settle(self) -> None:
         self.run.flush(timeout=60)
 
-    def close(self) -> None:
-        self.dropped = self.run.close(timeout=60)["dropped"]
+    def detach(self) -> None:
+        self.dropped += self.run.close(timeout=60)["dropped"]
 
 
 class Wandb(Loop):
     key, name = "wandb", f'wandb.watch(log="all", log_freq={EVERY}), offline'
 
-    def __init__(self, splits: Splits, workdir: str):
+    def __init__(self, net: Network, workdir: str):
         import wandb
 
-        super().__init__(splits, workdir)
+        super().__init__(net, workdir)
         os.environ.update(WANDB_MODE="offline", WANDB_SILENT="true")
         self.wandb = wandb
         self.wandb_run = wandb.init(project="bnscope-bench", dir=workdir, mode="offline")
-        wandb.watch(self.model, log="all", log_freq=EVERY)
+
+    def attach(self) -> None:
+        super().attach()
+        self.wandb_run.watch(self.model, log="all", log_freq=EVERY)
+
+    def detach(self) -> None:
+        self.wandb_run.unwatch(self.model)
 
     def stepped(self, loss: float) -> None:
         self.wandb_run.log({"loss": loss})
@@ -126,10 +161,10 @@ class Wandb(Loop):
 class TensorBoard(Loop):
     key, name = "tensorboard", f"TensorBoard histograms every {EVERY}"
 
-    def __init__(self, splits: Splits, workdir: str):
+    def __init__(self, net: Network, workdir: str):
         from torch.utils.tensorboard import SummaryWriter
 
-        super().__init__(splits, workdir)
+        super().__init__(net, workdir)
         self.writer = SummaryWriter(os.path.join(workdir, "tensorboard"))
         self.activations = [(name, m) for name, m in self.model.named_modules() if isinstance(m, nn.Tanh)]
         self.weights = [(name, p) for name, p in self.model.named_parameters() if p.dim() >= 2]
@@ -182,10 +217,11 @@ def measure(quick: bool = False, log=print) -> dict:
     steps, rounds = (100, 1) if quick else (2000, 7)
     splits = make_splits(read_names(), RunConfig().block_size)
     with tempfile.TemporaryDirectory(prefix="bnscope-bench-watch-") as workdir:
-        variants: list[Loop] = [Loop(splits, workdir), *(Bnscope(splits, workdir, every) for every in (100, 10, 1))]
+        net = Network(splits)
+        variants: list[Loop] = [Loop(net, workdir), *(Bnscope(net, workdir, every) for every in (100, 10, 1))]
         for peer in (Wandb, TensorBoard):
             with contextlib.suppress(ImportError):  # a peer that is not installed is left out
-                variants.append(peer(splits, workdir))
+                variants.append(peer(net, workdir))
         try:
             rates = interleaved({v.key: (lambda v=v: v.window(steps)) for v in variants}, rounds, log=log)
         finally:

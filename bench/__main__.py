@@ -1,20 +1,16 @@
 """Run the benchmarks and write the report.
 
-    python -m bench                          # the full run (~45 min on 2 cores): writes BENCHMARKS.md
+    python -m bench                          # the full run (~30 min on 2 cores): writes BENCHMARKS.md
     python -m bench --quick                  # a smoke run of every section (tiny sizes, figures meaningless),
                                              #   written to a temporary file (or --out): never BENCHMARKS.md
     python -m bench --only latency --only ray   # some sections (also to a temporary file unless --out)
     python -m bench --lecture-names PATH     # the lecture's names file for the learning-quality section
 
 Sections, in order: throughput, event_cost, latency, sampling, workers, ray, page, scale, quality,
-then watch if bench/watch.py exists. The served sections (latency, sampling, workers, ray, page)
-share one real `bnscope serve` (process backend, BNSCOPE_MAX_RUNS=4) and its runs (bench.server).
-
-The hook for bench/watch.py (watch() against wandb / TensorBoard): when the module exists it runs
-last, as a section like the others, if it defines
-    TITLE: str                                  the section's heading
-    measure(quick: bool, log=print) -> dict     its results
-    markdown(result: dict) -> str               its body in BENCHMARKS.md
+watch. The served sections (latency, sampling, workers, ray, page) share one real `bnscope serve`
+(process backend, BNSCOPE_MAX_RUNS=4) and its runs (bench.server). The peers (TensorBoard, W&B
+offline), Chromium's playwright and Ray come with `pip install -e ".[bench]"`; a peer that is not
+installed is left out of its table.
 """
 
 import argparse
@@ -28,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from bench import event_cost, latency, quality, ray_local, report, sampling, scale, throughput, workers
+from bench import event_cost, latency, quality, ray_local, report, sampling, scale, throughput, watch, workers
 from bench.common import machine
 from bench.load import OtherLoad
 from bench.server import BenchServer
@@ -82,16 +78,8 @@ SECTIONS = [
     Section("page", "Page cost", _page, report.page),
     Section("scale", "Scale: one run to 1M steps", lambda c: scale.measure(c.quick), report.scale),
     Section("quality", "Learning quality over 3 seeds", _quality, report.quality),
+    Section("watch", watch.TITLE, lambda c: watch.measure(c.quick), watch.markdown),
 ]  # fmt: skip
-
-
-def watch_section() -> Section | None:
-    """bench/watch.py's section, once it exists (see the module docstring)."""
-    if importlib.util.find_spec("bench.watch") is None:
-        return None
-    from bench import watch
-
-    return Section("watch", watch.TITLE, lambda c: watch.measure(c.quick), watch.markdown)
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -108,12 +96,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse(argv)
-    sections = SECTIONS + [s for s in [watch_section()] if s is not None]
-    known = [s.key for s in sections]
+    known = [s.key for s in SECTIONS]
     if args.only and (unknown := set(args.only) - set(known)):
         print(f"python -m bench: no section {', '.join(sorted(unknown))}; sections: {', '.join(known)}", file=sys.stderr)
         return 2
-    chosen = [s for s in sections if not args.only or s.key in args.only]
+    chosen = [s for s in SECTIONS if not args.only or s.key in args.only]
     out = args.out or (BENCHMARKS if not args.quick and not args.only else
                        Path(tempfile.mkstemp(prefix="bnscope-bench-", suffix=".md")[1]))  # fmt: skip
     from bnscope.data import DEFAULT_NAMES
@@ -126,8 +113,6 @@ def main(argv: list[str] | None = None) -> int:
                                f"{quality.LECTURE_NAMES} does not exist.")  # fmt: skip
     if note:
         print(note)
-    if watch_section() is None:
-        print("bench/watch.py is not here yet: no watch() section (it joins when the module lands)")
     command = " ".join(["python -m bench", *argv])
     import torch
 

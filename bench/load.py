@@ -3,7 +3,7 @@ this process's tree (the servers, workers, browsers and Ray processes it starts 
 
     with OtherLoad() as other:   # samples every `every` seconds on a thread
         ...
-    other.summary()              # {"mean_cores", "max_cores", "samples", "every"}: others' CPU, in cores
+    other.summary()              # {"mean_cores", "max_cores", "over_half_core", "samples", "every"}: others' CPU
 
 Each sample is the machine's busy CPU time (psutil.cpu_times: all but idle and iowait) over the
 interval minus the CPU time this tree's processes used in it; a process of the tree that ends
@@ -56,8 +56,9 @@ class OtherLoad:
 
     def summary(self) -> dict:
         samples = list(self.samples)
-        return {"mean_cores": sum(samples) / len(samples) if samples else 0.0,
-                "max_cores": max(samples, default=0.0), "samples": len(samples), "every": self.every}  # fmt: skip
+        return {"mean_cores": sum(samples) / len(samples) if samples else 0.0, "max_cores": max(samples, default=0.0),
+                "over_half_core": sum(s > 0.5 for s in samples) / len(samples) if samples else 0.0,
+                "samples": len(samples), "every": self.every}  # fmt: skip
 
     def __enter__(self) -> "OtherLoad":
         self._thread.start()

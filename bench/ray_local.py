@@ -19,6 +19,14 @@ from bench.latency import control_round_trips, stream_latencies
 from bench.server import BenchServer
 
 
+
+def train_alone(this: BenchServer, servers: dict[str, BenchServer]) -> list[int]:
+    """One run training on `this` server, every run of the others paused: its id."""
+    for other in servers.values():
+        if other is not this:
+            other.train_only(0)
+    return this.train_only(1)
+
 def measure(quick: bool, server: BenchServer, log=print) -> dict:
     window, rounds, latency_s, trips, settle = (1.0, 1, 1.0, 2, 0.3) if quick else (10.0, 4, 20.0, 20, 1.0)
     with BenchServer(autostart=True, BNSCOPE_RAY="local") as ray:
@@ -26,20 +34,14 @@ def measure(quick: bool, server: BenchServer, log=print) -> dict:
         rates: dict[str, list[float]] = {"process": [], "ray": []}
         for round_ in range(rounds):
             for name, this in servers.items():
-                for other in servers.values():
-                    if other is not this:
-                        other.train_only(0)
-                ids = this.train_only(1)
+                ids = train_alone(this, servers)
                 time.sleep(settle)
                 steps, seconds = this.rate(ids, window)
                 rates[name].append(steps / seconds)
             log(f"  round {round_ + 1}/{rounds}: " + ", ".join(f"{k} {v[-1]:.0f} steps/s" for k, v in rates.items()))
         latency = {}
         for name, this in servers.items():
-            for other in servers.values():
-                if other is not this:
-                    other.train_only(0)
-            ids = this.train_only(1)
+            ids = train_alone(this, servers)
             time.sleep(settle)
             served = stream_latencies(this, ids, latency_s)
             latency[name] = {

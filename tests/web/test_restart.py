@@ -64,10 +64,17 @@ def test_sigterm_with_clients_connected_checkpoints_every_run_and_resumes_exactl
         runs = [httpx.post(f"{server.url}/api/runs", json={"config": config}).json() for _ in range(2)]
         for run in runs:
             wait_for(lambda: status_of(server, run["id"])["step"] > 700)
+        def read_until_the_server_goes(url: str) -> None:
+            try:
+                with httpx.stream("GET", url, timeout=None) as response:
+                    for _ in sse_events(response):
+                        pass
+            except httpx.HTTPError:
+                pass  # cut mid-stream by the shutdown: what a browser's EventSource sees too
+
         streams = []  # two open streams, as two browser tabs would hold
         for run in runs:
-            thread = threading.Thread(target=lambda url=f"{server.url}/api/runs/{run['id']}/events": [
-                None for _ in sse_events(httpx.stream("GET", url, timeout=None).__enter__())], daemon=True)  # fmt: skip
+            thread = threading.Thread(target=read_until_the_server_goes, args=(f"{server.url}/api/runs/{run['id']}/events",), daemon=True)
             thread.start()
             streams.append(thread)
         time.sleep(1)
@@ -75,6 +82,9 @@ def test_sigterm_with_clients_connected_checkpoints_every_run_and_resumes_exactl
         server.process.send_signal(signal.SIGTERM)
         server.process.wait(timeout=15)
         assert time.monotonic() - started < 10  # gone within 10 s, streams and all
+        for thread in streams:
+            thread.join(timeout=5)
+            assert not thread.is_alive()  # the open streams were ended, not left hanging
         assert server.process.returncode in (0, -signal.SIGTERM)  # uvicorn re-raises the signal once it has shut down
 
         server.start()

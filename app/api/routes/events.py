@@ -49,6 +49,9 @@ class EventStream(Response):
             async for frame in self.frames:
                 await send({"type": "http.response.body", "body": frame, "more_body": True})
                 self.subscriber.sent()
+                # a send into a socket with room never yields: without this a long backlog holds the
+                # loop, and a client that has gone is only noticed once its whole queue was written
+                await asyncio.sleep(0)
 
         async def client_left() -> None:
             while (await receive())["type"] != "http.disconnect":

@@ -135,8 +135,7 @@ class Sender:
                 self._in_hand = 0
                 self._lock.notify_all()  # flush() waits for this
         try:
-            if opened:
-                self.sink.close()
+            self.sink.close()  # opened or not: a sink may hold something from its tries (a process)
         except Exception as err:  # noqa: BLE001 - reported, never raised into the user's process
             log.warning("bnscope.watch: closing %s: %s", self.sink, err)
 
@@ -340,6 +339,8 @@ class StoreSink:
         return self.writer.flush(timeout) if hasattr(self, "writer") else True
 
     def close(self) -> None:
+        if not hasattr(self, "writer"):
+            return  # never opened
         self.writer.flush()
         self.writer.close()
         if self.failure is not None:

@@ -41,6 +41,7 @@ import torch
 import torch.nn as nn
 
 from bnscope import diagnostics
+from bnscope.watch_process import ProcessSink
 from bnscope.watch_sender import CLOSE_SECONDS, HttpSink, Sender, StoreSink
 
 log = logging.getLogger("bnscope.watch")
@@ -65,7 +66,7 @@ def watch(model: nn.Module, optimizer: torch.optim.Optimizer | None = None, *, e
         "model": type(module).__name__, "parameters": sum(p.numel() for p in module.parameters()),
         "optimizer": type(optimizer).__name__ if optimizer is not None else None, "every": every,
         "device": str(next(module.parameters()).device) if any(True for _ in module.parameters()) else "cpu",
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),  # a str: torch's own TorchVersion would make the recording process import torch
     }  # fmt: skip
     if server is not None:
         sink = HttpSink(server, name, description)
@@ -73,7 +74,7 @@ def watch(model: nn.Module, optimizer: torch.optim.Optimizer | None = None, *, e
         from bnscope.config import Settings  # the server's own default data directory
 
         sink = StoreSink(data_dir if data_dir is not None else Settings.model_fields["data_dir"].default, name, description)
-    return WatchedRun(module, optimizer, every, Sender(sink))
+    return WatchedRun(module, optimizer, every, Sender(ProcessSink(sink)))
 
 
 class WatchedRun:

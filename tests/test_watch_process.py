@@ -62,7 +62,7 @@ def the_run(tmp_path, status: str) -> tuple[Store, dict]:
 def test_a_killed_training_script_keeps_what_it_sent_and_its_run_says_it_ended_unclosed(tmp_path):
     process = start_script(tmp_path)
     process.kill()  # SIGKILL: no close(), no atexit
-    process.wait(timeout=10)
+    process.communicate(timeout=10)
     store, run = the_run(tmp_path, "failed")
     assert run["status"] == "failed" and "without close()" in run["message"]
     steps, _ = store.series(run["id"], "loss", 0, 10**9, 1)
@@ -73,7 +73,8 @@ def test_a_killed_training_script_keeps_what_it_sent_and_its_run_says_it_ended_u
 def test_ctrl_c_stops_the_run_and_its_stopped_status_is_recorded(tmp_path):
     process = start_script(tmp_path)
     os.killpg(process.pid, signal.SIGINT)  # the whole job, the recording process too
-    assert process.wait(timeout=30) != 0  # the KeyboardInterrupt went on after the with block
+    process.communicate(timeout=30)
+    assert process.returncode != 0  # the KeyboardInterrupt went on after the with block
     store, run = the_run(tmp_path, "stopped")
     assert (run["status"], run["message"]) == ("stopped", "interrupted (Ctrl-C)")
     assert len(store.series(run["id"], "loss", 0, 10**9, 1)[0]) >= 200

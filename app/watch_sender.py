@@ -76,7 +76,7 @@ class Sender:
                 return self._drop("the queue was full (the server slow or away)", 1)
             self._queue.append(event)
             self._stats_queued += is_stats
-            if len(self._queue) == 1:
+            if len(self._queue) == 1 or self._stats_queued == QUEUE_STATS // 4:  # see _take
                 self._lock.notify()
 
     def flush(self, timeout: float = CLOSE_SECONDS) -> bool:
@@ -116,8 +116,10 @@ class Sender:
             while not self._queue and not self._closing:
                 self._lock.wait()
             if not self._closing:
-                self._lock.wait_for(lambda: self._closing or self._flushing or len(self._queue) >= BATCH_EVENTS,
-                                    timeout=FLUSH_SECONDS)  # fmt: skip
+                # ... or until a quarter of the statistics events the queue holds are waiting: at every=1
+                # they come at a rate that would fill it in the time a batch takes to go
+                self._lock.wait_for(lambda: self._closing or self._flushing or len(self._queue) >= BATCH_EVENTS
+                                    or self._stats_queued >= QUEUE_STATS // 4, timeout=FLUSH_SECONDS)  # fmt: skip
             batch = [self._queue.popleft() for _ in range(min(len(self._queue), BATCH_EVENTS))]
             self._in_hand = len(batch)
             self._stats_queued -= sum(e["type"] == "stats" for e in batch)

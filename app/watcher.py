@@ -20,8 +20,9 @@ Python operations a step.
 The events are those of a bnscope run (bnscope.events): `model` at the start, `stats` at every
 sample, `scalars` with the losses run.log was given for consecutive steps (about every 0.1 s, as
 the trainer sends its own) and update:data, `metrics` for run.log's other values, `status`
-finished at close. A background thread sends them (bnscope.watch_sender): to a server, or into a
-data directory's store. Few events matter: that thread's Python work takes the GIL from the loop.
+finished at close. A background thread hands them (bnscope.watch_sender) to a recording process
+(bnscope.watch_process) that sends them to a server or writes them into a data directory's store.
+Few events matter all the same: the thread's pickling still takes the GIL from the loop.
 
 torch.compile (tested on a CPU, torch 2.13, backends aot_eager and inductor): watch() before or after
 compile() gives the eager run's statistics (the compiled module's own names, without `_orig_mod.`); the

@@ -14,8 +14,9 @@ writer's flush), the variants taking turns A B C ..., A B C ... after a warm-up 
 
   unwatched                     the loop alone
   bnscope.watch every=N         bnscope.watch(model, optimizer, every=N, data_dir=<temp dir>): a real
-                                store (bnscope.sqlite3, its StoreWriter thread) in this process; run.log(loss=...) each step;
-                                a run a window (watch() before it, close() after)
+                                store (bnscope.sqlite3), written by watch()'s recording process (a child
+                                of this one, as for any user); run.log(loss=...) each step; a run a window
+                                (watch() before it, close() after), timed until the store has it all
   wandb.watch                   wandb.watch(model, log="all", log_freq=100) in offline mode (a temp dir; unwatch() after a window),
                                 wandb.log({"loss": ...}) each step (W&B commits what watch() gathered with a log call);
                                 its own service process does the writing: not waited for, not counted
@@ -23,9 +24,9 @@ writer's flush), the variants taking turns A B C ..., A B C ... after a warm-up 
                                 every activation output and its gradient (hooks on that step's forward only) and of
                                 every weight gradient, with the saturation, grad:data and update:data scalars
 
-On a machine others share, steps per CPU-second of this process (all its threads) are given too
-(cpu_ratios): other processes do not move them, but this process's background work counts in full
-even where it ran beside the loop (and W&B's service process not at all).
+On a machine others share, steps per CPU-second are given too (cpu_ratios): of this process (all its
+threads) and of bnscope's recording process, its child; other processes do not move them, but the
+background work counts in full even where it ran beside the loop (and W&B's service process not at all).
 """
 
 import argparse
@@ -34,6 +35,7 @@ import os
 import tempfile
 import time
 
+import psutil
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -84,7 +86,7 @@ class Loop:
         of the process over the same span go to self.cpu."""
         net = self.net
         self.attach()
-        t0, cpu0 = time.perf_counter(), time.process_time()
+        t0, cpu0 = time.perf_counter(), time.process_time() + self.helper_cpu()
         for _ in range(steps):
             self.begin()
             ix = torch.randint(0, net.X.shape[0], (net.batch_size,), generator=net.g)
@@ -96,13 +98,16 @@ class Loop:
             self.stepped(loss.item())
             self.step += 1
         self.settle()
-        seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        seconds, cpu = time.perf_counter() - t0, time.process_time() + self.helper_cpu() - cpu0
         self.detach()
         self.cpu.append(steps / cpu)
         return steps, seconds
 
     def attach(self) -> None:
         assert not self.net.hooked(), "a variant left its hooks on the network"
+
+    def helper_cpu(self) -> float:
+        return 0.0  # CPU seconds of the variant's own helper processes so far
 
     def detach(self) -> None: ...
     def begin(self) -> None: ...
@@ -128,6 +133,10 @@ class Bnscope(Loop):
 
     def settle(self) -> None:
         self.run.flush(timeout=60)
+
+    def helper_cpu(self) -> float:
+        times = psutil.Process(self.run._sender.sink._child.pid).cpu_times()  # the recording process
+        return times.user + times.system
 
     def detach(self) -> None:
         self.dropped += self.run.close(timeout=60)["dropped"]

@@ -1,5 +1,6 @@
 """Shared fixtures for the training-core tests: a small names list, its splits, tiny networks."""
 
+import signal
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,13 @@ def splits():
 def real_words() -> list[str]:
     """The committed names.txt, for the checks that are about the real data."""
     return read_names()
+
+
+def ctrl_c_as_in_a_terminal() -> None:
+    """For a child the test sends Ctrl-C (SIGINT) to: Python only raises KeyboardInterrupt where
+    SIGINT was not ignored when it started, and a job a shell started in the background (CI's, say)
+    hands its children SIGINT ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def tiny_config(**overrides) -> RunConfig:

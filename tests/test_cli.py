@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from bnscope import __version__
 from bnscope.cli import load_weights, main
 from bnscope.config import RunConfig
+from tests.conftest import ctrl_c_as_in_a_terminal
 
 TINY_FLAGS = ["--n-hidden", "16", "--n-layers", "2", "--steps", "150", "--dev-every", "1000", "--quiet"]
 
@@ -177,7 +178,7 @@ def test_help_does_not_load_torch():
 def test_ctrl_c_during_train_stops_between_steps_saves_and_exits_130(tmp_path, names_file):
     out = tmp_path / "w.pt"
     process = bnscope("train", "--names", names_file, "--out", out, "--n-hidden", 16, "--n-layers", 2,
-                      "--steps", 10_000_000, "--dev-every", 1_000_000)  # fmt: skip
+                      "--steps", 10_000_000, "--dev-every", 1_000_000, preexec_fn=ctrl_c_as_in_a_terminal)  # fmt: skip
     progress = []  # the bar, read as it is drawn: Ctrl-C comes once steps are under way
     reader = threading.Thread(target=lambda: progress.extend(iter(lambda: process.stderr.read(1), "")), daemon=True)
     reader.start()

@@ -18,6 +18,7 @@ import bnscope
 from bnscope.store import Store
 from bnscope.watch_process import ProcessSink
 from bnscope.watch_sender import Sender, StoreSink
+from tests.conftest import ctrl_c_as_in_a_terminal
 
 SCRIPT = """
 import sys, time, torch, torch.nn as nn, bnscope
@@ -42,7 +43,7 @@ def start_script(tmp_path) -> subprocess.Popen:
     # a session of its own: a signal to its process group reaches it and the child it starts, as a
     # terminal's Ctrl-C reaches every process of the job
     process = subprocess.Popen([sys.executable, str(script), str(tmp_path / "data")], stdout=subprocess.PIPE,
-                               text=True, start_new_session=True)  # fmt: skip
+                               text=True, start_new_session=True, preexec_fn=ctrl_c_as_in_a_terminal)  # fmt: skip
     assert process.stdout.readline().strip() == "trained"
     time.sleep(1)  # what it logged went to the recording process (the sender sends every 0.2 s)
     return process

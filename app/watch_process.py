@@ -58,32 +58,31 @@ class ProcessSink:
 
     def send(self, batch: list[dict]) -> None:
         """As the sink's send: what was delivered leaves the batch, then any error the sink raised."""
-        if self._local:
-            return self.sink.send(batch)
-        self._call("send", batch, batch=batch)
+        self._call("send", batch)
 
     def discard(self, batch: list[dict]) -> int:
-        return self.sink.discard(batch) if self._local else self._call("discard", batch=batch)
+        return self._call("discard", batch)
 
     def reconnecting(self) -> None:
-        return self.sink.reconnecting() if self._local else self._call("reconnecting")
+        self._call("reconnecting")
 
     def flush(self, timeout: float) -> bool:
-        return self.sink.flush(timeout) if self._local else self._call("flush", timeout)
+        return self._call("flush", timeout)
 
     def close(self) -> None:
-        if self._local:
-            return self.sink.close()
-        if self._child is None:
-            return  # never opened
+        if self._child is None and not self._local:
+            return  # never opened (or the child is already stopped)
         try:
             self._call("close")
         finally:
             self._stop_child()
 
-    def _call(self, method: str, *args, batch: list | None = None):
-        """One request and its reply. `batch` loses what the child's copy of it lost (the events the
-        sink delivered or discarded); then the sink's own exception is raised again here."""
+    def _call(self, method: str, *args):
+        """One call of the sink's, in the child (or here, where no child could start). A batch (send's,
+        discard's) loses what the child's copy of it lost: the events the sink delivered or discarded;
+        then the sink's own exception is raised again here."""
+        if self._local:
+            return getattr(self.sink, method)(*args)
         with self._lock:
             try:
                 pickle.dump((method, args), self._child.stdin)
@@ -93,8 +92,8 @@ class ProcessSink:
                 if method == "open":
                     raise EOFError(f"it ended as it started: {err!r}") from None
                 raise Refused(f"its recording process ended (exit code {self._child.poll()})") from None
-        if batch is not None:
-            del batch[: len(batch) - remaining]
+        if remaining is not None:
+            del args[0][: len(args[0]) - remaining]
         if raised is not None:
             raise RAISED.get(raised, RuntimeError)(message)
         return value
@@ -112,6 +111,7 @@ class ProcessSink:
         except subprocess.TimeoutExpired:
             self._child.kill()
             self._child.wait()
+        self._child = None
 
 
 def serve() -> None:
@@ -119,7 +119,7 @@ def serve() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     requests, replies = sys.stdin.buffer, os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # a stray print must not break the replies
-    sink, batch, last_step = None, [], 0
+    sink, last_step = None, 0
     while True:
         try:
             method, args = pickle.load(requests)
@@ -128,22 +128,19 @@ def serve() -> None:
                 _ended_unclosed(sink, last_step)
             return
         value, raised, message = None, None, ""
+        batch = args[0] if method in ("send", "discard") else None  # the sink takes from it what it is done with
         try:
             if method == "open":
                 (sink,) = args
                 sink.open()
-            elif method == "send":
-                (batch,) = args
-                last_step = max(last_step, *(event["step"] for event in batch))
-                sink.send(batch)
-            elif method == "discard":
-                value = sink.discard(batch)
             else:
+                if method == "send":
+                    last_step = max(last_step, *(event["step"] for event in batch))
                 value = getattr(sink, method)(*args)
         except Exception as err:  # noqa: BLE001 - every error goes back to the parent's sender
             raised, message = type(err).__name__, str(err) if type(err).__name__ in RAISED else f"{type(err).__name__}: {err}"
         try:
-            pickle.dump((value, len(batch), raised, message), replies)
+            pickle.dump((value, None if batch is None else len(batch), raised, message), replies)
             replies.flush()
         except OSError:  # the parent went while the sink worked: as at the end of its requests
             _ended_unclosed(sink, last_step)

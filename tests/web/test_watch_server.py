@@ -140,3 +140,19 @@ def test_a_server_gone_for_good_costs_the_loop_nothing_and_close_reports_every_d
         summary = run.close(timeout=1)
     assert (summary["sent"], summary["dropped"]) == (before, after)
     assert set(summary["dropped_why"]) == {"the queue was full (the server slow or away)", "the server was away when the run closed"}
+
+
+def test_events_the_server_finds_invalid_are_dropped_and_counted_and_the_rest_arrive(tmp_path):
+    model, optimizer, g = make()
+    with live_server(tmp_path / "data", env=QUIET) as server:
+        run = bnscope.watch(model, optimizer, every=10**6, server=server.url)
+        assert run.flush(timeout=30)  # the model event on its own: a refused request drops all it held
+        run.log(**{"x" * 1000: 1.0})  # a metric name over the schema's bound: a 422 for that request
+        assert run.flush(timeout=30)
+        train(run, model, optimizer, g, 5)
+        with pytest.warns(UserWarning, match="1 of the run's events were not recorded"):
+            summary = run.close(timeout=30)
+        assert summary["dropped_why"] == {"the server found them invalid": 1}
+        (listed,) = api(server, "/api/runs")
+        assert listed["status"] == "finished"
+        assert api(server, f"/api/runs/{listed['id']}/history")["series"]["loss"]["steps"] == list(range(5))

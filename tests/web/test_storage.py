@@ -60,7 +60,13 @@ def test_a_read_only_data_directory_is_one_clear_line_and_exit_2(tmp_path):
 
 def test_a_delete_on_a_full_disk_is_a_507_and_the_run_stays(tmp_path):
     disk, port = tmp_path / "disk", free_port()
-    command = on_a_small_disk(tmp_path, "3m", f"exec {' '.join(SERVE)} --data-dir {disk} --port {port}")
+    fill, filled = tmp_path / "fill", tmp_path / "filled"  # outside the private disk: the test sees them
+    # the server, and beside it in the same mount namespace a shell that, when told, fills what the
+    # failed run left free (a failed write may give some back): the delete then meets a full disk
+    command = on_a_small_disk(tmp_path, "3m", (
+        f"{' '.join(SERVE)} --data-dir {disk} --port {port} & server=$!; trap 'kill $server; wait $server' TERM; "
+        f"while [ ! -e {fill} ]; do sleep 0.1; done; cat /dev/zero > {disk}/filler 2>/dev/null; touch {filled}; "
+        f"wait $server"))  # fmt: skip
     server = subprocess.Popen(command, env={**os.environ, "BNSCOPE_AUTOSTART": "false"})
     url = f"http://127.0.0.1:{port}"
     try:
@@ -68,6 +74,8 @@ def test_a_delete_on_a_full_disk_is_a_507_and_the_run_stays(tmp_path):
         run = httpx.post(f"{url}/api/runs", json={"config": {**SMALL, "steps": 10_000_000, "stats_every": 1}}).json()
         failed = wait_for(lambda: (r := httpx.get(f"{url}/api/runs/{run['id']}").json())["status"] == "failed" and r, timeout=180)
         assert "full" in failed["message"]  # the disk filled up: the run failed, saying why
+        fill.touch()
+        wait_for(filled.exists, timeout=30)
         response = httpx.delete(f"{url}/api/runs/{run['id']}")
         assert response.status_code == 507 and "full" in response.json()["detail"] and "kept" in response.json()["detail"]
         assert httpx.get(f"{url}/api/runs/{run['id']}").status_code == 200  # still there, history and all

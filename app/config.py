@@ -35,12 +35,20 @@ class RunConfig(BaseModel):
     )
     bn_eps: float = Field(1e-5, gt=0, le=1, description="BatchNorm epsilon")
     bn_momentum: float = Field(0.1, gt=0, le=1, description="BatchNorm running-statistics momentum")
+    bn_variance: Literal["biased", "unbiased"] = Field(
+        "biased", description="the batch variance BatchNorm normalises with in training: biased (torch's BatchNorm1d) "
+        "or unbiased (x.var(), the lecture's hand-written layer)"
+    )
     # the optimisation
     batch_size: int = Field(32, ge=1, le=4096, description="examples per minibatch")
     steps: int = Field(200_000, ge=1, le=10_000_000, description="training steps")
     lr: float = Field(0.1, gt=0, le=100, description="SGD learning rate")
     lr_decay_step: int = Field(150_000, ge=0, le=10_000_000, description="step after which lr is multiplied by 0.1")
     seed: int = Field(2147483647, ge=0, le=JSON_INT, description="seeds the init and the minibatch order")
+    batch_order: Literal["own", "lecture"] = Field(
+        "own", description="own: minibatches from a generator of their own (paired runs of any shape see the same "
+        "batches); lecture: from the init's generator right after the init, as the lecture's notebook draws them"
+    )
     # the diagnostics
     stats_every: int = Field(100, ge=1, le=1_000_000, description="steps between activation/gradient statistics")
     update_every: int = Field(10, ge=1, le=1_000_000, description="steps between update:data ratio measurements")
@@ -70,7 +78,7 @@ class RunConfig(BaseModel):
         return dict(
             block_size=self.block_size, n_embd=self.n_embd, n_hidden=self.n_hidden, n_layers=self.n_layers,
             batchnorm=self.batchnorm, init=self.init, gain=self.gain, last_layer_scale=self.last_layer_scale,
-            bn_eps=self.bn_eps, bn_momentum=self.bn_momentum,
+            bn_eps=self.bn_eps, bn_momentum=self.bn_momentum, bn_variance=self.bn_variance,
         )  # fmt: skip
 
     def lr_at(self, step: int, base_lr: float | None = None) -> float:

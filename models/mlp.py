@@ -4,7 +4,8 @@ built from torch.nn modules.
     Embedding -> flatten -> [Linear -> BatchNorm1d -> Tanh] x n_layers -> Linear (-> BatchNorm1d)
 
 `layers` is a flat nn.Sequential in the same order as the lecture's `layers` list, so
-`model.layers[i]` is the lecture's `layers[i]`.
+`model.layers[i]` is the lecture's `layers[i]`. BatchNorm is torch's (bn_variance="biased") or the
+lecture's hand-written one as a module (bn_variance="unbiased", UnbiasedBatchNorm1d).
 """
 
 import math
@@ -28,22 +29,26 @@ class MLP(nn.Module):
         last_layer_scale: float,
         bn_eps: float,
         bn_momentum: float,
+        bn_variance: str = "biased",
         generator: torch.Generator | None = None,
     ):
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, n_embd)
+        if bn_variance not in ("biased", "unbiased"):
+            raise ValueError(f"bn_variance must be 'biased' or 'unbiased', got {bn_variance!r}")
+        BatchNorm = UnbiasedBatchNorm1d if bn_variance == "unbiased" else nn.BatchNorm1d
         layers: list[nn.Module] = []
         fan_in = n_embd * block_size
         for _ in range(n_layers):
             # with BatchNorm right after it, a Linear bias is wasted: BN subtracts the mean anyway
             layers.append(nn.Linear(fan_in, n_hidden, bias=not batchnorm))
             if batchnorm:
-                layers.append(nn.BatchNorm1d(n_hidden, eps=bn_eps, momentum=bn_momentum))
+                layers.append(BatchNorm(n_hidden, eps=bn_eps, momentum=bn_momentum))
             layers.append(nn.Tanh())
             fan_in = n_hidden
         layers.append(nn.Linear(fan_in, vocab_size, bias=not batchnorm))
         if batchnorm:
-            layers.append(nn.BatchNorm1d(vocab_size, eps=bn_eps, momentum=bn_momentum))
+            layers.append(BatchNorm(vocab_size, eps=bn_eps, momentum=bn_momentum))
         self.layers = nn.Sequential(*layers)
         self._init_weights(init, gain, last_layer_scale, generator)
 
@@ -87,3 +92,20 @@ class MLP(nn.Module):
         emb = self.embedding(idx)  # (B, block_size, n_embd)
         x = emb.view(emb.shape[0], -1)  # (B, block_size * n_embd): concatenate the context vectors
         return self.layers(x)  # (B, vocab_size) logits
+
+
+class UnbiasedBatchNorm1d(nn.BatchNorm1d):
+    """nn.BatchNorm1d as the lecture writes it by hand: in training it normalises with the unbiased batch
+    variance x.var(), where torch's normalises with the biased one. The running statistics move as
+    torch's do (its running variance tracks the unbiased variance too), and eval mode is torch's."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return super().forward(x)
+        xmean = x.mean(0)  # batch mean
+        xvar = x.var(0)  # batch variance, unbiased
+        with torch.no_grad():
+            self.running_mean.mul_(1 - self.momentum).add_(self.momentum * xmean)
+            self.running_var.mul_(1 - self.momentum).add_(self.momentum * xvar)
+            self.num_batches_tracked.add_(1)
+        return self.weight * (x - xmean) / torch.sqrt(xvar + self.eps) + self.bias

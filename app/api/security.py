@@ -1,7 +1,8 @@
 """Access and hardening, as one ASGI layer wrapped around the whole app (outside Starlette's own
 error handling, so every response, a 500 included, passes through it). For each request, in order:
-  1. the Host must be one of the server's own names, so a DNS-rebound name of another site is
-     refused (/healthz excepted, for probes that address the server by whatever IP reaches it);
+  1. the Host must be one of the server's own names (HOST RULE below), so a DNS-rebound name of
+     another site is refused (/healthz excepted, for probes that address the server by whatever IP
+     reaches it);
   2. a write (any method but GET, HEAD, OPTIONS) must not come from another site: refused when
      Sec-Fetch-Site or Origin says so, or when its body is not JSON (all an HTML form can send;
      the login form excepted);
@@ -12,6 +13,18 @@ error handling, so every response, a 500 included, passes through it). For each 
 A refused request's body is read and dropped (up to DRAIN_LIMIT) before the answer, so that a
 client still sending it reads the answer rather than a connection reset.
 Also here: the signed login session, and the limit on failed logins per client address.
+
+HOST RULE, the one place it is stated. The Host's name, lower-cased and with one trailing dot dropped
+(`name.` is the same DNS name), must equal, as a whole string (never a suffix, a prefix or a label of
+it), one of:
+  - localhost, 127.0.0.1 or ::1 (written [::1]), on any port (an SSH tunnel or a container's port
+    mapping changes the port, never the name);
+  - the address the server is bound to, and the one the connection reached, on any port; neither
+    when it binds every interface (0.0.0.0, ::), since any name may resolve to one of those;
+  - an --allowed-hosts name, on the port the entry gives if it gives one (a Host without a port
+    came to port 80 or 443: behind a proxy the scheme is unknown).
+Addresses are compared as written: another spelling of one (127.1, [::ffff:127.0.0.1]) is no name
+of the server. Anything else is a 400 naming the Host and the option that would admit it.
 """
 
 import hmac
@@ -42,6 +55,7 @@ SAME_ORIGIN_FETCHES = frozenset({"same-origin", "none"})  # "none": typed in the
 JSON = b"application/json"
 FORM = b"application/x-www-form-urlencoded"
 DEFAULT_PORTS = {"http": 80, "https": 443}
+NO_PORT = frozenset(DEFAULT_PORTS.values())  # what a Host without a port came to
 DRAIN_LIMIT = 16 << 20  # past what socket buffers hold, so that a client that sends all before reading reads the answer
 HOST = re.compile(r"(?P<name>\[[0-9a-f:.]+\]|[a-z0-9._-]+)(?::(?P<port>[0-9]{1,5}))?")
 CSP = (
@@ -64,8 +78,10 @@ def split_host(value: str) -> tuple[str, int | None] | None:
     match = HOST.fullmatch(value)
     if match is None:
         return None
-    port = match["port"]
-    return match["name"].strip("[]").rstrip("."), int(port) if port else None
+    port = int(match["port"]) if match["port"] else None
+    if port is not None and port > 65535:
+        return None
+    return match["name"].strip("[]").removesuffix("."), port
 
 
 def same_origin(origin: str, host: str) -> bool:
@@ -195,11 +211,17 @@ class Guard:
         not_names = [entry for entry, parsed in allowed.items() if parsed is None]
         if not_names:
             raise ValueError(f"--allowed-hosts: not a host name: {', '.join(not_names)}")
-        self.names = LOCAL_NAMES | {name for name, _ in allowed.values()}
+        self.any_port = set(LOCAL_NAMES)  # names admitted on every port
+        self.pinned = set()  # (name, port): --allowed-hosts entries that give a port
+        for name, port in allowed.values():
+            if port is None:
+                self.any_port.add(name)
+            else:
+                self.pinned.add((name, port))
         self.wildcard = settings.host in WILDCARD_BINDS
         bound = split_host(settings.host)
         if bound is not None and not self.wildcard:
-            self.names |= {bound[0]}
+            self.any_port.add(bound[0])
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -253,12 +275,16 @@ class Guard:
             return self._too_large(self._limit(path))
         return None
 
+    def names_this_server(self, name: str, port: int | None, scope: Scope) -> bool:
+        """The HOST RULE above, for a Host split by split_host."""
+        server = scope.get("server")  # (address, port) the connection reached; TestClient's is "testserver"
+        if name in self.any_port or (server is not None and not self.wildcard and name == server[0]):
+            return True
+        return any((name, each) in self.pinned for each in ((port,) if port is not None else NO_PORT))
+
     def _foreign_host(self, host: str, scope: Scope) -> Response | None:
         target = split_host(host)
-        # the address the connection reached is the server's own, unless it listens on every interface
-        # (then any name could resolve to one of them); TestClient reports "testserver" here
-        server = None if self.wildcard else scope.get("server")
-        if target is not None and (target[0] in self.names or (server is not None and server[0] == target[0])):
+        if target is not None and self.names_this_server(*target, scope):
             return None
         name = target[0] if target is not None else host[:100]
         return JSONResponse({"detail": f"Host {host[:100]!r} is not a name of this server. If it is yours, start it "

@@ -33,7 +33,7 @@ CROSS_SITE_FORM = {
 def live(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("security") / "data"
     env = {"BNSCOPE_AUTOSTART": "false", "BNSCOPE_HEADER_TIMEOUT_S": "1"}
-    with live_server(data_dir, "--allowed-hosts", "dash.example", env=env) as server:
+    with live_server(data_dir, "--allowed-hosts", "dash.example,lab.example:8443", env=env) as server:
         yield server
 
 
@@ -64,13 +64,59 @@ def test_localhost_names_and_allowed_hosts_get_through_and_healthz_is_open_to_pr
     assert httpx.get(live.url + "/healthz", headers={"Host": "10.1.2.3:8000"}).status_code == 200
 
 
+# names that end, begin or read like one of the server's (security.py's HOST RULE): with any matching
+# looser than whole-name equality, a DNS-rebound page under one of them would reach the server
+LOOK_ALIKES = {
+    "a suffix or a prefix": ("evil-localhost", "xlocalhost", "localhostx", "ocalhost", "evildash.example", "dash.exam"),
+    "an extra label": ("evil.localhost", "localhost.evil.example", ".localhost", "www.dash.example", "dash.example.io"),
+    "the bound address with an extra label": ("evil.127.0.0.1", "127.0.0.1.evil.example", "127.0.0.1.nip.io"),
+    "an IPv6 form that is not [::1]": ("[::2]", "[::1].evil", "[::ffff:127.0.0.1]", "[fe80::1]", "[::]", "::1:8000"),
+    "another spelling or a neighbour of 127.0.0.1": ("127.1", "2130706433", "0x7f000001", "127.0.0.2", "127.0.0.10"),
+    "trailing dots (one is the same name, more are no name)": ("localhost..", "evil.localhost.", "dash.example.evil."),
+    "mixed case": ("Evil-LocalHost", "EVIL.Dash.Example", "LOCALHOST.Evil"),
+}
+# an --allowed-hosts entry with a port (lab.example:8443) admits its name on that port only
+PORT_MISMATCHES = ("lab.example:8444", "lab.example:84430", "lab.example", "lab.example:443", "localhost:99999")
+# the port of a local name may be anything: an SSH tunnel or a port mapping changes it
+ADMITTED = ("localhost:{port}", "LocalHost:{port}", "localhost.:{port}", "[::1]:{port}", "127.0.0.1.:{port}",
+            "DASH.Example.:{port}", "dash.example", "lab.example:8443", "localhost:1", "localhost")
+
+
+def host_refused(response: httpx.Response) -> bool:
+    return response.status_code == 400 and "is not a name of this server" in response.json()["detail"]
+
+
+def test_look_alike_hosts_are_refused(live):
+    hosts = [(kind, name) for kind, names in LOOK_ALIKES.items() for name in names]
+    sent = [(kind, each) for kind, name in hosts for each in (name, f"{name}:{live.port}")]
+    sent += [("a port mismatch", host) for host in PORT_MISMATCHES]
+    with httpx.Client(base_url=live.url) as client:
+        let_through = [(kind, host, response.status_code) for kind, host in sent
+                       if not host_refused(response := client.get("/api/runs", headers={"Host": host}))]
+    assert not let_through, f"look-alike hosts reached the server: {let_through}"
+
+
+def test_the_servers_own_names_get_through_on_any_port(live):
+    with httpx.Client(base_url=live.url) as client:
+        answers = {host: client.get("/api/runs", headers={"Host": host.format(port=live.port)}) for host in ADMITTED}
+    refused = {host: response.status_code for host, response in answers.items() if response.is_error}
+    assert not refused, f"the server's own names were refused: {refused}"
+
+
+def test_the_bound_address_is_a_name_only_as_a_whole(tmp_path):
+    with TestClient(create_app(Settings(data_dir=tmp_path, autostart=False, host="127.0.0.2"))) as client:
+        assert client.get("/api/runs", headers={"Host": "127.0.0.2:8000"}).status_code == 200
+        for host in ("evil.127.0.0.2", "127.0.0.2.evil.example", "127.0.0.20", "27.0.0.2", "127.0.0.2.."):
+            assert host_refused(client.get("/api/runs", headers={"Host": f"{host}:8000"})), host
+
+
 def test_bound_to_every_interface_only_localhost_and_allowed_names_get_through(tmp_path, monkeypatch):
     monkeypatch.setenv("BNSCOPE_ALLOWED_HOSTS", "dash.example, lab.example:8443,")
     settings = Settings(data_dir=tmp_path, autostart=False, host="0.0.0.0", token="s3cret-token-for-tests")
     assert settings.allowed_hosts == ["dash.example", "lab.example:8443"]
     with TestClient(create_app(settings)) as client:
         assert client.get("/api/runs").status_code == 400  # TestClient's "testserver" is no name of 0.0.0.0
-        assert client.get("/api/runs", headers={"Host": "lab.example"}).status_code == 401  # on to the token check
+        assert client.get("/api/runs", headers={"Host": "lab.example:8443"}).status_code == 401  # on to the token check
         assert client.get("/api/runs", headers={"Host": "localhost:8000"}).status_code == 401
         assert client.get("/api/runs", headers={"Host": "192.168.1.20:8000"}).status_code == 400
     with pytest.raises(ValueError, match="http://dash.example/"):  # a URL is not a host name

@@ -118,6 +118,14 @@ class Settings(BaseSettings):
     max_body_bytes: int = 16_384
     max_ingest_bytes: int = Field(8 * 2**20, ge=1024)  # a watched run's batch of events
     header_timeout_s: float = Field(10.0, gt=0)  # a request line and headers slower than this: connection closed
+    body_timeout_s: float = Field(30.0, gt=0)  # a request body not whole this long after its head: connection cut
+    send_timeout_s: float = Field(30.0, gt=0)  # a response its client takes nothing of for this long: connection cut
+    # connections and event streams held at once, overall (beyond: 503) and per client address (beyond: 429);
+    # a browser opens at most 6 connections to a server, whatever its tabs
+    max_connections: int = Field(256, ge=1)
+    max_connections_per_address: int = Field(64, ge=1)
+    max_streams: int = Field(128, ge=1)
+    max_streams_per_address: int = Field(32, ge=1)
     stream_queue_bytes: int = Field(4 * 2**20, ge=2**16)  # a stream client this far behind is dropped...
     stream_queue_seconds: float = Field(10.0, gt=0)  # ...or one whose oldest unsent event is this old
     max_db_mb: int | None = Field(None, ge=1)  # cap on the database file; a run that would pass it fails

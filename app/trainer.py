@@ -44,9 +44,11 @@ def pick_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def build_model(config: RunConfig, seed_init: bool = True) -> MLP:
-    """The run's network, built from its config in this one place (the init drawn from the seed)."""
-    generator = torch.Generator().manual_seed(config.seed) if seed_init else None
+def build_model(config: RunConfig, seed_init: bool = True, generator: torch.Generator | None = None) -> MLP:
+    """The run's network, built from its config in this one place. Its init is drawn from `generator`,
+    by default a new one seeded with the run's seed (seed_init=False: unseeded, for weights about to be loaded)."""
+    if generator is None and seed_init:
+        generator = torch.Generator().manual_seed(config.seed)
     return MLP(vocab_size=VOCAB_SIZE, generator=generator, **config.model_kwargs())
 
 
@@ -80,10 +82,12 @@ class Trainer:
         self.checkpoint_every = checkpoint_every
         self.splits = splits
         self.Xtr, self.Ytr = splits.Xtr.to(self.device), splits.Ytr.to(self.device)
-        # two generators: the init draws and the minibatch order, so a paired run that changes
-        # the network's shape still sees exactly the same batches
-        self.batch_gen = torch.Generator().manual_seed(config.seed)
-        self.model = build_model(config).to(self.device)
+        init_gen = torch.Generator().manual_seed(config.seed)
+        self.model = build_model(config, generator=init_gen).to(self.device)
+        # the minibatch order: bnscope's own ("own") draws it from a second generator of the same seed, so
+        # a paired run that changes the network's shape still sees exactly the same batches; the lecture's
+        # notebook draws it from the init's generator, right after the init ("lecture")
+        self.batch_gen = init_gen if config.batch_order == "lecture" else torch.Generator().manual_seed(config.seed)
         self.backprop = ManualBackprop(self.model)  # the forward and backward pass, written out
         self.layers = diagnostics.lecture_layers(self.model)
         self.params = list(self.model.parameters())
@@ -136,11 +140,13 @@ class Trainer:
         Xb, Yb = self.Xtr[ix], self.Ytr[ix]  # (B, block_size), (B,)
         # forward and backward pass: the loss, every p.grad, and every tanh output with its gradient
         loss = self.backprop(Xb, Yb)
-        stats = diagnostics.collect(self.layers, self.backprop.h, self.backprop.dh) if i % cfg.stats_every == 0 else None
         # update
         lr = self.lr
         with torch.no_grad():
             torch._foreach_add_(self.params, [p.grad for p in self.params], alpha=-lr)
+        # the statistics after the update, where the lecture measures them: its grad:data divides by the
+        # weight's std after the step, as bnscope.watch's (taken after optimizer.step()) does
+        stats = diagnostics.collect(self.layers, self.backprop.h, self.backprop.dh) if i % cfg.stats_every == 0 else None
         if i % cfg.update_every == 0:
             self._pending_ud.append((i, diagnostics.update_to_data(self.layers.params, lr)))
         self._pending_loss.append(loss)
@@ -245,7 +251,8 @@ class Trainer:
         return buffer.getvalue()
 
     def state_dict(self) -> dict:
-        """Everything a resumed run needs to continue exactly as an uninterrupted one."""
+        """Everything a resumed run needs to continue exactly as an uninterrupted one (in lecture batch
+        order `batch_gen` is the init's generator: its state is where the init and the batches so far left it)."""
         return {"model": self._model_state(), "step": self.step, "base_lr": self.base_lr,
                 "batch_gen": self.batch_gen.get_state()}  # fmt: skip
 

@@ -3,10 +3,10 @@
 
 On the lecture's small network much of a step's time is the per-op overhead of the nn.Modules
 and of autograd's bookkeeping. Here each layer's backward is a few fused ops (BatchNorm's in
-torch's own kernel, as nn.BatchNorm1d's autograd uses), with no graph: a training step takes
-~0.6x the time of `loss.backward()` through the nn.Modules on a CPU (bench/throughput.py), with
-the same numbers to float rounding. What is left is mostly the kernels both run (matmuls,
-BatchNorm, tanh).
+torch's own kernel, as nn.BatchNorm1d's autograd uses; the lecture's unbiased-variance BatchNorm
+in a few ops of its own), with no graph: a training step takes ~0.6x the time of `loss.backward()`
+through the nn.Modules on a CPU (bench/throughput.py), with the same numbers to float rounding.
+What is left is mostly the kernels both run (matmuls, BatchNorm, tanh).
 """
 
 from typing import NamedTuple
@@ -15,7 +15,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from bnscope.models.mlp import MLP
+from bnscope.models.mlp import MLP, UnbiasedBatchNorm1d
+
+
+BATCH_NORMS = (nn.BatchNorm1d, UnbiasedBatchNorm1d)
 
 
 class Block(NamedTuple):
@@ -34,7 +37,7 @@ def blocks_of(model: MLP) -> list[Block]:
     for m in model.layers:
         if type(m) is nn.Linear:
             blocks.append(Block(m.weight, m.bias, None, False))
-        elif type(m) is nn.BatchNorm1d and blocks and blocks[-1].bn is None and not blocks[-1].tanh:
+        elif type(m) in BATCH_NORMS and blocks and blocks[-1].bn is None and not blocks[-1].tanh:
             blocks[-1] = blocks[-1]._replace(bn=m)
         elif type(m) is nn.Tanh and blocks and not blocks[-1].tanh:
             blocks[-1] = blocks[-1]._replace(tanh=True)
@@ -43,10 +46,36 @@ def blocks_of(model: MLP) -> list[Block]:
     return blocks
 
 
+def unbiased_batch_norm(hprebn: torch.Tensor, bn: UnbiasedBatchNorm1d) -> tuple[torch.Tensor, ...]:
+    """The lecture's hand-written BatchNorm1d in training, on (n, dim): normalised with the unbiased batch
+    variance, its running statistics moved as the lecture's layer moves them. (hpreact, bnmean, bnvar_inv)."""
+    bnmean = hprebn.mean(0)
+    bnvar = hprebn.var(0)  # unbiased: 1/(n-1) * ((hprebn - bnmean)**2).sum(0)
+    bnvar_inv = (bnvar + bn.eps).rsqrt()
+    hpreact = bn.weight * ((hprebn - bnmean) * bnvar_inv) + bn.bias
+    bn.running_mean.mul_(1 - bn.momentum).add_(bn.momentum * bnmean)
+    bn.running_var.mul_(1 - bn.momentum).add_(bn.momentum * bnvar)  # the unbiased variance, as torch's tracks it
+    return hpreact, bnmean, bnvar_inv
+
+
+def unbiased_batch_norm_backward(
+    dhpreact: torch.Tensor, hprebn: torch.Tensor, bn: UnbiasedBatchNorm1d, bnmean: torch.Tensor, bnvar_inv: torch.Tensor
+) -> tuple[torch.Tensor, ...]:
+    """(dhprebn, dbngain, dbnbias) of unbiased_batch_norm: the lecture's part 4 expression, with Bessel's
+    n/(n-1) on the last term."""
+    n = hprebn.shape[0]
+    bnraw = (hprebn - bnmean) * bnvar_inv
+    dbngain = (bnraw * dhpreact).sum(0)
+    dbnbias = dhpreact.sum(0)
+    dhprebn = bn.weight * bnvar_inv / n * (n * dhpreact - dbnbias - n / (n - 1) * bnraw * dbngain)
+    return dhprebn, dbngain, dbnbias
+
+
 class ManualBackprop:
     """`loss = backprop(Xb, Yb)`: the minibatch loss, with every parameter's gradient left in its
     `.grad`, for the model in training mode (BatchNorm on the batch statistics, its running
-    statistics moved as nn.BatchNorm1d moves them). Afterwards `h[i]` is the i-th Tanh's output and
+    statistics moved as nn.BatchNorm1d moves them; an UnbiasedBatchNorm1d normalises with the unbiased
+    variance, as the lecture's hand-written layer). Afterwards `h[i]` is the i-th Tanh's output and
     `dh[i]` the loss's gradient w.r.t. it, (B, n_hidden) each: what the lecture plots.
 
     Works on the model's own tensors: an update of the parameters is seen by the next call. What
@@ -70,7 +99,11 @@ class ManualBackprop:
         saved = []  # per block: (its input x, hprebn, bnmean, bnvar_inv, its Tanh output h or None)
         for W, b, bn, tanh in self.blocks:
             hprebn = F.linear(x, W, b)  # x @ W.T (+ b): (n, fan_out)
-            if bn is not None:
+            if bn is None:
+                hpreact, bnmean, bnvar_inv = hprebn, None, None
+            elif type(bn) is UnbiasedBatchNorm1d:
+                hpreact, bnmean, bnvar_inv = unbiased_batch_norm(hprebn, bn)
+            else:
                 # bnmean = hprebn.mean(0); bnvar = hprebn.var(0, unbiased=False) (BN normalises with the
                 # biased variance); bnvar_inv = (bnvar + eps)**-0.5; bnraw = (hprebn - bnmean) * bnvar_inv
                 # hpreact = bngain * bnraw + bnbias: nn.BatchNorm1d's own kernel, which also moves the
@@ -78,8 +111,6 @@ class ManualBackprop:
                 hpreact, bnmean, bnvar_inv = torch.native_batch_norm(
                     hprebn, bn.weight, bn.bias, bn.running_mean, bn.running_var, True, bn.momentum, bn.eps
                 )
-            else:
-                hpreact, bnmean, bnvar_inv = hprebn, None, None
             h = hpreact.tanh_() if tanh else None
             saved.append((x, hprebn, bnmean, bnvar_inv, h))
             x = hpreact
@@ -101,16 +132,20 @@ class ManualBackprop:
                 dhpreact = torch.ops.aten.tanh_backward(dout, h)  # (1 - h**2) * dh
             else:
                 dhpreact = dout
-            if bn is not None:
+            if bn is None:
+                dhprebn = dhpreact
+            elif type(bn) is UnbiasedBatchNorm1d:
+                dhprebn, bn.weight.grad, bn.bias.grad = unbiased_batch_norm_backward(
+                    dhpreact, hprebn, bn, bnmean, bnvar_inv
+                )
+            else:
                 # with bnraw = (hprebn - bnmean) * bnvar_inv, one kernel computes
                 #   dbngain = (bnraw * dhpreact).sum(0);  dbnbias = dhpreact.sum(0)
                 #   dhprebn = bngain*bnvar_inv/n * (n*dhpreact - dbnbias - bnraw*dbngain)
-                # (the lecture's has n/(n-1) on the last term: it normalised with the unbiased variance)
+                # (the unbiased variance's has n/(n-1) on the last term: unbiased_batch_norm_backward)
                 dhprebn, bn.weight.grad, bn.bias.grad = torch.ops.aten.native_batch_norm_backward(
                     dhpreact, hprebn, bn.weight, None, None, bnmean, bnvar_inv, True, bn.eps, [True, True, True]
                 )
-            else:
-                dhprebn = dhpreact
             W.grad = dhprebn.T @ x  # (fan_out, fan_in), as W
             if b is not None:
                 b.grad = dhprebn.sum(0)

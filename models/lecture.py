@@ -2,9 +2,10 @@
 `training`, `running_mean` / `running_var`), fixed where the notebook copy is not:
   - `self.bias` (the notebook once wrote `self.bais`),
   - `with torch.no_grad():` (called: `with torch.no_grad:` is an error),
-  - `Tanh` sets `self.out` before returning it,
-  - BatchNorm1d normalises with the biased batch variance and tracks the unbiased one in
-    `running_var`, exactly as torch.nn.BatchNorm1d does.
+  - `Tanh` sets `self.out` before returning it.
+BatchNorm1d normalises with the biased batch variance, as torch.nn.BatchNorm1d does, or with
+`unbiased=True` with the unbiased one, x.var(), as the notebook's layer does; `running_var` tracks
+the unbiased variance either way (torch's and the notebook's running statistics are the same).
 
 `LectureMLP.from_torch(mlp)` builds the same network as a bnscope.models.mlp.MLP, sharing no storage,
 so the two can be compared output for output and gradient for gradient.
@@ -12,6 +13,8 @@ so the two can be compared output for output and gradient for gradient.
 
 import torch
 import torch.nn as nn
+
+from bnscope.models.mlp import UnbiasedBatchNorm1d
 
 
 class Linear:
@@ -30,9 +33,10 @@ class Linear:
 
 
 class BatchNorm1d:
-    def __init__(self, dim: int, eps: float = 1e-5, momentum: float = 0.1):
+    def __init__(self, dim: int, eps: float = 1e-5, momentum: float = 0.1, unbiased: bool = False):
         self.eps = eps
         self.momentum = momentum
+        self.unbiased = unbiased
         self.training = True
         # parameters (trained with backprop)
         self.gamma = torch.ones(dim)
@@ -44,7 +48,7 @@ class BatchNorm1d:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.training:
             xmean = x.mean(0, keepdim=True)  # batch mean
-            xvar = x.var(0, keepdim=True, unbiased=False)  # biased batch variance normalises...
+            xvar = x.var(0, keepdim=True, unbiased=self.unbiased)  # batch variance
         else:
             xmean = self.running_mean
             xvar = self.running_var
@@ -53,9 +57,10 @@ class BatchNorm1d:
         if self.training:
             with torch.no_grad():
                 n = x.shape[0]
-                # ...while the running estimate tracks the unbiased one (Bessel's n / (n - 1))
+                # the running estimate tracks the unbiased variance (Bessel's n / (n - 1))
+                unbiased_var = xvar if self.unbiased else xvar * n / (n - 1)
                 self.running_mean = (1 - self.momentum) * self.running_mean + self.momentum * xmean.squeeze(0)
-                self.running_var = (1 - self.momentum) * self.running_var + self.momentum * xvar.squeeze(0) * n / (n - 1)
+                self.running_var = (1 - self.momentum) * self.running_var + self.momentum * unbiased_var.squeeze(0)
         return self.out
 
     def parameters(self) -> list[torch.Tensor]:
@@ -91,7 +96,8 @@ class LectureMLP:
                 if module.bias is not None:
                     layer.bias = module.bias.detach().clone()
             elif isinstance(module, nn.BatchNorm1d):
-                layer = BatchNorm1d(module.num_features, eps=module.eps, momentum=module.momentum)
+                unbiased = isinstance(module, UnbiasedBatchNorm1d)
+                layer = BatchNorm1d(module.num_features, eps=module.eps, momentum=module.momentum, unbiased=unbiased)
                 layer.gamma = module.weight.detach().clone()
                 layer.beta = module.bias.detach().clone()
                 layer.running_mean = module.running_mean.clone()

@@ -15,6 +15,7 @@ KINDS = [
     pytest.param(dict(batchnorm=True, init="torch-default"), id="bn-torch-default"),
     pytest.param(dict(batchnorm=False, init="kaiming"), id="no-bn-kaiming"),
     pytest.param(dict(batchnorm=False, init="torch-default"), id="no-bn-torch-default"),
+    pytest.param(dict(batchnorm=True, init="kaiming", bn_variance="unbiased"), id="unbiased-bn-kaiming"),
 ]
 
 

@@ -105,3 +105,13 @@ def test_a_temperature_of_zero_or_below_is_refused(trained):
     model, block_size = trained
     with pytest.raises(ValueError, match="temperature"):
         sample_names(model, 5, block_size=block_size, temperature=0)
+
+
+def test_one_at_a_time_draws_each_name_to_its_end_before_the_next_begins(trained):
+    model, block_size = trained
+    twenty = names(sample_names(model, 20, block_size=block_size, seed=7, one_at_a_time=True))
+    five = names(sample_names(model, 5, block_size=block_size, seed=7, one_at_a_time=True))
+    assert twenty[:5] == five  # a name's draws do not depend on how many names follow it
+    assert len(set(twenty)) > 1
+    short = names(sample_names(model, 20, block_size=block_size, seed=7, prefix="ka", max_len=4, one_at_a_time=True))
+    assert all(name.startswith("ka") and len(name) <= 4 for name in short)

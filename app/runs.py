@@ -390,7 +390,16 @@ class RunService:
             run.sampler = (step, load_model(run.run_config, state))
         return run.sampler
 
-    def samples(self, run_id: int, n: int, temperature: float, seed: int | None, prefix: str, max_len: int) -> dict:
+    def samples(
+        self,
+        run_id: int,
+        n: int,
+        temperature: float,
+        seed: int | None,
+        prefix: str,
+        max_len: int,
+        one_at_a_time: bool = False,
+    ) -> dict:
         from bnscope.sampling import sample_names
 
         run = self.get(run_id)
@@ -398,7 +407,8 @@ class RunService:
         if not all(bool(p.isfinite().all()) for p in model.parameters()):
             raise Conflict(f"run {run_id}'s weights are not finite (it diverged at step {step:,}): nothing to sample")
         names = sample_names(model, n, block_size=run.run_config.block_size, temperature=temperature, prefix=prefix,
-                             seed=seed, max_len=max_len, train_words=self.splits(run.run_config.block_size).train_words)  # fmt: skip
+                             seed=seed, max_len=max_len, train_words=self.splits(run.run_config.block_size).train_words,
+                             one_at_a_time=one_at_a_time)  # fmt: skip
         return {"run_id": run.id, "step": step, "samples": names}
 
     def _live_weights(self, run: Run) -> tuple[int, bytes]:

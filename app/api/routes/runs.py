@@ -164,7 +164,14 @@ def run_samples(
     prefix: Annotated[str, Query(max_length=20, json_schema_extra={"pattern": PREFIX_PATTERN}, description="every name starts with these letters (a-z)"),
                       AfterValidator(check_prefix)] = "",  # fmt: skip
     max_len: Annotated[int, Query(ge=1, le=50, description="longest name, prefix included (a prefix this long is the whole name)")] = 30,
+    one_at_a_time: Annotated[bool, Query(description="each name drawn to its end before the next, as the lecture")] = False,
 ):
     """Names from the run's current weights (live while it trains), each marked novel or seen in training.
-    409 for a watched run, a run with no weights yet, or one whose weights are not finite (diverged)."""
-    return service.samples(run_id, n=n, temperature=temperature, seed=seed, prefix=prefix, max_len=max_len)
+    409 for a watched run, a run with no weights yet, or one whose weights are not finite (diverged).
+
+    The lecture notebook's 20 names: train the preset "the lecture's notebook, exactly" (gain 1,
+    batch_order=lecture, bn_variance=unbiased, 1,001 steps) on the lecture's names file, then ask for
+    `?n=20&seed=2147483657&one_at_a_time=true` (2147483657 = 2147483647 + 10, the notebook's generator)."""
+    return service.samples(
+        run_id, n=n, temperature=temperature, seed=seed, prefix=prefix, max_len=max_len, one_at_a_time=one_at_a_time
+    )

@@ -16,8 +16,9 @@ from pydantic import ValidationError
 from bnscope import PACKAGE_DIR, __version__
 from bnscope.api.routes import docs, events, pages, runs
 from bnscope.api.routes import health as health_rules
-from bnscope.api.errors import TooManyRequests, add_error_handlers, too_many_requests
-from bnscope.api.http import LOG_CONFIG, head_timeout_protocol
+from bnscope.api.errors import add_error_handlers, too_many_requests
+from bnscope.api.http import LOG_CONFIG, bounded_protocol
+from bnscope.api.limits import Slots
 from bnscope.api.security import Guard, LoginAttempts
 from bnscope.config import Settings
 from bnscope.data import NamesFileError, read_names
@@ -68,6 +69,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     )
     app.state.settings = settings
     app.state.login_attempts = LoginAttempts()
+    app.state.streams = Slots("streams", settings.max_streams, settings.max_streams_per_address)
     app.include_router(pages.health)
     app.include_router(runs.router)
     app.include_router(health_rules.router)
@@ -153,7 +155,7 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, token: str 
         print(f"bnscope: cannot listen on {settings.host}:{settings.port}: {err.strerror or err}", file=sys.stderr)
         return 2
     config = uvicorn.Config(guard, log_level="warning", timeout_graceful_shutdown=3,
-                            http=head_timeout_protocol(settings.header_timeout_s), log_config=LOG_CONFIG)  # fmt: skip
+                            http=bounded_protocol(settings), log_config=LOG_CONFIG)  # fmt: skip
     bound = listener.getsockname()[1]
     print(f"bnscope: dashboard on http://{settings.host}:{bound}  (runs kept in {settings.data_dir}; Ctrl-C stops, "
           "training runs resume after a restart)", flush=True)  # fmt: skip

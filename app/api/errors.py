@@ -1,5 +1,6 @@
 """Error responses that always serialise and always tell the client what it can do next:
   - TooManyRequests(message, retry_after_s): a 429 with Retry-After, for any part of the app to raise;
+    ServerBusy, the same as a 503, when the whole server (not this client) is at a limit;
   - a 422 whose offending input (NaN, Infinity, a lone surrogate...) is shown by its repr, never a 500;
   - a 405 whose Allow header lists every method the path takes, not only those of the first route;
   - an unexpected error: a JSON 500 with a short id, and that id with the traceback in the log.
@@ -23,17 +24,30 @@ METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 class TooManyRequests(Exception):
     """Refuse for now: answered 429 with `Retry-After: retry_after_s` (rounded up)."""
 
+    status = 429
+
     def __init__(self, message: str, retry_after_s: float):
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class ServerBusy(TooManyRequests):
+    """Refuse for now, the server being full: answered 503 with Retry-After."""
+
+    status = 503
 
 
 def retry_after(seconds: float) -> dict[str, str]:
     return {"Retry-After": str(max(1, math.ceil(seconds)))}
 
 
+def refusal(exc: Exception) -> JSONResponse:
+    """The answer to a TooManyRequests, or to any exception with `retry_after_s` (a 429)."""
+    return JSONResponse({"detail": str(exc)}, getattr(exc, "status", 429), headers=retry_after(exc.retry_after_s))
+
+
 async def too_many_requests(request: Request, exc: TooManyRequests) -> JSONResponse:
-    return JSONResponse({"detail": str(exc)}, status_code=429, headers=retry_after(exc.retry_after_s))
+    return refusal(exc)
 
 
 def _json_safe(value: object) -> object:

@@ -1,6 +1,6 @@
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request
@@ -16,6 +16,12 @@ router = APIRouter(prefix="/api/runs", tags=["events"])
 RETRY_MS = 1000  # how soon a dropped or disconnected browser reconnects
 HEARTBEAT_S = 15  # a comment line this often keeps proxies and browsers from timing out
 STREAM = {"description": "a text/event-stream that lasts while the client stays", "content": {"text/event-stream": {}}}
+RESPONSES = {
+    200: STREAM,
+    404: {"description": "no such run"},
+    429: {"description": "this client address holds its most streams at once (Retry-After)"},
+    503: {"description": "the server holds its most streams at once (Retry-After)"},
+}
 
 
 class _DroppedOnPurpose(logging.Filter):
@@ -30,19 +36,28 @@ logging.getLogger("uvicorn.error").addFilter(_DroppedOnPurpose())
 
 class EventStream(Response):
     """An endless text/event-stream for one subscriber. It ends when the client leaves, when the client
-    falls too far behind (the subscriber is dropped: even a send blocked on a full socket is cut), or
-    when the server stops."""
+    falls too far behind (the subscriber is dropped: even a send blocked on a full socket is cut, and
+    the HTTP protocol then resets the connection), or when the server stops. `release` is called once
+    it has ended."""
 
     media_type = "text/event-stream"
 
-    def __init__(self, frames: AsyncIterator[bytes], subscriber: Subscriber, stopping: asyncio.Event):
+    def __init__(
+        self, frames: AsyncIterator[bytes], subscriber: Subscriber, stopping: asyncio.Event, release: Callable[[], None]
+    ):
         super().__init__(headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
         # Starlette declares `content-length: 0` for a response built without a body: the first frame
         # would then break HTTP framing and uvicorn cuts the stream at once
         self.raw_headers = [(name, value) for name, value in self.raw_headers if name != b"content-length"]
-        self.frames, self.subscriber, self.stopping = frames, subscriber, stopping
+        self.frames, self.subscriber, self.stopping, self.release = frames, subscriber, stopping, release
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self._stream(receive, send)
+        finally:
+            self.release()
+
+    async def _stream(self, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
 
         async def pump() -> None:
@@ -72,7 +87,7 @@ class EventStream(Response):
                 pass
 
 
-@router.get("/{run_id}/events", response_class=StreamingResponse, responses={200: STREAM, 404: {"description": "no such run"}})
+@router.get("/{run_id}/events", response_class=StreamingResponse, responses=RESPONSES)
 async def run_events(
     run_id: int,
     request: Request,
@@ -85,10 +100,15 @@ async def run_events(
     adds and the run's state (`run`) when it changed. Reconnecting with `Last-Event-ID` (or `?after=`)
     replays what was missed; when that is no longer held, a `snapshot` event (a /history answer)
     comes first. Comments are heartbeats. A client that falls too far behind is disconnected, never
-    waited for, and resumes by its last id."""
+    waited for, and resumes by its last id. Streams held at once are capped: past the server's cap a
+    503, past a client address's own a 429, both with Retry-After."""
     run = service.get(run_id)
     resume_from = last_event_id if last_event_id is not None else after
-    settings = request.app.state.settings
+    settings, streams = request.app.state.settings, request.app.state.streams
+    address = request.client.host if request.client else ""
+    refused = streams.take(address)
+    if refused is not None:
+        raise refused
     subscriber, backlog = run.channel.subscribe(resume_from, asyncio.get_running_loop(),
                                                 max_bytes=settings.stream_queue_bytes, max_seconds=settings.stream_queue_seconds)  # fmt: skip
 
@@ -119,4 +139,4 @@ async def run_events(
         finally:
             run.channel.unsubscribe(subscriber)
 
-    return EventStream(frames(), subscriber, request.app.state.stopping)
+    return EventStream(frames(), subscriber, request.app.state.stopping, release=lambda: streams.give_back(address))

@@ -157,6 +157,32 @@ def _serve(args: argparse.Namespace) -> int:
                  allowed_hosts=args.allowed_hosts, ray=args.ray)  # fmt: skip
 
 
+def _write_report(args: argparse.Namespace) -> int:
+    """A report file straight from a data directory: no server, no worker."""
+    from bnscope.config import Settings
+    from bnscope.report import NoRuns, checkpoint_sampler, gather, render, select
+    from bnscope.store import Store, StoreError
+
+    data_dir = args.data_dir or Settings().data_dir
+    path = data_dir / "bnscope.sqlite3"
+    if not path.exists():
+        print(f"bnscope: no runs in {data_dir} (no bnscope.sqlite3 there): pass --data-dir", file=sys.stderr)
+        return 2
+    try:
+        store = Store(path)
+        run_ids = select(store, args.target)
+        sampler = None if args.no_samples else checkpoint_sampler(store, read_names(args.names))
+        view = {"max_points": args.max_points} if args.max_points else {}
+        data = gather(store, run_ids, step=args.step, start=args.start, end=args.end, sampler=sampler, **view)
+    except (NoRuns, StoreError) as err:
+        print(f"bnscope: {err}", file=sys.stderr)
+        return 2
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(render(data), encoding="utf-8")
+    print(f"report of {len(run_ids)} run{'s' if len(run_ids) > 1 else ''} written to {args.out} ({args.out.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bnscope", description=__doc__)
     parser.add_argument("--version", action="version", version=f"bnscope {__version__}")
@@ -194,6 +220,18 @@ def build_parser() -> argparse.ArgumentParser:
                        help="comma-separated host names the server answers to besides localhost and its bound "
                        "address, e.g. the name a proxy serves it under (env BNSCOPE_ALLOWED_HOSTS)")  # fmt: skip
     serve.set_defaults(func=_serve)
+
+    report = commands.add_parser("report", help="write a run, some runs or a sweep as one HTML file that opens offline")
+    report.add_argument("target", help="a run id (3), run ids (1,2,5), or a sweep (sweep:2)")
+    report.add_argument("--out", type=Path, required=True, help="the HTML file to write")
+    report.add_argument("--data-dir", type=Path, default=None, help="where the runs are kept (default ~/.bnscope)")
+    report.add_argument("--step", type=int, default=None, help="histograms and health at this step (default: the newest all reached)")
+    report.add_argument("--start", type=int, default=0, help="first step of the charts")
+    report.add_argument("--end", type=int, default=None, help="the step after the charts' last (default: the furthest run's)")
+    report.add_argument("--max-points", type=int, default=None, help="points a series at most (bucket means; default 1000)")
+    report.add_argument("--names", type=Path, default=DEFAULT_NAMES, help="names file the runs trained on (samples' novelty)")
+    report.add_argument("--no-samples", action="store_true", help="leave samples out (no torch needed)")
+    report.set_defaults(func=_write_report)
     return parser
 
 

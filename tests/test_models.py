@@ -32,20 +32,21 @@ def paired_parameters(mlp: MLP, net: LectureMLP):
             yield f"layers.{i}.beta", module.bias, layer.beta, same
 
 
-def lecture_init(config: RunConfig) -> tuple[torch.Tensor, list]:
-    """The lecture notebook's own initialisation cell, with its layer classes."""
-    g = torch.Generator().manual_seed(config.seed)
+def lecture_init(config: RunConfig, g: torch.Generator | None = None) -> tuple[torch.Tensor, list]:
+    """The lecture notebook's own initialisation cell, with its layer classes, drawing from `g` (by
+    default a new generator of the config's seed)."""
+    g = g or torch.Generator().manual_seed(config.seed)
     C = torch.randn((VOCAB_SIZE, config.n_embd), generator=g)
-    bn = config.batchnorm
+    bn, unbiased = config.batchnorm, config.bn_variance == "unbiased"
     layers = []
     fan_in = config.n_embd * config.block_size
     for _ in range(config.n_layers):
         layers += [lecture.Linear(fan_in, config.n_hidden, bias=not bn, generator=g)]
-        layers += [lecture.BatchNorm1d(config.n_hidden)] if bn else []
+        layers += [lecture.BatchNorm1d(config.n_hidden, unbiased=unbiased)] if bn else []
         layers += [lecture.Tanh()]
         fan_in = config.n_hidden
     layers += [lecture.Linear(fan_in, VOCAB_SIZE, bias=not bn, generator=g)]
-    layers += [lecture.BatchNorm1d(VOCAB_SIZE)] if bn else []
+    layers += [lecture.BatchNorm1d(VOCAB_SIZE, unbiased=unbiased)] if bn else []
     with torch.no_grad():
         if bn:
             layers[-1].gamma *= config.last_layer_scale

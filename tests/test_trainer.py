@@ -238,8 +238,9 @@ def test_a_new_lr_from_another_thread_takes_effect_between_steps(make_config, sp
     assert after and all(e["lr"] == 0.05 for e in after)
 
 
-def test_resumed_trainer_continues_exactly_as_an_uninterrupted_run(make_config, splits):
-    config = make_config(steps=150, stats_every=10, lr_decay_step=100)
+@pytest.mark.parametrize("mode", [{}, dict(batch_order="lecture", bn_variance="unbiased")], ids=["own", "lecture"])
+def test_resumed_trainer_continues_exactly_as_an_uninterrupted_run(make_config, splits, mode):
+    config = make_config(steps=150, stats_every=10, lr_decay_step=100, **mode)
     uninterrupted = EventLog()
     Trainer(config, splits, emit=uninterrupted, device=CPU).run(CommandQueue())
 

@@ -5,11 +5,12 @@ uvicorn itself times out only idle keep-alive connections. Here, besides:
   - a request head must be whole `header_timeout_s` after the connection opens (or after the first
     byte of the next request on a kept-alive connection), else the connection is closed (slow loris);
   - a request body must be whole `body_timeout_s` after its head, else the connection is cut;
-  - a response whose client takes nothing of it for `send_timeout_s` (bytes wait, none leave) is cut,
-    and so, at once, is a response the app gave up on midway while bytes of it still wait (an event
-    stream whose client fell behind): a graceful close would wait for ever on a client that does not
-    read, holding the socket and megabytes of kernel buffer. Unsent bytes are looked at every
-    WATCH_EVERY_S, so a cut comes at most that much later;
+  - a response whose client takes nothing of it for `send_timeout_s` is cut: its unsent bytes do not
+    shrink while the app cannot add to them (writing is paused, over uvicorn's high-water mark of
+    64 KiB, or the connection is closing). So, at once, is a response the app gave up on midway while
+    bytes of it still wait (an event stream whose client fell behind): a graceful close would wait for
+    ever on a client that does not read, holding the socket and megabytes of kernel buffer. Unsent
+    bytes are looked at every WATCH_EVERY_S, so a cut comes at most that much later;
   - connections held at once are capped overall and per client address (api/limits.py): past a cap
     the connection's request is answered 503 or 429 with Retry-After, and the connection closed; past
     twice the overall cap a new connection is cut at once, unanswered.
@@ -111,7 +112,10 @@ class BoundedProtocol(H11Protocol):
 
     def _watch_writes(self) -> None:
         unsent, now = self.transport.get_write_buffer_size(), self.loop.time()
-        if unsent == 0 or unsent < self._unsent:
+        # judged only while the app cannot add bytes (it waits for room, or the connection closes): then a
+        # buffer that does not shrink is a client that takes nothing
+        judged = self.flow.write_paused or self.transport.is_closing()
+        if not judged or unsent == 0 or unsent < self._unsent:
             self._progress = now
         self._unsent = unsent
         abandoned = self.transport.is_closing() and self.cycle is not None and not self.cycle.response_complete

@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 
 from bnscope.config import Settings
 from bnscope.server import create_app
+from tests.conftest import ctrl_c_as_in_a_terminal
 
 # a network that trains fast enough to finish inside a test
 SMALL = {"n_hidden": 32, "n_layers": 2, "steps": 400, "stats_every": 50, "dev_every": 200}
@@ -51,17 +52,21 @@ def free_port() -> int:
 class LiveServer:
     """`bnscope serve` in a child process, as a user runs it."""
 
-    def __init__(self, data_dir: Path, *args: str, env: dict | None = None):
+    def __init__(self, data_dir: Path, *args: str, env: dict | None = None, own_group: bool = False):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.data_dir = data_dir
         self.args = args
         self.env = {**os.environ, "BNSCOPE_DATA_DIR": str(data_dir), **(env or {})}
         self.process: subprocess.Popen | None = None
+        # a process group of its own, as a terminal's job: Ctrl-C to the group reaches the server and its
+        # workers, never pytest
+        self.group = dict(start_new_session=True, preexec_fn=ctrl_c_as_in_a_terminal) if own_group else {}
 
     def start(self) -> "LiveServer":
         command = [sys.executable, "-m", "bnscope.cli", "serve", "--port", str(self.port), *self.args]
-        self.process = subprocess.Popen(command, cwd=self.data_dir.parent, env=self.env)  # anywhere but the checkout
+        # anywhere but the checkout
+        self.process = subprocess.Popen(command, cwd=self.data_dir.parent, env=self.env, **self.group)
 
         def healthy():
             if self.process.poll() is not None:
@@ -81,8 +86,8 @@ class LiveServer:
 
 
 @contextmanager
-def live_server(data_dir: Path, *args: str, env: dict | None = None):
-    server = LiveServer(data_dir, *args, env=env).start()
+def live_server(data_dir: Path, *args: str, env: dict | None = None, own_group: bool = False):
+    server = LiveServer(data_dir, *args, env=env, own_group=own_group).start()
     try:
         yield server
     finally:

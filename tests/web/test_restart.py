@@ -1,5 +1,7 @@
 """Stopping is not losing: a real server killed (SIGKILL) or stopped (SIGTERM) with runs training,
-and a worker process killed under a running server."""
+Ctrl-C to the whole process group (the server and its workers, as a terminal sends it), and one
+worker process sent SIGTERM or killed under a running server. Every run ends `interrupted` and,
+resumed, trains the very losses of a run that was never stopped."""
 
 import os
 import signal
@@ -7,10 +9,13 @@ import threading
 import time
 
 import httpx
+import pytest
 
 from tests.web.conftest import SMALL, live_server, sse_events, wait_for
 
 CONFIG = {**SMALL, "steps": 12_000}  # still training seconds after it starts
+SHORT = {**SMALL, "steps": 3000}  # past its first checkpoint (500) within a few seconds, and soon finished
+ACTIVE = ("created", "queued", "running", "paused")
 ENV = {"BNSCOPE_AUTOSTART": "false", "BNSCOPE_CHECKPOINT_EVERY": "500"}
 
 
@@ -23,17 +28,40 @@ def losses(server, run_id):
     return httpx.get(f"{server.url}/api/runs/{run_id}/export", params={"format": "json"}, timeout=60).json()["series"]["loss"]
 
 
-def finish_and_compare(server, run_id, config=CONFIG):
-    """Let the run finish beside an uninterrupted twin; their losses must be the same, step for step, bit for bit."""
+def finish_and_compare(server, *run_ids, config=CONFIG):
+    """Let the runs finish beside an uninterrupted twin; their losses must be the twin's, step for step, bit for bit.
+    The first run's losses are returned."""
     reference = httpx.post(f"{server.url}/api/runs", json={"config": config}).json()
-    for each in (run_id, reference["id"]):
+    for each in (*run_ids, reference["id"]):
         wait_for(lambda: status_of(server, each)["status"] == "finished", timeout=240)
-    resumed, uninterrupted = losses(server, run_id), losses(server, reference["id"])
-    assert resumed["steps"] == uninterrupted["steps"] == list(range(config["steps"]))
-    assert resumed["values"] == uninterrupted["values"]
-    return resumed
+    uninterrupted = losses(server, reference["id"])
+    assert uninterrupted["steps"] == list(range(config["steps"]))
+    for each in run_ids:
+        resumed = losses(server, each)
+        assert resumed["steps"] == uninterrupted["steps"], f"run {each} has steps missing or repeated"
+        assert resumed["values"] == uninterrupted["values"], f"run {each} did not resume exactly"
+    return losses(server, run_ids[0])
 
 
+def ended(server, run_id) -> dict:
+    """The run once it is no longer training: any end, so that a wrong one fails at once, by name."""
+    return wait_for(lambda: (run := status_of(server, run_id))["status"] not in ACTIVE and run)
+
+
+def assert_interrupted(run: dict, by: str) -> None:
+    assert run["status"] == "interrupted", f"run {run['id']} ended {run['status']} ({run['message']!r}) after {by}"
+    assert "resume" in run["message"], run["message"]
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] != "Z"  # a zombie has ended
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.slow
 def test_killed_server_keeps_history_and_resumes_deterministically(tmp_path):
     with live_server(tmp_path / "data", env=ENV) as server:
         run = httpx.post(f"{server.url}/api/runs", json={"config": CONFIG}).json()
@@ -58,6 +86,7 @@ def test_killed_server_keeps_history_and_resumes_deterministically(tmp_path):
         assert samples.status_code == 200 and len(samples.json()["samples"]) == 5
 
 
+@pytest.mark.slow
 def test_sigterm_with_clients_connected_checkpoints_every_run_and_resumes_exactly(tmp_path):
     config = CONFIG
     with live_server(tmp_path / "data", env=ENV) as server:
@@ -96,9 +125,10 @@ def test_sigterm_with_clients_connected_checkpoints_every_run_and_resumes_exactl
         assert len(httpx.get(f"{server.url}/api/runs").json()) == 2  # no new default run beside them
         httpx.post(f"{server.url}/api/runs/{runs[0]['id']}/resume")
         httpx.post(f"{server.url}/api/runs/{runs[1]['id']}/stop")
-        finish_and_compare(server, runs[0]["id"], config)
+        finish_and_compare(server, runs[0]["id"], config=config)
 
 
+@pytest.mark.slow
 def test_a_killed_worker_leaves_its_run_interrupted_and_the_rest_carry_on(tmp_path):
     with live_server(tmp_path / "data", env=ENV) as server:
         victim = httpx.post(f"{server.url}/api/runs", json={"config": CONFIG}).json()
@@ -106,8 +136,9 @@ def test_a_killed_worker_leaves_its_run_interrupted_and_the_rest_carry_on(tmp_pa
         wait_for(lambda: status_of(server, victim["id"])["step"] > 1200)
         pid = status_of(server, victim["id"])["worker"]["pid"]
         os.kill(pid, signal.SIGKILL)
-        interrupted = wait_for(lambda: (r := status_of(server, victim["id"]))["status"] == "interrupted" and r)
-        assert "SIGKILL" in interrupted["message"] and "resume" in interrupted["message"]
+        interrupted = ended(server, victim["id"])
+        assert_interrupted(interrupted, "SIGKILL to its worker")
+        assert "SIGKILL" in interrupted["message"]
         assert interrupted["step"] % 500 == 0 and interrupted["step"] >= 1000  # back at its last checkpoint
         before = status_of(server, other["id"])["step"]
         wait_for(lambda: status_of(server, other["id"])["step"] > before + 200)  # the other run trains on
@@ -115,6 +146,49 @@ def test_a_killed_worker_leaves_its_run_interrupted_and_the_rest_carry_on(tmp_pa
         assert httpx.post(f"{server.url}/api/runs/{victim['id']}/resume").status_code == 200
         httpx.post(f"{server.url}/api/runs/{other['id']}/stop")
         finish_and_compare(server, victim["id"])
+
+
+@pytest.mark.slow
+def test_ctrl_c_to_the_process_group_leaves_every_run_interrupted_and_resuming_exactly(tmp_path):
+    # the workers share the server's process group: a terminal's Ctrl-C reaches each of them directly,
+    # not only through the server
+    with live_server(tmp_path / "data", env=ENV, own_group=True) as server:
+        runs = [httpx.post(f"{server.url}/api/runs", json={"config": SHORT}).json() for _ in range(2)]
+        for run in runs:
+            wait_for(lambda: status_of(server, run["id"])["step"] > 700)
+        workers = [status_of(server, run["id"])["worker"]["pid"] for run in runs]
+        os.killpg(server.process.pid, signal.SIGINT)
+        server.process.wait(timeout=15)
+        for pid in workers:
+            wait_for(lambda: not alive(pid), timeout=10)  # no training left behind
+
+        server.start()
+        for run in runs:
+            after = status_of(server, run["id"])
+            assert_interrupted(after, "Ctrl-C")
+            assert losses(server, run["id"])["steps"][-1] == after["step"] - 1  # checkpointed at its very step
+        for run in runs:
+            assert httpx.post(f"{server.url}/api/runs/{run['id']}/resume").status_code == 200
+        finish_and_compare(server, runs[0]["id"], runs[1]["id"], config=SHORT)
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_worker_interrupts_its_run_alone_and_it_resumes_exactly(tmp_path):
+    with live_server(tmp_path / "data", env=ENV) as server:
+        victim = httpx.post(f"{server.url}/api/runs", json={"config": SHORT}).json()
+        other = httpx.post(f"{server.url}/api/runs", json={"config": {**SMALL, "steps": 100_000}}).json()
+        for run in (victim, other):
+            wait_for(lambda: status_of(server, run["id"])["step"] > 700)
+        os.kill(status_of(server, victim["id"])["worker"]["pid"], signal.SIGTERM)
+        interrupted = ended(server, victim["id"])
+        assert_interrupted(interrupted, "SIGTERM to its worker")
+        assert "SIGTERM" in interrupted["message"]
+        assert losses(server, victim["id"])["steps"][-1] == interrupted["step"] - 1  # checkpointed at its very step
+        before = status_of(server, other["id"])["step"]
+        wait_for(lambda: status_of(server, other["id"])["step"] > before + 200)  # the other run trains on
+        assert httpx.post(f"{server.url}/api/runs/{victim['id']}/resume").status_code == 200
+        httpx.post(f"{server.url}/api/runs/{other['id']}/stop")
+        finish_and_compare(server, victim["id"], config=SHORT)
 
 
 def test_a_default_run_is_made_only_for_an_empty_store(tmp_path):

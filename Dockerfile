@@ -3,14 +3,27 @@
 #   docker run -p 8000:8000 -e BNSCOPE_TOKEN="$(openssl rand -hex 16)" -v bnscope-data:/data bnscope
 # On an NVIDIA host, build with PyTorch's CUDA wheels instead of the CPU ones (and run with --gpus all):
 #   docker build --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu124 -t bnscope:cuda .
+# Where the python image cannot be pulled, any Debian-like base with python3 and python3-venv will do
+# (scripts/container_base.sh makes one from Debian's packages): --build-arg BASE=localhost/bnscope-base:bookworm.
+# Behind a proxy or offline, pip's own settings pass through (podman build -v mounts what they name), e.g.
+#   -v /opt/wheels:/wheels:ro --build-arg PIP_FIND_LINKS=/wheels --build-arg TORCH=torch==2.13.0+cpu
 ARG PYTHON=3.11
-FROM python:${PYTHON}-slim
+ARG BASE=python:${PYTHON}-slim
+FROM ${BASE}
 
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
-ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+ARG TORCH=torch>=2.2
+ARG PIP_INDEX_URL PIP_EXTRA_INDEX_URL PIP_FIND_LINKS PIP_CERT
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
+    PATH=/opt/bnscope/bin:$PATH
 
-# 1. PyTorch alone (the largest layer, rebuilt only when TORCH_INDEX changes)
-RUN pip install --index-url "$TORCH_INDEX" "torch>=2.2"
+# a virtual environment: the same on the python image and on Debian's python (which refuses pip, PEP 668)
+RUN python3 -m venv /opt/bnscope
+
+# 1. PyTorch alone (the largest layer, rebuilt only when TORCH changes), without its tests and C++
+#    headers (~145 MB: the server never builds extensions). An empty TORCH_INDEX: pip's default index.
+RUN pip install ${TORCH_INDEX:+--index-url "$TORCH_INDEX"} "$TORCH" \
+    && cd /opt/bnscope/lib/python3*/site-packages/torch && rm -rf test include bin/*Test bin/test_* bin/protoc*
 
 # 2. the other dependencies, read from pyproject.toml: a code change does not reinstall them
 WORKDIR /src
@@ -25,7 +38,7 @@ COPY app app
 COPY models models
 COPY static static
 COPY templates templates
-RUN pip install --no-deps . && rm -rf /src/build
+RUN pip install --no-deps . && cd / && rm -rf /src /tmp/requirements.txt
 
 RUN useradd --create-home --uid 10001 bnscope && mkdir /data && chown bnscope /data
 USER bnscope

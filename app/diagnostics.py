@@ -374,17 +374,23 @@ def _image_digits(outputs: list, kinds: tuple[str, ...]) -> torch.Tensor | None:
 
 
 class _Packer:
-    """Collects tensors and converts them all to Python with a single .tolist(): on a GPU, the one
-    device-to-host copy (and synchronisation) of a statistics step."""
+    """Collects tensors and brings them all to the host in a single copy: on a GPU, the one
+    device-to-host copy (and synchronisation) of a statistics step. Numbers come back as lists (one
+    .tolist()), ASCII codes added with `text=True` as a str."""
 
     def __init__(self):
         self.parts: list[tuple[str, torch.Tensor]] = []
+        self.texts: list[tuple[str, torch.Tensor]] = []
 
-    def add(self, key: str, tensor: torch.Tensor) -> None:
-        self.parts.append((key, tensor.float()))
+    def add(self, key: str, tensor: torch.Tensor, text: bool = False) -> None:
+        (self.texts if text else self.parts).append((key, tensor.float()))
 
-    def unpack(self) -> dict[str, list]:
-        flat = torch.cat([t.reshape(-1) for _, t in self.parts]).tolist() if self.parts else []
+    def unpack(self) -> dict:
+        if not self.parts and not self.texts:
+            return {}
+        host = torch.cat([t.reshape(-1) for _, t in self.parts + self.texts]).cpu()
+        numbers = sum(t.numel() for _, t in self.parts)
+        flat = host[:numbers].tolist()
         out, offset = {}, 0
         for key, t in self.parts:
             n = t.numel()
@@ -394,6 +400,9 @@ class _Packer:
                 cols = t.shape[1]
                 values = [values[r * cols : (r + 1) * cols] for r in range(t.shape[0])]
             out[key] = values
+        for key, t in self.texts:
+            out[key] = host[offset : offset + t.numel()].to(torch.uint8).numpy().tobytes().decode("ascii")
+            offset += t.numel()
         return out
 
 
@@ -412,92 +421,194 @@ def collect(layers: Layers, outputs: list, grads: list) -> dict:
 @torch.no_grad()
 def collect_with(layers: Layers, outputs: list, grads: list, extra: dict[str, torch.Tensor]) -> tuple[dict, dict[str, list]]:
     """`collect`, and the `extra` tensors (e.g. an update:data row) brought to the host in the same
-    single copy: (the stats body, {key: values})."""
-    packer = _Packer()
+    single copy: (the stats body, {key: values}).
+
+    Every tensor is a row: the activations, their gradients and the weights' gradients (which get
+    histograms), then the weights and the norms' gain and bias (a mean and a std each). Rows of one
+    size are stacked (_Rows), so each statistic is one op a size: the lecture's network is ~60 ops
+    whatever its depth."""
     names = [name for name, _, _ in layers.activations]
     kinds = tuple(kind for _, kind, _ in layers.activations)
-    L = len(outputs)
-    units: list[int] = []
-    single = [_one(o) for o in outputs]
-    digits = None
-    if L:
-        device = single[0].device
-        measured = [g is not None for g in grads]
-        grads_or_zero = [_one(g) if g is not None else torch.zeros_like(o) for o, g in zip(single, grads)]
-        mean, std = _mean_std(single + grads_or_zero)  # (2L,): the outputs', then the gradients'
-        packer.add("act_mean", mean)
-        packer.add("act_std", std)
-        flat, rows = _flat(single)
-        lo, hi = _thresholds(kinds, device)
-        slots = rows.clamp(min=0)
-        in_flat = ((flat <= lo.index_select(0, slots)) | (flat >= hi.index_select(0, slots))) & (rows >= 0)
-        packer.add("saturated", flat.new_zeros(L).index_add_(0, slots, in_flat.float()))
-        dead, units = _dead_units(outputs, kinds)
-        packer.add("dead", dead)
-        ranges = _act_ranges(flat, rows, kinds)
-        packer.add("act_hist", _histograms(flat, rows, ranges))
-        packer.add("act_range", ranges)
-        gflat, grows = _flat(grads_or_zero)
-        granges = _row_ranges(gflat, grows, L, symmetric=True)
-        packer.add("grad_hist", _histograms(gflat, grows, granges))
-        packer.add("grad_range", granges)
-        if (digits := _image_digits(outputs, kinds)) is not None:
-            packer.add("image", digits.view(-1))
-    # --- weights: gradient mean and std, grad:data, gradient histograms
-    ws = layers.params
+    acts = [_one(o) for o in outputs]
+    L, ws = len(acts), layers.params
     W = len(ws)
-    if W:
-        wgrads = [w.grad if w.grad is not None else torch.zeros_like(w) for w in ws]
-        mean, std = _mean_std(wgrads + [w.data for w in ws])
-        packer.add("weight_summary", torch.stack([mean[:W], std[:W], std[:W] / std[W:], std[W:]], dim=1))  # (W, 4)
-        wflat, wrows = _flat(wgrads)
-        wranges = _row_ranges(wflat, wrows, W, symmetric=True)
-        packer.add("weight_hist", _histograms(wflat, wrows, wranges))
-        packer.add("weight_range", wranges)
-    # --- normalisation layers: running statistics (small vectors) and the affine gain and bias
+    measured = [g is not None for g in grads]
+    agrads = [_one(g) if g is not None else torch.zeros_like(a) for a, g in zip(acts, grads)]
+    wgrads = [w.grad if w.grad is not None else torch.zeros_like(w) for w in ws]
     norm_modules = [m for _, _, m in layers.norms]
     running = [m for m in norm_modules if getattr(m, "running_mean", None) is not None]
+    affine = [t for m in norm_modules if getattr(m, "weight", None) is not None
+              for t in (m.weight, getattr(m, "bias", None)) if t is not None]  # fmt: skip
+    binned = acts + agrads + wgrads
+    packer = _Packer()
+    if binned or affine:
+        rows = _Rows(binned + [w.detach() for w in ws] + [t.detach() for t in affine], len(binned))
+        mean, std = rows.mean_std()
+        packer.add("mean", mean)
+        packer.add("std", std)
+        if binned:
+            ranges = rows.ranges(kinds)
+            packer.add("hist", rows.histograms(ranges))
+            packer.add("range", ranges)
+    if L:
+        packer.add("saturated", _saturated(acts, kinds))
+        dead, units = _dead_units(outputs, kinds)
+        packer.add("dead", dead)
+        if (digits := _image_digits(outputs, kinds)) is not None:
+            packer.add("image", digits.view(-1), text=True)
     if running:
         packer.add("running", torch.cat([m.running_mean for m in running] + [m.running_var for m in running]))
-    affine = [(m.weight, getattr(m, "bias", None)) for m in norm_modules if getattr(m, "weight", None) is not None]
-    affine_params = [t for pair in affine for t in pair if t is not None]
-    if affine_params:
-        amean, astd = _mean_std([t.detach() for t in affine_params])
-        packer.add("affine", torch.stack([amean, astd], dim=1))
     for key, tensor in extra.items():
         packer.add(f"extra/{key}", tensor)
 
     v = packer.unpack()
     images: list[list[str]] = []
-    if digits is not None:
-        text = bytes(map(int, v["image"])).decode("ascii")  # the codes came as floats, in the one copy
-        B, cols = outputs[0].shape[0], digits.shape[1]
-        rows = [text[r * cols : (r + 1) * cols] for r in range(L * B)]
-        images = [rows[i * B : (i + 1) * B] for i in range(L)]
+    if "image" in v:
+        text = v["image"]
+        B = outputs[0].shape[0]
+        cols = len(text) // (L * B)
+        rows_ = [text[r * cols : (r + 1) * cols] for r in range(L * B)]
+        images = [rows_[i * B : (i + 1) * B] for i in range(L)]
+    hist = [list(map(int, row)) for row in v.get("hist", [])]
+    means, stds, ranges = v.get("mean", []), v.get("std", []), v.get("range", [])
     activations = []
     for i, (name, kind) in enumerate(zip(names, kinds)):
+        g = L + i  # its gradient's row
         entry = {
             "name": name, "kind": kind, "units": units[i],
-            "mean": _finite(v["act_mean"][i]), "std": _finite(v["act_std"][i]),
-            "saturation": v["saturated"][i] * 100 / max(single[i].numel(), 1), "dead": int(v["dead"][i]),
-            "hist": [int(c) for c in v["act_hist"][i]], "range": v["act_range"][i],
-            "grad_mean": _finite(v["act_mean"][L + i]) if measured[i] else None,
-            "grad_std": _finite(v["act_std"][L + i]) if measured[i] else None,
-            "grad_hist": [int(c) for c in v["grad_hist"][i]], "grad_range": v["grad_range"][i],
+            "mean": _finite(means[i]), "std": _finite(stds[i]),
+            "saturation": v["saturated"][i] * 100 / max(acts[i].numel(), 1), "dead": int(v["dead"][i]),
+            "hist": hist[i], "range": ranges[i],
+            "grad_mean": _finite(means[g]) if measured[i] else None,
+            "grad_std": _finite(stds[g]) if measured[i] else None,
+            "grad_hist": hist[g], "grad_range": ranges[g],
         }  # fmt: skip
         if images:
             entry["image"] = images[i]
         activations.append(entry)
     weights = []
     for i, (name, kind, w) in enumerate(layers.weights):
-        grad_mean, grad_std, grad_to_data, data_std = v["weight_summary"][i]
+        g, d = 2 * L + i, 2 * L + W + i  # its gradient's row, its own
         weights.append({
-            "name": name, "kind": kind, "shape": list(w.shape), "data_std": _finite(data_std),
-            "grad_mean": _finite(grad_mean), "grad_std": _finite(grad_std), "grad_to_data": _finite(grad_to_data),
-            "grad_hist": [int(c) for c in v["weight_hist"][i]], "grad_range": v["weight_range"][i],
+            "name": name, "kind": kind, "shape": list(w.shape), "data_std": _finite(stds[d]),
+            "grad_mean": _finite(means[g]), "grad_std": _finite(stds[g]),
+            "grad_to_data": _finite(stds[g] / stds[d]) if stds[d] else None,
+            "grad_hist": hist[g], "grad_range": ranges[g],
         })  # fmt: skip
+    first = 2 * L + 2 * W  # the gains' and biases' rows
+    v["affine"] = [[means[r], stds[r]] for r in range(first, first + len(affine))]
     body = {"activations": activations, "weights": weights, "norms": _norms(layers, v)}
     return body, {key: v[f"extra/{key}"] for key in extra}
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """How _Rows groups a list of tensors by size, made once per list of sizes."""
+
+    members: list[list[int]]  # each group's rows, in order (so its binned rows come first)
+    order: torch.Tensor  # the groups' rows concatenated -> the rows' own order
+    binned: list[int]  # how many of each group's rows are binned (the first n_binned rows of all)
+    binned_rows: torch.Tensor  # the groups' binned rows concatenated, as an index
+    binned_order: torch.Tensor  # ...and back to their own order
+    slots: list[torch.Tensor]  # (b, 1) each binned row's first histogram slot (row * HIST_BINS), a group each
+    ones: torch.Tensor  # as many ones as binned values, to count them with
+
+
+@functools.lru_cache(maxsize=32)
+def _plan(sizes: tuple[int, ...], n_binned: int, device: torch.device) -> _Plan:
+    by_size: dict[int, list[int]] = {}
+    for row, size in enumerate(sizes):
+        by_size.setdefault(size, []).append(row)
+    members = list(by_size.values())
+    binned = [[row for row in rows if row < n_binned] for rows in members]
+    flat = lambda groups: [r for group in groups for r in group]  # noqa: E731
+    binned_rows = torch.tensor(flat(binned), dtype=torch.long, device=device)
+    slots = [torch.tensor(rows, dtype=torch.float32, device=device).mul_(HIST_BINS).unsqueeze(1) for rows in binned if rows]
+    return _Plan(members, torch.argsort(torch.tensor(flat(members))).to(device), [len(rows) for rows in binned],
+                 binned_rows, torch.argsort(binned_rows), slots,
+                 torch.ones(sum(sizes[:n_binned]), dtype=torch.long, device=device))  # fmt: skip
+
+
+class _Rows:
+    """Tensors as rows, those of one size stacked into one (G, n) float tensor: a statistic of every
+    row is one op a size, whatever the number of layers. The first `n_binned` rows get histograms.
+    A value that is not finite makes its row's mean and std None, and is counted in no range and no
+    histogram."""
+
+    def __init__(self, tensors: list[torch.Tensor], n_binned: int):
+        device = tensors[0].device
+        self.n_binned = n_binned
+        self.plan = _plan(tuple(t.numel() for t in tensors), n_binned, device)
+        self.groups = [torch.stack([tensors[r].reshape(-1) for r in rows]).float() for rows in self.plan.members]
+        self.binned = [g[:b] for g, b in zip(self.groups, self.plan.binned) if b]
+        self.sums = torch.cat([g.sum(1) for g in self.groups])
+        # a sum that is not finite has a value that is not (on a GPU, asking would wait for it: always masked)
+        self.dirty = device.type != "cpu" or not bool(self.sums.isfinite().all())
+
+    def mean_std(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(T,) each row's mean and std (unbiased, as torch.std), in two passes: exact where a mean is
+        far from 0 (a BatchNorm gain near 1), as the sum of squares is not."""
+        n = torch.tensor([g.shape[1] for g in self.groups for _ in range(g.shape[0])], dtype=torch.float32)
+        mean = self.sums / n.to(self.sums.device)
+        squares, at = [], 0
+        for g in self.groups:
+            centred = g - mean[at : at + g.shape[0]].unsqueeze(1)
+            squares.append((centred * centred).sum(1))
+            at += g.shape[0]
+        std = (torch.cat(squares) / (n - 1).clamp_(min=1).to(mean.device)).sqrt_()
+        return mean[self.plan.order], std[self.plan.order]
+
+    def ranges(self, kinds: tuple[str, ...]) -> torch.Tensor:
+        """(n_binned, 2) each binned row's histogram range: for the first len(kinds) rows (activations)
+        the function's bounds (tanh [-1, 1]), else the batch's min..max; for the rest (gradients)
+        [-max|x|, max|x|]."""
+        lo, hi = [], []
+        for g in self.binned:
+            values = g.nan_to_num(0.0, 0.0, 0.0) if self.dirty else g  # a value that is not finite: as 0
+            if not values.shape[1]:
+                values = values.new_zeros(values.shape[0], 1)
+            lo.append(values.amin(1))
+            hi.append(values.amax(1))
+        lo, hi = torch.cat(lo)[self.plan.binned_order], torch.cat(hi)[self.plan.binned_order]
+        A = len(kinds)
+        fixed = _bounds(kinds, lo.device)
+        acts = torch.where(fixed.isnan(), torch.stack([lo[:A], hi[:A]], dim=1), fixed)
+        symmetric = torch.maximum(hi[A:], -lo[A:])
+        return torch.cat([acts, torch.stack([-symmetric, symmetric], dim=1)])
+
+    def histograms(self, ranges: torch.Tensor) -> torch.Tensor:
+        """(n_binned, HIST_BINS) counts, each row binned over its range as torch.histc bins (a value at
+        hi in the last bin; a range with every value equal widened to [lo-1, lo+1], in place)."""
+        lo, hi = ranges.unbind(1)
+        empty = hi <= lo
+        ranges[:, 0] = torch.where(empty, lo - 1, lo)
+        ranges[:, 1] = torch.where(empty, lo + 1, hi)
+        # each group's rows' lo and bins / (hi - lo), as (b, 1) columns
+        lo_scale = torch.stack([ranges[:, 0], HIST_BINS / (ranges[:, 1] - ranges[:, 0])], 1)[self.plan.binned_rows]
+        columns = lo_scale.split([g.shape[0] for g in self.binned])
+        index = []
+        for g, column, slots in zip(self.binned, columns, self.plan.slots):
+            # histc's (x - min) * bins / (max - min), truncated, in the row's own bins
+            pos = (g - column[:, :1]).mul_(column[:, 1:]).clamp_(0, HIST_BINS - 1).floor_().add_(slots)
+            if self.dirty:  # not finite: one slot past the end, dropped
+                pos = torch.where(g.isfinite(), pos, self.n_binned * HIST_BINS)
+            index.append(pos.reshape(-1))
+        # scatter_add_ into a zero tensor, not bincount: faster on a CPU, and on a GPU bincount waits
+        # for the device to learn its output's size
+        counts = self.plan.ones.new_zeros(self.n_binned * HIST_BINS + 1)
+        counts.scatter_add_(0, torch.cat(index).long(), self.plan.ones)
+        return counts[:-1].view(self.n_binned, HIST_BINS)
+
+
+def _saturated(acts: list[torch.Tensor], kinds: tuple[str, ...]) -> torch.Tensor:
+    """(L,) how many of each activation's outputs sit in its function's flat part (FLAT)."""
+    if len(set(kinds)) == 1 and len({a.numel() for a in acts}) == 1:  # the lecture's: one op on them all
+        stacked = torch.stack([a.reshape(-1) for a in acts])
+        lo, hi = FLAT.get(kinds[0], RELU_FLAT)
+        if lo == -hi:
+            return (stacked.abs() >= hi).sum(1)
+        return ((stacked <= lo) | (stacked >= hi)).sum(1)
+    return torch.stack([((a <= lo) | (a >= hi)).sum() for a, (lo, hi) in zip(acts, (FLAT.get(k, RELU_FLAT) for k in kinds))])
 
 
 def _norms(layers: Layers, v: dict) -> list[dict]:

@@ -134,6 +134,25 @@ def test_amber_sits_inside_red_and_bounds_are_ok(rule):
     assert health.verdict(rule.id, math.nan) == "red"  # a diverged run
 
 
+# values a badge shows, and the level each must get: written out, not derived from the rules, so that moved or
+# swapped bounds fail here by name; most are figures of health.py's calibration table
+LEVELS = {
+    "saturation": {"ok": (0.0, 3.0, 24.7, 30.0), "amber": (30.5, 40.0, 50.0), "red": (50.5, 64.0, 100.0)},
+    "dead": {"ok": (0.0,), "amber": (0.5, 5.0, 10.0), "red": (12.5, 87.0, 100.0)},
+    "activation_std": {"ok": (0.5, 0.62, 0.82, 0.85), "amber": (0.3, 0.41, 0.87, 0.9), "red": (0.024, 0.1, 0.91, 1.5)},
+    "gradient_flow": {"ok": (0.2, 0.27, 1.0, 1.35, 2.0), "amber": (0.115, 0.15, 3.0, 5.0), "red": (0.05, 9.6, 16.2)},
+    "update_to_data": {"ok": (-3.98, -3.0, -2.18), "amber": (-5.0, -1.84, -1.6), "red": (-5.6, -0.62, -0.54)},
+}
+
+
+@pytest.mark.parametrize("rule_id", RULE_IDS)
+def test_values_inside_amber_and_inside_red_get_that_level(rule_id):
+    wrong = []
+    for level, values in LEVELS[rule_id].items():
+        wrong += [(value, level, judged) for value in values if (judged := health.verdict(rule_id, value)) != level]
+    assert not wrong, f"{rule_id}: (value, expected, judged) {wrong}"
+
+
 def test_an_unknown_rule_is_an_error():
     with pytest.raises(KeyError):
         health.verdict("loss", 1.0)

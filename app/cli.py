@@ -144,7 +144,8 @@ def _sample(args: argparse.Namespace) -> int:
     config, model = load_weights(args.weights)
     train_words = make_splits(read_names(args.names), config.block_size).train_words
     rows = sample_names(model, args.n, block_size=config.block_size, temperature=args.temperature,
-                        prefix=args.prefix, seed=args.seed, max_len=args.max_len, train_words=train_words)  # fmt: skip
+                        prefix=args.prefix, seed=args.seed, max_len=args.max_len, train_words=train_words,
+                        one_at_a_time=args.one_at_a_time)  # fmt: skip
     for row in rows:
         print(row["name"] + ("" if row["novel"] else "   (in the training set)"))
     return 0
@@ -204,6 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--prefix", default="", help="every name starts with these letters")
     sample.add_argument("--seed", type=int, default=None, help="same seed, same names")
     sample.add_argument("--max-len", type=int, default=30, help="longest name, in characters")
+    sample.add_argument(
+        "--one-at-a-time", action="store_true", help="each name to its end before the next, as the lecture's last cell"
+    )
     sample.add_argument("--names", type=Path, default=DEFAULT_NAMES, help="names file the weights were trained on")
     sample.set_defaults(func=_sample)
 

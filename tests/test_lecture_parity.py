@@ -188,11 +188,15 @@ def test_the_presets_20_names_are_the_notebooks(preset_run, notebook_run):
     assert preset_run["names"] == notebook_run["names"]
 
 
-def test_the_command_line_prints_the_notebooks_train_and_dev_loss(lecture_splits, capsys):
+def test_the_command_line_prints_the_notebooks_losses_and_names(lecture_splits, tmp_path, capsys):
     command = "train --steps 1001 --gain 1 --batch-order lecture --bn-variance unbiased --quiet --samples 0"
-    assert cli.main([*command.split(), "--names", str(NAMES)]) == 0
+    assert cli.main([*command.split(), "--names", str(NAMES), "--out", str(tmp_path / "w.pt")]) == 0
     out = capsys.readouterr().out
     assert "train loss 2.4003" in out and "dev   loss 2.3982" in out
+
+    command = f"sample {tmp_path / 'w.pt'} -n 20 --seed {SAMPLE_SEED} --one-at-a-time --names {NAMES}"
+    assert cli.main(command.split()) == 0
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == PRINTED_NAMES
 
 
 # ---- on the small names list: no file needed ------------------------------------------------------------

@@ -25,6 +25,14 @@ const COLUMNS = {
   actions: ["Actions", null],
 };
 
+/** Where a run follows the lecture's notebook instead of bnscope's own defaults, in words (null: nowhere). */
+function notebookMode(config) {
+  const parts = [];
+  if (config?.batch_order === "lecture") parts.push("the lecture's batch order");
+  if (config?.bn_variance === "unbiased") parts.push("BatchNorm with x.var()");
+  return parts.length ? `notebook mode: ${parts.join(", ")}` : null;
+}
+
 export class RunTable {
   /** actions: {toggle(id), control(id, action), rename(id, name), remove(run), setLr(id, lr)} */
   constructor(table, actions) {
@@ -89,8 +97,10 @@ export class RunTable {
     const exportLink = (format) => el("a", { href: `/api/runs/${run.id}/export?format=${format}`, download: `bnscope-run-${run.id}.${format}`,
       textContent: format.toUpperCase(), className: "export", "aria-label": `download run #${run.id} as ${format.toUpperCase()}` });
 
+    const mode = notebookMode(run.config);
     const cells = {
-      show: [show, chip], id: [`#${run.id}`], name: [el("div", { className: "name-cell" }, name, rename)],
+      show: [show, chip], id: [`#${run.id}`],
+      name: [el("div", { className: "name-cell" }, name, rename), ...(mode ? [el("div", { className: "run-message", textContent: mode })] : [])],
       status: [el("span", { className: "status" }), el("div", { className: "run-message" })],
       step: [], train: [], dev: [], speed: [],
       gain: [run.config ? formatSetting(run.config.gain) : "–"],

@@ -3,7 +3,7 @@
 
 import { $, describeSettings, formatSetting } from "./util.js";
 
-const FIELDS = ["gain", "init", "batchnorm", "last_layer_scale", "n_layers", "n_hidden", "steps", "lr", "seed"];
+const FIELDS = ["gain", "init", "batchnorm", "bn_variance", "batch_order", "last_layer_scale", "n_layers", "n_hidden", "steps", "lr", "seed"];
 const NUMERIC = new Set(["gain", "last_layer_scale", "n_layers", "n_hidden", "steps", "lr", "seed"]);
 
 /** Equal settings; numbers within rounding (a gain typed as 1.6666666667 is 5/3). */

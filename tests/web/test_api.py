@@ -134,18 +134,34 @@ def test_a_sweep_queues_paired_runs_over_one_settings_values(client, settings):
     assert len(client.get("/api/runs").json()) == 3  # nothing was made by any of them
 
 
-def test_runs_beyond_the_slots_wait_queued_and_start_in_order(client, settings):
-    slots = settings.max_runs
-    first = [create(client, config=LONG) for _ in range(slots)]
-    waiting = [create(client, config=LONG) for _ in range(2)]
-    for run in first:
-        wait_status(client, run["id"], "running")
-    assert [client.get(f"/api/runs/{r['id']}").json()["queue_position"] for r in waiting] == [1, 2]
-    assert client.get("/healthz").json()["queued"] == 2
-    client.post(f"/api/runs/{first[0]['id']}/stop")
-    wait_status(client, waiting[0]["id"], "running")
-    assert client.get(f"/api/runs/{waiting[1]['id']}").json()["status"] == "queued"  # still in order
-    assert client.post(f"/api/runs/{waiting[1]['id']}/stop").json()["status"] == "stopped"  # leaves the queue
+def test_runs_beyond_the_slots_wait_queued_and_start_in_order(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from bnscope.config import Settings
+    from bnscope.server import create_app
+
+    with TestClient(create_app(Settings(data_dir=tmp_path, autostart=False, max_runs=1))) as client:
+        training = create(client, config=LONG)
+        waiting = [create(client, config=LONG)["id"] for _ in range(3)]
+        wait_status(client, training["id"], "running")
+        assert [client.get(f"/api/runs/{i}").json()["queue_position"] for i in waiting] == [1, 2, 3]
+        assert client.get("/healthz").json()["queued"] == 3
+        assert client.post(f"/api/runs/{waiting[1]}/stop").json()["status"] == "stopped"  # it leaves the queue
+        queued = [waiting[0], *waiting[2:]]
+        assert [client.get(f"/api/runs/{i}").json()["queue_position"] for i in queued] == [1, 2]
+
+        def started() -> list[int]:
+            return [i for i in queued if client.get(f"/api/runs/{i}").json()["status"] != "queued"]
+
+        order, running = [], training["id"]
+        while len(order) < len(queued):
+            client.post(f"/api/runs/{running}/stop")  # a slot frees: the oldest queued run takes it, alone
+            now = wait_for(lambda: len(started()) > len(order) and started())
+            assert len(now) == len(order) + 1, f"one slot, yet {now} left the queue"
+            running = next(i for i in now if i not in order)
+            order.append(running)
+            assert order == queued[: len(order)], f"queued runs {queued} started in the order {order}"
+        client.post(f"/api/runs/{running}/stop")
 
 
 def test_a_full_queue_is_a_429_with_retry_after(tmp_path):

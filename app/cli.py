@@ -226,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_serve)
 
     report = commands.add_parser("report", help="write a run, some runs or a sweep as one HTML file that opens offline")
-    report.add_argument("target", help="a run id (3), run ids (1,2,5), or a sweep (sweep:2)")
+    report.add_argument("target", help="a run id (3), run ids (1,2,5), or sweeps (sweep:2, sweep:2,3)")
     report.add_argument("--out", type=Path, required=True, help="the HTML file to write")
     report.add_argument("--data-dir", type=Path, default=None, help="where the runs are kept (default ~/.bnscope)")
     report.add_argument("--step", type=int, default=None, help="histograms and health at this step (default: the newest all reached)")

@@ -41,13 +41,16 @@ class NoRuns(LookupError):
 
 
 def select(store: Store, target: str) -> list[int]:
-    """The runs a target names: 'sweep:ID', or run ids ('3', '1,2,5')."""
+    """The runs a target names: 'sweep:ID' or 'sweep:1,2' (the page's sweep with BatchNorm on and off is two),
+    or run ids ('3', '1,2,5')."""
     rows = store.runs()
     if target.startswith("sweep:"):
-        sweep = int(target.removeprefix("sweep:"))
-        ids = [row["id"] for row in rows if row["sweep_id"] == sweep]
-        if not ids:
-            raise NoRuns(f"no sweep with id {sweep} (or it has no runs left)")
+        ids = []
+        for sweep in (int(part) for part in target.removeprefix("sweep:").split(",")):
+            members = [row["id"] for row in rows if row["sweep_id"] == sweep]
+            if not members:
+                raise NoRuns(f"no sweep with id {sweep} (or it has no runs left)")
+            ids += members
         return ids
     ids = [int(part) for part in target.split(",") if part.strip()]
     missing = sorted(set(ids) - {row["id"] for row in rows})

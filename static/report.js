@@ -37,7 +37,7 @@
   const stepLine = data.step === null ? [] : [{ type: "line", xref: "x", yref: "paper", x0: data.step, x1: data.step,
     y0: 0, y1: 1, line: { color: "#94a3b8", width: 1, dash: "dot" } }];
 
-  const drawn = [];
+  const charts = []; // every chart's box is laid out before any is drawn: Plotly sizes a chart to its box
   function chart(id, title, traces, layout) {
     if (!traces.length) return;
     const section = document.createElement("section");
@@ -49,9 +49,7 @@
     box.id = `chart-${id}`;
     section.append(heading, box);
     document.getElementById("report-charts").append(section);
-    drawn.push(Plotly.newPlot(box, traces, {
-      margin: { l: 56, r: 12, t: 8, b: 40 }, hovermode: "closest", legend: { font: { size: 11 } }, ...layout,
-    }, { displaylogo: false, responsive: true }));
+    charts.push([box, traces, { margin: { l: 56, r: 12, t: 8, b: 40 }, hovermode: "closest", legend: { font: { size: 11 } }, ...layout }]);
   }
 
   // the loss: each run's minibatch loss (bucket means) and its dev loss
@@ -97,5 +95,6 @@
       { xaxis: { title: { text: "value" } }, yaxis: { title: { text: "count" } } });
   }
 
+  const drawn = charts.map(([box, traces, layout]) => Plotly.newPlot(box, traces, layout, { displaylogo: false, responsive: true }));
   Promise.all(drawn).then(() => { document.body.dataset.drawn = String(drawn.length); });
 })();

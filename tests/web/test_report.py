@@ -8,12 +8,11 @@ import sys
 from pathlib import Path
 
 import httpx
-import pytest
 
 from bnscope import report
 from bnscope.store import Store
 from tests.web.conftest import SMALL, wait_for
-from tests.web.test_browser import chromium  # noqa: F401 - fixture
+from tests.web.test_browser import chromium, guarded_page, wait_for_traces  # noqa: F401 - fixture
 
 DATA = re.compile(r'<script id="report-data" type="application/json">(.*?)</script>', re.S)
 CHART_TRACES = """(id) => (document.getElementById(id)?.data ?? [])
@@ -41,8 +40,16 @@ def open_offline(browser, path: Path):
     return page, requests, problems
 
 
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bnscope.cli", *args], capture_output=True, text=True, timeout=120)
+
+
 def finished(server, run_id: int) -> bool:
     return httpx.get(f"{server.url}/api/runs/{run_id}").json()["status"] == "finished"
+
+
+def ended(server, run_id: int) -> bool:  # a member without BatchNorm may diverge
+    return httpx.get(f"{server.url}/api/runs/{run_id}").json()["status"] in ("finished", "diverged")
 
 
 def test_a_run_report_opens_offline_its_charts_equal_to_history_and_the_cli_makes_it_without_a_server(
@@ -93,24 +100,7 @@ def test_a_run_report_opens_offline_its_charts_equal_to_history_and_the_cli_make
     # the same report from the data directory, with the server stopped
     server.stop()
     out = tmp_path / "offline" / "run.html"
-    made = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bnscope.cli",
-            "report",
-            str(run_id),
-            "--data-dir",
-            str(server.data_dir),
-            "--step",
-            "200",
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    made = cli("report", str(run_id), "--data-dir", str(server.data_dir), "--step", "200", "--out", str(out))
     assert made.returncode == 0, made.stderr
     offline = data_of(out.read_text())
     for key in ("start", "end", "bucket", "step"):
@@ -119,54 +109,66 @@ def test_a_run_report_opens_offline_its_charts_equal_to_history_and_the_cli_make
     assert offline["runs"][0]["stats"] == data["runs"][0]["stats"]
     assert offline["runs"][0]["samples"] == data["runs"][0]["samples"]  # seed 0, the same last weights
 
-    missing = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bnscope.cli",
-            "report",
-            "sweep:9",
-            "--data-dir",
-            str(server.data_dir),
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    missing = cli("report", "sweep:9", "--data-dir", str(server.data_dir), "--out", str(out))
     assert missing.returncode == 2 and "no sweep with id 9" in missing.stderr
 
 
 def test_a_sweep_of_ten_members_opens_offline_with_every_chart_drawn(chromium, server, tmp_path):
-    gains = [0.25, 0.5, 0.75, 1, 1.25, 1.6666666666666667, 2, 3, 4, 5]
+    # the page's sweep of five gains with BatchNorm on and off: two sweeps, ten members
     config = {**SMALL, "n_hidden": 16, "steps": 200, "stats_every": 50, "dev_every": 100}
-    made = httpx.post(f"{server.url}/api/sweeps", json={"config": config, "vary": {"gain": gains}}).json()
-    for run_id in made["runs"]:
-        wait_for(lambda: finished(server, run_id), timeout=180)
-    answer = httpx.get(f"{server.url}/api/sweeps/{made['id']}/report", timeout=120)
+    vary = {"gain": [0.5, 1, 1.6666666666666667, 3, 5]}
+    sweeps = [
+        httpx.post(f"{server.url}/api/sweeps", json={"config": {**config, "batchnorm": on}, "vary": vary}).json()
+        for on in (True, False)
+    ]
+    members = [run_id for sweep in sweeps for run_id in sweep["runs"]]
+    for run_id in members:
+        wait_for(lambda: ended(server, run_id), timeout=180)
+    one = data_of(httpx.get(f"{server.url}/api/sweeps/{sweeps[0]['id']}/report", timeout=120).text)
+    assert [run["id"] for run in one["runs"]] == sweeps[0]["runs"] and one["differ"] == ["gain"]
+    answer = httpx.get(f"{server.url}/api/report", params={"runs": ",".join(map(str, members))}, timeout=120)
     assert answer.status_code == 200
     path = tmp_path / "sweep.html"
     path.write_text(answer.text)
     data = data_of(answer.text)
-    assert [run["id"] for run in data["runs"]] == made["runs"]
-    assert data["differ"] == ["gain"]
+    assert [run["id"] for run in data["runs"]] == members
+    assert data["differ"] == ["batchnorm", "gain"]
+    made = cli(
+        "report",
+        f"sweep:{sweeps[0]['id']},{sweeps[1]['id']}",
+        "--data-dir",
+        str(server.data_dir),
+        "--no-samples",
+        "--out",
+        str(tmp_path / "cli.html"),
+    )
+    assert made.returncode == 0, made.stderr
+    offline = data_of((tmp_path / "cli.html").read_text())
+    assert [run["series"] for run in offline["runs"]] == [run["series"] for run in data["runs"]]
 
     page, requests, problems = open_offline(chromium, path)
     try:
         loss = [t for t in page.evaluate(CHART_TRACES, "chart-loss") if t["name"].endswith(" train")]
-        assert [t["name"] for t in loss] == [f"#{run_id} train" for run_id in made["runs"]]
+        assert [t["name"] for t in loss] == [f"#{run_id} train" for run_id in members]
         assert all(t["x"] == loss[0]["x"] and len(t["x"]) == 200 for t in loss)  # equal footing: the same steps
         drawn = int(page.locator("body").get_attribute("data-drawn"))  # loss, 8 per-layer families, 3 histograms
         assert page.locator("#report-charts .js-plotly-plot .main-svg").count() >= drawn == 12
-        assert page.locator("#report-settings tr.differs td:first-child").all_inner_texts() == ["gain"]
+        assert page.locator("#report-settings tr.differs td:first-child").all_inner_texts() == ["batchnorm", "gain"]
     finally:
         page.close()
     assert requests == [path.as_uri()] and problems == []
 
-    chosen = made["runs"][:2]
-    selection = httpx.get(f"{server.url}/api/report", params={"runs": ",".join(map(str, chosen))}, timeout=60)
-    assert [run["id"] for run in data_of(selection.text)["runs"]] == chosen
+    # the page's button: the shown runs at the shown step
+    chosen = sweeps[0]["runs"][:2]
+    with guarded_page(chromium) as page:
+        page.goto(f"{server.url}/?runs={','.join(map(str, chosen))}")
+        wait_for_traces(page, "panel-loss", "t.filter((x) => x.name.endsWith('train') && x.x.length > 10).length === 2")
+        page.locator("#step-scrubber").evaluate("(s) => { s.value = 100; s.dispatchEvent(new Event('input')); }")
+        with page.expect_download() as download:
+            page.locator("#btn-report").click()
+        shown = data_of(Path(download.value.path()).read_text())
+    assert [run["id"] for run in shown["runs"]] == chosen
+    assert shown["step"] == 100 and shown["differ"] == ["gain"]
     assert httpx.get(f"{server.url}/api/report", params={"runs": "1,x"}).status_code == 422
     assert httpx.get(f"{server.url}/api/sweeps/99/report").status_code == 404
 

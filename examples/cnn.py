@@ -6,11 +6,11 @@
 The images are 16x16 and one channel: a bar, horizontal, vertical or on either diagonal, at a random
 place, in noise; the class is its direction. The network is the usual shape: two conv blocks
 (Conv2d -> BatchNorm2d -> ReLU(inplace=True) -> MaxPool2d) sharing one ReLU module, then a head
-with Dropout. On the dashboard:
+with Dropout and Linear -> BatchNorm1d -> ReLU. On the dashboard:
   activations  `relu` (the shared one: its units are the 16 + 32 channels of both blocks; a dead
-               channel is one that is <= 0 at every pixel of every image), `head.3` (the head's ReLU)
-  weights      `conv1`, `conv2` (kernels), `head.2`, `head.4`
-  norms        `bn1`, `bn2` (running mean / var a channel, gain and bias)
+               channel is one that is <= 0 at every pixel of every image), `head.4` (the head's ReLU)
+  weights      `conv1`, `conv2` (kernels), `head.2`, `head.5`
+  norms        `bn1`, `bn2`, `head.3` (running mean / var a channel, gain and bias)
 """
 
 import argparse
@@ -44,7 +44,10 @@ class SmallCNN(nn.Module):
         self.conv2, self.bn2 = nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32)
         self.relu = nn.ReLU(inplace=True)  # one module, used after both convolutions
         self.pool = nn.MaxPool2d(2)
-        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(0.2), nn.Linear(32 * 4 * 4, 64), nn.ReLU(), nn.Linear(64, CLASSES))
+        # BatchNorm before the head's ReLU too: its inputs are all positive (pooled ReLUs), and without it
+        # AdamW's first steps push most of its units below 0 for good (70 % dead by step 20)
+        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(0.2), nn.Linear(32 * 4 * 4, 64, bias=False), nn.BatchNorm1d(64),
+                                  nn.ReLU(), nn.Linear(64, CLASSES))  # fmt: skip
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pool(self.relu(self.bn1(self.conv1(x))))  # (B, 16, 8, 8)

@@ -12,7 +12,7 @@ from tests.conftest import REPO
 EXAMPLES = {
     "lecture_torch_nn.py": {"activations": {"layers.2": "tanh", "layers.14": "tanh"}, "weights": {"embedding": "embedding", "layers.0": "linear"},
                             "norms": {"layers.1": "batchnorm", "layers.16": "batchnorm"}},
-    "cnn.py": {"activations": {"relu": "relu", "head.3": "relu"}, "weights": {"conv1": "conv", "conv2": "conv", "head.2": "linear"},
+    "cnn.py": {"activations": {"relu": "relu", "head.4": "relu"}, "weights": {"conv1": "conv", "conv2": "conv", "head.2": "linear"},
                "norms": {"bn1": "batchnorm", "bn2": "batchnorm"}},
     "transformer_block.py": {"activations": {"blocks.0.mlp.1": "gelu", "blocks.1.mlp.1": "gelu"},
                              "weights": {"token": "embedding", "blocks.0.attn.in_proj_weight": "attention", "blocks.0.attn.out_proj": "linear"},

@@ -146,7 +146,9 @@ class Trainer:
             torch._foreach_add_(self.params, [p.grad for p in self.params], alpha=-lr)
         # the statistics after the update, where the lecture measures them: its grad:data divides by the
         # weight's std after the step, as bnscope.watch's (taken after optimizer.step()) does
-        stats = diagnostics.collect(self.layers, self.backprop.h, self.backprop.dh) if i % cfg.stats_every == 0 else None
+        stats = None
+        if i % cfg.stats_every == 0:
+            stats = diagnostics.collect(self.layers, self.backprop.h, self.backprop.dh)
         if i % cfg.update_every == 0:
             self._pending_ud.append((i, diagnostics.update_to_data(self.layers.params, lr)))
         self._pending_loss.append(loss)

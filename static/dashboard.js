@@ -188,6 +188,16 @@ function shownStep(lives) {
   return state.matched ? Math.min(...newest) : Math.max(...newest);
 }
 
+/** What a run shows at the shown step: `stats` (null: none to draw), `exact` (they are what GET /stats
+ * gives at that step; else the nearest at hand stand in while those are read) and `behind` (the run has
+ * not reached the step: it is marked "not yet at this step", nothing drawn). */
+function atStep(live, step) {
+  if (step === null) return { stats: null, exact: true, behind: false };
+  const behind = live.run.step <= step;
+  const { stats, exact } = live.statsAt(step);
+  return { stats: behind ? null : stats, exact, behind };
+}
+
 /** How each run differs from the first shown one: its legend name. */
 function labelOf(live, first) {
   const run = live.run;
@@ -203,8 +213,7 @@ function currentView() {
   const range = viewRange();
   const step = shownStep(loaded);
   const runs = loaded.map((live) => ({
-    slot: slots.get(live.run.id), id: live.run.id, live, label: labelOf(live, lives[0]),
-    stats: step === null ? null : live.statsAt(step),
+    slot: slots.get(live.run.id), id: live.run.id, live, label: labelOf(live, lives[0]), ...atStep(live, step),
   }));
   const key = `${range.start}:${range.end}|${step}|${runs.map((r) => `${r.slot}:${r.id}:${r.live.series.version}:${r.live.timeline.length}`)}`;
   return { runs, range, step, key, slots, lives };
@@ -397,10 +406,27 @@ function renderScrubber(view) {
   scrubber.max = Math.max(0, reached - 1);
   scrubber.step = view.lives.find((l) => l.run.config)?.run.config.stats_every ?? 1;
   if (state.follow && view.step !== null) scrubber.value = view.step;
-  const steps = new Set(view.runs.filter((r) => r.stats).map((r) => r.stats.step));
   const label = view.step === null ? "–" : `step ${formatInt(view.step)}${state.follow ? " · live" : ""}`;
-  setText($("step-label"), steps.size > 1 ? `${label} (nearest recorded)` : label);
+  setText($("step-label"), label);
+  renderWhere(view);
   $("btn-live").disabled = state.follow;
+}
+
+/** Where each shown run is, and at which step its at-step panels draw it: why the runs are compared at
+ * the shown step (matched: the newest step every run has statistics for). */
+function renderWhere(view) {
+  const where = $("step-where");
+  const structure = JSON.stringify(view.runs.map((r) => r.slot));
+  buildOnce(where, structure, () => view.runs.map((run) => el("span", { className: "where", dataset: { run: String(run.id) } },
+    el("span", { className: "slot-chip", textContent: String(run.slot + 1), style: `background:${runColor(run.slot)}` }),
+    el("span", { className: "where-text" }))));
+  where.querySelectorAll(".where").forEach((node, i) => {
+    const run = view.runs[i];
+    const drawn = run.behind ? "not yet at this step" : run.stats ? `drawn at ${formatInt(run.stats.step)}${run.exact ? "" : " (reading…)"}`
+      : view.step === null || !run.live.latestStats ? "no statistics yet" : "reading…";
+    node.dataset.drawn = run.stats && !run.behind ? String(run.stats.step) : "";
+    setText(node.lastChild, `at step ${formatInt(run.live.run.step)} (${run.live.run.status}) · ${drawn}`);
+  });
 }
 
 // ---- wiring ----------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 // Dead units: their count over time, and the lecture's |t| > 0.99 image at the shown step, a row of
 // images per layer, one per run.
 
-import { stepLabel } from "./histograms.js";
+import { drawnSteps, missingCell, stepLabel } from "./histograms.js";
 import { runColor } from "./palette.js";
 import { simplePanel, unionOf } from "./panels.js";
 import { el, formatInt, setText } from "./util.js";
@@ -27,7 +27,7 @@ function drawSaturationImage(canvas, hexRows, units) {
 }
 
 function figure(run, entry) {
-  if (!entry?.image) return el("figure", { className: "image" }, el("figcaption", { textContent: `${run.slot + 1}: –` }));
+  if (!entry?.image) return el("figure", { className: "image" }, el("figcaption", { textContent: `${run.slot + 1}: ${missingCell(run)}` }));
   const canvas = el("canvas", { title: `run ${run.slot + 1} ${entry.name}: a row per example, a column per unit; white: |t| > 0.99` });
   drawSaturationImage(canvas, entry.image, entry.units);
   canvas.style.outlineColor = runColor(run.slot);
@@ -43,7 +43,8 @@ export function deadPanel(section, context) {
   function draw(view) {
     series.draw(view);
     setText(atStep, stepLabel(view));
-    const key = view.runs.map((r) => `${r.slot}:${r.id}:${r.stats?.step}`).join(",");
+    atStep.dataset.steps = drawnSteps(view);
+    const key = view.runs.map((r) => `${r.slot}:${r.id}:${r.stats?.step}:${r.behind}`).join(",");
     if (key === drawnFor) return;
     drawnFor = key;
     const withImages = view.runs.map((run) => (run.stats?.activations ?? []).filter((a) => a.image));

@@ -3,6 +3,7 @@
 // give each badge its title, panel and healthy range. No threshold and no measure lives here.
 
 import { api } from "./api.js";
+import { drawnSteps, missingCell, stepLabel } from "./histograms.js";
 import { runColor } from "./palette.js";
 import { buildOnce, el, formatInt, formatNum, setText } from "./util.js";
 
@@ -50,14 +51,16 @@ export class Health {
 
   draw(view) {
     const checks = this.checks(view);
-    setText(this.card.querySelector(".at-step"), view.step === null ? "waiting for statistics" : `at step ${formatInt(view.step)}`);
+    const atStep = this.card.querySelector(".at-step");
+    setText(atStep, view.step === null ? "waiting for statistics" : stepLabel(view));
+    atStep.dataset.steps = drawnSteps(view);
     this.drawBadges(view, checks);
     this.drawVerdicts(checks);
   }
 
   drawBadges(view, checks) {
     const rows = this.card.querySelector(".health-rows");
-    const structure = JSON.stringify([this.problem, view.runs.map((r) => [r.slot, r.id, r.live.run.status]),
+    const structure = JSON.stringify([this.problem, view.runs.map((r) => [r.slot, r.id, r.live.run.status, r.behind, !r.stats]),
       checks.map((c) => `${c.run.slot}/${c.rule.id}/${c.label}`)]);
     buildOnce(rows, structure, () => {
       if (this.problem) return [el("p", { className: "muted", textContent: this.problem })];
@@ -79,7 +82,9 @@ export class Health {
           el("span", { className: "badge-label", textContent: c.label }), el("span", { className: "badge-value" }))));
     });
     const chip = el("span", { className: "slot-chip", textContent: String(run.slot + 1), title: run.label, style: `background:${runColor(run.slot)}` });
-    return el("div", { className: "health-row" }, chip, ended, ...groups);
+    const nothing = checks.length || ended ? null
+      : el("span", { className: "muted small", textContent: missingCell(run) === "–" ? "no badges at this step" : missingCell(run) });
+    return el("div", { className: "health-row" }, chip, ended, nothing, ...groups);
   }
 
   showBadge(badge, c) {

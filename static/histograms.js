@@ -39,14 +39,23 @@ function density(counts, [lo, hi]) {
   };
 }
 
-/** "at step 1,200", or each run's step when they differ (a run not that far yet). */
+/** "at step 1,200", or each run's own step when they differ (its nearest recorded statistics), and the
+ * runs not yet at the shown step. */
 export function stepLabel(view) {
   const shown = view.runs.filter((r) => r.stats);
-  if (!shown.length) return "no statistics yet";
+  const behind = view.runs.filter((r) => r.behind).map((r) => `${r.slot + 1}: not yet at this step`);
+  if (!shown.length) return behind.length ? behind.join(" · ") : "no statistics yet";
   const steps = new Set(shown.map((r) => r.stats.step));
-  if (steps.size === 1) return `at step ${formatInt(shown[0].stats.step)}`;
-  return `at step ${shown.map((r) => `${r.slot + 1}: ${formatInt(r.stats.step)}`).join(" · ")}`;
+  const at = steps.size === 1 ? [`at step ${formatInt(shown[0].stats.step)}`]
+    : [`at step ${shown.map((r) => `${r.slot + 1}: ${formatInt(r.stats.step)}`).join(" · ")}`];
+  return [...at, ...behind].join(" · ");
 }
+
+/** {run id: the step of the statistics drawn} as JSON: what a reader (or a test) checks the panel against. */
+export const drawnSteps = (view) => JSON.stringify(Object.fromEntries(view.runs.filter((r) => r.stats).map((r) => [r.id, r.stats.step])));
+
+/** A legend cell of a run with nothing to draw at the shown step. */
+export const missingCell = (run) => (run.behind ? "not yet at this step" : run.stats ? "–" : "no statistics yet");
 
 /** Each column's histogram spread over one value axis [lo, hi] of `rows` bins (a source bin's count
  * split by overlap), as log10 of the density; empty cells are null (not drawn). */
@@ -154,7 +163,8 @@ function histogramPanel(section, kind, context) {
     const perRun = view.runs.map((run) => entriesOf(run).map((e) => e.name));
     const layers = unionOf(perRun);
     setText(atStep, stepLabel(view));
-    const statsKey = view.runs.map((r) => `${r.slot}:${r.id}:${r.stats?.step}`).join(",");
+    atStep.dataset.steps = drawnSteps(view);
+    const statsKey = view.runs.map((r) => `${r.slot}:${r.id}:${r.stats?.step}:${r.behind}`).join(",");
     const first = view.runs.find((r) => r.stats);
     chart.draw(`${statsKey}|${legend.key}`, () => ({
       traces: view.runs.flatMap((run, r) => entriesOf(run).map((entry, i) => ({
@@ -171,7 +181,7 @@ function histogramPanel(section, kind, context) {
     }));
     legend.render(view.runs, layers, (r, layer) => {
       const entry = entriesOf(view.runs[r]).find((e) => e.name === layer);
-      return entry ? spec.cell(entry) : "–";
+      return entry ? spec.cell(entry) : missingCell(view.runs[r]);
     }, spec.heading);
     heatmap.draw(view, layers);
   }

@@ -14,6 +14,7 @@ const EVENT_TYPES = ["model", "status", "control", "scalars", "metrics", "stats"
 const RAW_POINTS = 10_000; // the API's max_points: a raw read of up to this many steps
 const TAIL_MARGIN = 256; // steps before the run's step read raw: events in flight during the read
 const STATS_CACHE_SIZE = 40; // statistics events kept for scrubbing (~30 kB each)
+const STATS_FETCH_MS = 250; // statistics of a run at another step are asked for at most this often
 const MAX_STATS_STEPS = 2000;
 const MAX_TIMELINE = 1000;
 const RETRY_MS = 3000;
@@ -28,12 +29,14 @@ export class LiveRun {
     this.range = null; // {start, end, maxPoints} wanted
     this.series = null; // RunSeries of the loaded range
     this.loadedKey = null;
+    this.loadingKey = null; // the range being read now
     this.statsSteps = [];
     this.latestStats = null;
     this.timeline = [];
     this.seenEventId = 0; // the newest event id applied (from an answer or the stream)
     this.version = 0; // bumped by every change (series, stats, state, timeline)
-    this.statsCache = new Map(); // requested step -> statistics event, oldest first
+    this.statsCache = new Map(); // statistics step -> statistics event, oldest first
+    this.resolved = new Map(); // a step asked of GET /stats -> the recorded step it answered with
     this.source = null;
     this.wantStream = false;
     this.connected = false;
@@ -43,6 +46,7 @@ export class LiveRun {
     this.retryTimer = null;
     this.wantedStep = null;
     this.fetchingStats = false;
+    this.lastFetch = -Infinity;
   }
 
   get producing() {
@@ -52,7 +56,10 @@ export class LiveRun {
   /** Show `range` ({start, end, maxPoints}); reloads when it differs from the loaded one. */
   setRange(range) {
     this.range = range;
-    if (`${range.start}:${range.end}:${range.maxPoints}` !== this.loadedKey) this.load();
+    const key = `${range.start}:${range.end}:${range.maxPoints}`;
+    // a read of this very range under way is not started again: every event asks for the range, and
+    // restarting it each time would keep the run from ever loading (and its stream closed)
+    if (key !== this.loadedKey && !(this.loading && key === this.loadingKey)) this.load();
   }
 
   /** Follow the events (or stop) — the dashboard streams only a few runs at once (HTTP/1.1 allows 6
@@ -93,6 +100,7 @@ export class LiveRun {
     if (!this.range || this.closed) return;
     const generation = ++this.generation;
     const { start, end, maxPoints } = this.range;
+    this.loadingKey = `${start}:${end}:${maxPoints}`;
     this.closeStream(); // its events would overlap the answers; the new stream continues after them
     this.loading = true;
     clearTimeout(this.retryTimer);
@@ -119,7 +127,7 @@ export class LiveRun {
       this.seenEventId = last.last_event_id;
       this.statsSteps = last === head ? head.stats_steps : [...new Set([...head.stats_steps, ...tail.stats_steps])];
       this.latestStats = last.latest_stats ?? head.latest_stats;
-      if (this.latestStats) this.remember(this.latestStats.step, this.latestStats);
+      if (this.latestStats) this.remember(this.latestStats);
       this.timeline = last.timeline.slice(-MAX_TIMELINE);
       this.loading = false;
       if (this.wantStream && this.producing) this.openStream(last.last_event_id);
@@ -174,7 +182,7 @@ export class LiveRun {
       this.run.layers = Object.fromEntries(["activations", "weights", "norms"].map((g) => [g, event[g].map((l) => l.name)]));
     } else if (type === "stats") {
       this.latestStats = event;
-      this.remember(event.step, event);
+      this.remember(event);
       if (!this.statsSteps.length || event.step > this.statsSteps.at(-1)) this.statsSteps.push(event.step);
       if (this.statsSteps.length > MAX_STATS_STEPS) this.statsSteps = this.statsSteps.filter((_, i) => i % 2 === 0);
     } else if (type === "status" || type === "control" || type === "eval") {
@@ -185,32 +193,47 @@ export class LiveRun {
     this.changed();
   }
 
-  remember(step, stats) {
-    this.statsCache.delete(step);
-    this.statsCache.set(step, stats);
+  /** Keep a statistics event under its own step (the newest STATS_CACHE_SIZE). */
+  remember(stats) {
+    this.statsCache.delete(stats.step);
+    this.statsCache.set(stats.step, stats);
     if (this.statsCache.size > STATS_CACHE_SIZE) this.statsCache.delete(this.statsCache.keys().next().value);
   }
 
-  /** The statistics at `step` (or the nearest recorded before it) when at hand; else null, and they
-   * are fetched (a change is announced when they arrive). */
+  /** The statistics to draw at `step`: {stats, exact}. `exact`: they are the run's nearest recorded
+   * statistics at or before `step` (what GET /stats?step= answers). Otherwise the nearest at hand before
+   * `step` stand in (their own step is shown with them) while the exact ones are fetched: a run far
+   * ahead of the shown step is drawn at once, and never waits for an answer that the moving step would
+   * make stale before it arrived. {stats: null} when none are at hand before `step`. */
   statsAt(step) {
-    if (!this.latestStats) return null; // nothing recorded yet: the server has none to give either
-    const stats = this.statsCache.get(step) ?? (this.latestStats.step <= step ? this.latestStats : null);
-    if (!stats) this.fetchStats(step);
-    return stats;
+    if (!this.latestStats) return { stats: null, exact: true }; // nothing recorded yet: the server has none either
+    if (this.latestStats.step <= step) return { stats: this.latestStats, exact: true };
+    const known = this.statsCache.get(this.resolved.get(step));
+    if (known) return { stats: known, exact: true };
+    this.fetchStats(step);
+    let best = null;
+    for (const stats of this.statsCache.values()) if (stats.step <= step && (!best || stats.step > best.step)) best = stats;
+    return { stats: best, exact: false };
   }
 
-  /** One request at a time, always for the step wanted most recently (a dragged scrubber). */
+  /** Coalesced: at most one request in flight, at most one every STATS_FETCH_MS, and always for the step
+   * wanted most recently (a live comparison moves it every statistics step; a dragged scrubber, faster). */
   async fetchStats(step) {
     this.wantedStep = step;
     if (this.fetchingStats) return;
     this.fetchingStats = true;
     try {
       while (this.wantedStep !== null && !this.closed) {
+        const wait = this.lastFetch + STATS_FETCH_MS - performance.now();
+        if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
         const wanted = this.wantedStep;
         this.wantedStep = null;
-        if (this.statsCache.has(wanted)) continue;
-        this.remember(wanted, await api.get(`/api/runs/${this.run.id}/stats?step=${wanted}`));
+        if (this.resolved.has(wanted)) continue;
+        this.lastFetch = performance.now();
+        const stats = await api.get(`/api/runs/${this.run.id}/stats?step=${wanted}`);
+        this.remember(stats);
+        this.resolved.set(wanted, stats.step);
+        if (this.resolved.size > 4 * STATS_CACHE_SIZE) this.resolved.delete(this.resolved.keys().next().value);
         this.changed();
       }
     } catch {

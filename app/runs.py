@@ -452,8 +452,12 @@ class RunService:
 
     def stats_at(self, run_id: int, step: int) -> dict:
         self.get(run_id)
-        self.writer.flush()
         stats = self.store.stats_at(run_id, step)
+        if stats is None or stats["step"] >= self.store.last_stats_step(run_id):
+            # the newest stored may not be the newest sent: wait for the writer. Older steps are final
+            # (statistics are written in step order), so comparing a run with one far ahead never waits.
+            self.writer.flush()
+            stats = self.store.stats_at(run_id, step)
         if stats is None:
             raise NotFound(f"run {run_id} has no statistics recorded yet")
         return stats

@@ -328,6 +328,9 @@ class Store:
     def stats_steps(self, run_id: int) -> list[int]:
         return [r[0] for r in self.connect().execute("SELECT step FROM stats WHERE run_id=? ORDER BY step", (run_id,))]
 
+    def last_stats_step(self, run_id: int) -> int | None:
+        return self.connect().execute("SELECT MAX(step) FROM stats WHERE run_id=?", (run_id,)).fetchone()[0]
+
     def stats_at(self, run_id: int, step: int) -> dict | None:
         """The statistics recorded at `step`, or at the nearest recorded step before it (after it
         when there is none before)."""

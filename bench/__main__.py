@@ -7,8 +7,9 @@
     python -m bench --lecture-names PATH     # the lecture's names file for the learning-quality section
 
 Sections, in order: throughput, event_cost, latency, sampling, workers, ray, page, scale, quality,
-watch. The served sections (latency, sampling, workers, ray, page) share one real `bnscope serve`
-(process backend, BNSCOPE_MAX_RUNS=4) and its runs (bench.server). The peers (TensorBoard, W&B
+watch, hostile. The served sections (latency, sampling, workers, ray, page) share one real `bnscope serve`
+(process backend, BNSCOPE_MAX_RUNS=4) and its runs (bench.server); hostile has a server of its own,
+with bounds shortened for the run. The peers (TensorBoard, W&B
 offline), Chromium's playwright and Ray come with `pip install -e ".[bench]"`; a peer that is not
 installed is left out of its table.
 """
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from bench import event_cost, latency, quality, ray_local, report, sampling, scale, throughput, watch, workers
+from bench import event_cost, hostile, latency, quality, ray_local, report, sampling, scale, throughput, watch, workers
 from bench.common import machine
 from bench.load import OtherLoad
 from bench.server import BenchServer
@@ -79,6 +80,7 @@ SECTIONS = [
     Section("scale", "Scale: one run to 1M steps", lambda c: scale.measure(c.quick), report.scale),
     Section("quality", "Learning quality over 3 seeds", _quality, report.quality),
     Section("watch", watch.TITLE, lambda c: watch.measure(c.quick), watch.markdown),
+    Section("hostile", hostile.TITLE, lambda c: hostile.measure(c.quick), hostile.markdown),
 ]  # fmt: skip
 
 

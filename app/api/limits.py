@@ -22,10 +22,10 @@ class Slots:
 
     def take(self, address: str) -> TooManyRequests | None:
         """Take a slot for `address`, or say why not (the refusal to raise or answer)."""
+        if self.held[address] >= self.per_address:  # first: a client past its own share is told so
+            return TooManyRequests(f"{address} holds {self.per_address} {self.what} at once, its most", RETRY_AFTER_S)
         if self.count >= self.total:
             return ServerBusy(f"the server holds {self.total} {self.what} at once, its most", RETRY_AFTER_S)
-        if self.held[address] >= self.per_address:
-            return TooManyRequests(f"{address} holds {self.per_address} {self.what} at once, its most", RETRY_AFTER_S)
         self.held[address] += 1
         self.count += 1
         return None

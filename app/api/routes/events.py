@@ -72,7 +72,8 @@ class EventStream(Response):
             while (await receive())["type"] != "http.disconnect":
                 pass
 
-        tasks = [asyncio.ensure_future(t) for t in (pump(), client_left(), self.subscriber.dropped.wait(), self.stopping.wait())]
+        waits = (pump(), client_left(), self.subscriber.dropped.wait(), self.stopping.wait())
+        tasks = [asyncio.ensure_future(wait) for wait in waits]
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -109,20 +110,26 @@ async def run_events(
     refused = streams.take(address)
     if refused is not None:
         raise refused
-    subscriber, backlog = run.channel.subscribe(resume_from, asyncio.get_running_loop(),
-                                                max_bytes=settings.stream_queue_bytes, max_seconds=settings.stream_queue_seconds)  # fmt: skip
+    try:
+        snapshot = None
+        if resume_from is not None and run.channel.since(resume_from) is None:
+            # the gap is older than what is held: the history first, then subscribe after it (subscribed
+            # before, events would queue while it is read, and a slow read would drop the client)
+            snapshot = await asyncio.to_thread(service.history, run_id)
+            resume_from = snapshot["last_event_id"]
+        bounds = {"max_bytes": settings.stream_queue_bytes, "max_seconds": settings.stream_queue_seconds}
+        subscriber, backlog = run.channel.subscribe(resume_from, asyncio.get_running_loop(), **bounds)
+    except BaseException:
+        streams.give_back(address)
+        raise
 
     async def frames() -> AsyncIterator[bytes]:
         try:
             yield f"retry: {RETRY_MS}\n: connected\n\n".encode()
             last_sent = resume_from or 0
-            pending = backlog
-            if pending is None:  # the gap is older than what is held: the history, then on live
-                snapshot = await asyncio.to_thread(service.history, run_id)
-                last_sent = snapshot["last_event_id"]
+            if snapshot is not None:
                 yield Message(last_sent, "snapshot", to_json(snapshot)).wire
-                pending = run.channel.since(last_sent) or []
-            for message in pending:
+            for message in backlog or []:  # none when even the history's last event has left the ring
                 if message.id > last_sent:
                     last_sent = message.id
                     yield message.wire

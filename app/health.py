@@ -1,8 +1,14 @@
 """The health badges' rules, written once: what each one measures, and where ok ends. The page reads
-them from GET /api/health/rules; scripts/calibrate_health.py measured the numbers.
+them from GET /api/health/rules; scripts/calibrate_health.py (the lecture's tanh network) and
+scripts/calibrate_families.py (other activation families) measured the numbers.
 
 Each rule judges one value a badge shows: ok inside `amber` (bounds included), amber inside `red`,
-red outside it. The measures, as the lecture explains them:
+red outside it. A rule judges only what it was calibrated on: a layer's measure by the layer's kind
+(`kinds`), the network's gradient flow and update:data where every activation is of its kinds. What no
+rule judges is "not judged" (`not_judged`), never judged by another family's rule: a ReLU's saturation
+(half its outputs at 0 is normal), the gradient flow and update:data of a network that is not a tanh
+MLP (AdamW's update:data sits near -1 to -3 in the examples, where SGD's -3 rule would call it red).
+The measures, as the lecture explains them (for tanh):
 
   saturation      % of a tanh layer's outputs with |t| > 0.97. There the tanh is in its flat tail:
                   the local gradient (1 - t**2) is ~0, so the gradient flowing back is killed.
@@ -47,6 +53,23 @@ What separates each broken config from the default:
 The default's saturation climbs as it trains (past 20 % from step ~105k): the old limits (amber > 5 %,
 red > 15 %) turned a healthy run red. The default's gradient flow is one minibatch's: it dipped once
 to 0.27 (step 146,200), else stayed >= 0.46.
+
+Other families (scripts/calibrate_families.py, 2026-12-03, one CPU thread, 2 min): examples/cnn.py (ReLU,
+600 steps) and examples/transformer_block.py (GELU, 1,500), both AdamW; the lecture's MLP with BN and its
+tanhs swapped for sigmoid, ReLU, GELU or SiLU, SGD lr 0.1, 3k steps; stats every 20 / 50 / 100 steps.
+Broken: the CNN with its BN biases at -5 (dead ReLUs), the transformer with its MLPs' first Linear x10
+and the MLPs without BN at gain 5 (an exploding gain), each at init.
+
+  family, measure        healthy runs: min..max            broken, step 0                      ok    | red outside
+  sigmoid saturation %   0..0.09                           gain 5 no BN 23.6..47.3             <= 5  | 20
+  ReLU dead %            0 at every stats step             CNN BN bias -5: 20.8..46.9;         <= 2  | 10
+                                                           gain 5 no BN 12 (last ReLU)
+  ReLU activation_std    CNN 0.56..0.90; MLP 0.575..0.633  gain 5 no BN 2.74..446              <= 1.5 | 2.5
+  GELU/SiLU dead %       0 at every stats step             gain 5 no BN 12 (last layer)        <= 2  | 10
+  GELU/SiLU act. std     transformer 0.30..0.62;           transformer x10 3.26;               <= 1.5 | 2.5
+                         MLPs 0.546..0.64                  gain 5 no BN 2.76..447
+Not judged, as measured: ReLU/GELU/SiLU saturation (<= 0) 38..75 % in healthy runs (half is normal); the
+CNN's gradient flow 3.7..7.6 and update:data -3.4..-0.93 (AdamW), healthy by its accuracy.
 """
 
 import math
@@ -58,6 +81,9 @@ Level = Literal["ok", "amber", "red"]
 Bounds = tuple[float | None, float | None]  # (lo, hi); None: unbounded on that side
 
 UPDATE_RATIO_POINTS = 5  # update:data is noisy step to step: judge the mean of the last few
+TANH = ("tanh",)
+RELU_FAMILY = ("relu", "leaky_relu", "relu6", "prelu")  # flat (or nearly) wherever the input is negative
+GELU_FAMILY = ("gelu", "silu")  # smooth ReLUs: a small gradient below 0, none far below
 
 
 @dataclass(frozen=True)
@@ -70,9 +96,14 @@ class Rule:
     red: Bounds  # ...and red outside these
     explain: str
     source: str
+    quantity: str  # what is judged: a layer's saturation, dead, activation_std; the network's gradient_flow,
+    # update_to_data (its weights')
+    kinds: tuple[str, ...]  # the activations it was calibrated on: a layer of another kind (a network with
+    # one, for the network's quantities) is not judged by it
 
 
 CALIBRATED = "calibrated with scripts/calibrate_health.py on 2026-12-01"
+FAMILIES = "calibrated with scripts/calibrate_families.py on 2026-12-03"
 
 RULES: list[Rule] = [
     Rule(
@@ -84,15 +115,50 @@ RULES: list[Rule] = [
                 "far above, most of the layer passes no gradient back.",
         source=f"{CALIBRATED}: default run max 24.7 % (p99 23.2 %) over 200k steps; "
                "gain 5 without BN at init 64–66 %",
+        quantity="saturation", kinds=TANH,
+    ),
+    Rule(
+        id="sigmoid_saturation", title="Saturation (sigmoid)", panel="panel-saturation",
+        measure="% of a sigmoid layer's outputs below 0.03 or above 0.97 (one minibatch)",
+        amber=(None, 5.0), red=(None, 20.0),
+        explain="Outputs in the sigmoid's flat tails, where s(1 - s) ≈ 0 kills the gradient flowing back "
+                "(a quarter of tanh's at best, so less of it can be spared). With BatchNorm before it, "
+                "almost none.",
+        source=f"{FAMILIES}: the lecture's MLP with sigmoids and BN, 3k steps, max 0.09 %; "
+               "without BN at gain 5, at init 23.6–47.3 %",
+        quantity="saturation", kinds=("sigmoid",),
     ),
     Rule(
         id="dead", title="Dead units", panel="panel-dead",
-        measure="% of a layer's units with |t| > 0.99 for every example of the batch",
+        measure="% of a tanh layer's units with |t| > 0.99 for every example of the batch",
         amber=(None, 0.0), red=(None, 10.0),
         explain="A unit saturated for every example learns nothing: the lecture's all-white column. "
                 "Healthy: none.",
         source=f"{CALIBRATED}: default run 0 in every layer at every stats step of 200k; "
                "lr 50 without BN: 87–100 % from step 100 on",
+        quantity="dead", kinds=TANH,
+    ),
+    Rule(
+        id="relu_dead", title="Dead ReLUs", panel="panel-dead",
+        measure="% of a ReLU layer's units never positive over the batch (every example and position)",
+        amber=(None, 2.0), red=(None, 10.0),
+        explain="A ReLU unit whose input is negative for every example passes no gradient back and never "
+                "recovers. Half a layer's outputs at 0 is normal (not judged); a unit at 0 for all is not.",
+        source=f"{FAMILIES}: 0 at every stats step of examples/cnn.py (600 steps) and of the lecture's MLP "
+               "with ReLUs and BN (3k); at init the CNN with its BN biases at −5 20.8–46.9 %, "
+               "the MLP without BN at gain 5 12 % (its last ReLU)",
+        quantity="dead", kinds=RELU_FAMILY,
+    ),
+    Rule(
+        id="gelu_dead", title="Dead GELU/SiLU units", panel="panel-dead",
+        measure="% of a GELU or SiLU layer's units never positive over the batch (every example and position)",
+        amber=(None, 2.0), red=(None, 10.0),
+        explain="Below 0 a GELU or SiLU passes a small gradient, and far below none: a unit never positive "
+                "barely learns. Half a layer's outputs below 0 is normal (not judged).",
+        source=f"{FAMILIES}: 0 at every stats step of examples/transformer_block.py (1,500 steps) and of the "
+               "lecture's MLP with GELUs or SiLUs and BN (3k); without BN at gain 5 12 % (their last layer) at "
+               "init; the transformer with its MLPs ×10 up to 3.9 % by step 150",
+        quantity="dead", kinds=GELU_FAMILY,
     ),
     Rule(
         id="activation_std", title="Activation std", panel="panel-activations",
@@ -103,6 +169,28 @@ RULES: list[Rule] = [
                 "high: they pile up at ±1 (gain too big).",
         source=f"{CALIBRATED}: default run 0.62–0.82 (p99 0.80) over 200k steps; at init gain 5 "
                "without BN 0.91, gain 0.5 without BN 0.41 (tanh1) down to 0.024 (tanh5)",
+        quantity="activation_std", kinds=TANH,
+    ),
+    Rule(
+        id="relu_activation_std", title="Activation std (ReLU)", panel="panel-activations",
+        measure="std of a ReLU layer's outputs (one minibatch)",
+        amber=(None, 1.5), red=(None, 2.5),
+        explain="Unbounded above, a ReLU passes on whatever scale its input has: ~0.6 after BatchNorm; far "
+                "wider, a gain too big that grows layer after layer (the lecture's too-hot init, for a ReLU).",
+        source=f"{FAMILIES}: examples/cnn.py 0.56–0.90 over 600 steps, the lecture's MLP with ReLUs and BN "
+               "0.575–0.633 over 3k; without BN at gain 5, at init 2.74 (first layer) to 446 (last)",
+        quantity="activation_std", kinds=RELU_FAMILY,
+    ),
+    Rule(
+        id="gelu_activation_std", title="Activation std (GELU/SiLU)", panel="panel-activations",
+        measure="std of a GELU or SiLU layer's outputs (one minibatch)",
+        amber=(None, 1.5), red=(None, 2.5),
+        explain="Unbounded above, a GELU or SiLU passes on whatever scale its input has: 0.3–0.65 in "
+                "healthy runs; far wider, a gain too big that grows layer after layer.",
+        source=f"{FAMILIES}: examples/transformer_block.py 0.30–0.62 over 1,500 steps, the lecture's MLP with "
+               "GELUs or SiLUs and BN 0.546–0.64 over 3k; at init the transformer with its MLPs' first Linear "
+               "×10 3.26, the MLPs without BN at gain 5 2.76 (first layer) to 447 (last)",
+        quantity="activation_std", kinds=GELU_FAMILY,
     ),
     Rule(
         id="gradient_flow", title="Gradient flow", panel="panel-act-grads",
@@ -112,6 +200,7 @@ RULES: list[Rule] = [
                 "way back to the input (vanishing); below: it grows (exploding).",
         source=f"{CALIBRATED}: default run 0.27–1.35 (p99 1.20) over 200k steps; at init gain 5 "
                "without BN 0.115, gain 0.5 without BN 16.2, torch-default init without BN 9.6",
+        quantity="gradient_flow", kinds=TANH,
     ),
     Rule(
         id="update_to_data", title="Update:data", panel="panel-update",
@@ -122,9 +211,12 @@ RULES: list[Rule] = [
                 "(the no-BN last layer, scaled ×0.1); much below: barely learning.",
         source=f"{CALIBRATED}: default run −3.98 to −2.18 (p99 −2.31) over 200k steps; at init gain 0.5 "
                "(BN on) linear1–6 −2.17 to −1.84, BN off linear6 −0.62, gain 5 without BN linear6 −0.54",
+        quantity="update_to_data", kinds=TANH,
     ),
 ]  # fmt: skip
 BY_ID: dict[str, Rule] = {rule.id: rule for rule in RULES}
+LAYER_QUANTITIES = ("saturation", "dead", "activation_std")  # judged a layer at a time, by its kind
+NETWORK_QUANTITIES = ("gradient_flow", "update_to_data")  # judged where every activation is of the rule's kinds
 
 
 def _inside(value: float, bounds: Bounds) -> bool:
@@ -152,21 +244,51 @@ def rules_json() -> list[dict]:
 Measured = dict[str, dict[str, float]]  # rule id -> {label: value}
 
 
+def _layer_value(quantity: str, act: dict) -> float | None:
+    if quantity == "dead":
+        return 100 * act["dead"] / act["units"] if act["units"] else None
+    return act["std"] if quantity == "activation_std" else act[quantity]
+
+
+def _network_rule(quantity: str, kinds: set[str]) -> Rule | None:
+    """The rule that judges a network-wide quantity for a network of these activation kinds, if any."""
+    return next((r for r in RULES if r.quantity == quantity and kinds and kinds <= set(r.kinds)), None)
+
+
 def measure(stats: dict, recent_ud: dict[str, list[float]]) -> Measured:
     """Each rule's values at one `stats` event (bnscope.events.StatsEvent); `recent_ud` holds each
-    weight's last update:data values (log10) up to that step. Unmeasured values are left out."""
+    weight's last update:data values (log10) up to that step. A rule measures only the layers (or the
+    networks) of the kinds it was calibrated on; unmeasured values are left out (see not_judged)."""
     acts = stats["activations"]
-    out: Measured = {
-        "saturation": {a["name"]: a["saturation"] for a in acts},
-        "dead": {a["name"]: 100 * a["dead"] / a["units"] for a in acts if a["units"]},
-        "activation_std": {a["name"]: a["std"] for a in acts if a["std"] is not None},
-        "gradient_flow": {},
-        "update_to_data": {name: sum(v) / len(v) for name, v in recent_ud.items() if v},
-    }
-    if len(acts) > 1:
+    kinds = {a["kind"] for a in acts}
+    out: Measured = {}
+    for rule in RULES:  # the rules that apply to this network, in their order
+        if rule.quantity in LAYER_QUANTITIES and kinds & set(rule.kinds):
+            values = ((a["name"], _layer_value(rule.quantity, a)) for a in acts if a["kind"] in rule.kinds)
+            out[rule.id] = {name: value for name, value in values if value is not None}
+        elif rule.quantity in NETWORK_QUANTITIES and _network_rule(rule.quantity, kinds) is rule:
+            out[rule.id] = {}
+    if "update_to_data" in out:
+        out["update_to_data"] = {name: sum(v) / len(v) for name, v in recent_ud.items() if v}
+    if "gradient_flow" in out and len(acts) > 1:
         first, last = acts[0], acts[-1]
         if first["grad_std"] and last["grad_std"] is not None:
             out["gradient_flow"][f"{last['name']} / {first['name']}"] = last["grad_std"] / first["grad_std"]
+    return out
+
+
+def not_judged(stats: dict) -> list[dict]:
+    """What a stats event shows that no rule judges, as [{quantity, label}]: a layer's measure with no
+    rule calibrated on its kind (a ReLU's saturation: half its outputs at 0 is normal), and the
+    network's gradient flow and its weights' update:data where no rule was calibrated on its kinds."""
+    acts = stats["activations"]
+    out = [{"quantity": quantity, "label": a["name"]} for a in acts for quantity in LAYER_QUANTITIES
+           if not any(r.quantity == quantity and a["kind"] in r.kinds for r in RULES)]  # fmt: skip
+    kinds = {a["kind"] for a in acts}
+    if _network_rule("gradient_flow", kinds) is None and len(acts) > 1:
+        out.append({"quantity": "gradient_flow", "label": f"{acts[-1]['name']} / {acts[0]['name']}"})
+    if _network_rule("update_to_data", kinds) is None:
+        out += [{"quantity": "update_to_data", "label": w["name"]} for w in stats["weights"]]
     return out
 
 

@@ -457,7 +457,8 @@ def collect_with(layers: Layers, outputs: list, grads: list, extra: dict[str, to
         if (digits := _image_digits(outputs, kinds)) is not None:
             packer.add("image", digits.view(-1), text=True)
     if running:
-        packer.add("running", torch.cat([m.running_mean for m in running] + [m.running_var for m in running]))
+        # reshaped: the lecture's own layer keeps them (1, C) once it has trained a step
+        packer.add("running", torch.cat([m.running_mean.reshape(-1) for m in running] + [m.running_var.reshape(-1) for m in running]))
     for key, tensor in extra.items():
         packer.add(f"extra/{key}", tensor)
 

@@ -49,24 +49,38 @@ log = logging.getLogger("bnscope.watch")
 SCALARS_SECONDS = 0.1  # how often the logged losses go out: ~10 updates a second for a live chart
 
 
-def watch(model: nn.Module, optimizer: torch.optim.Optimizer | None = None, *, every: int = 100,
-          name: str | None = None, server: str | None = None, data_dir: str | Path | None = None) -> "WatchedRun":  # fmt: skip
+def watch(model: "nn.Module | list", optimizer: torch.optim.Optimizer | None = None, *, every: int = 100,
+          name: str | None = None, server: str | None = None, data_dir: str | Path | None = None,
+          weights: dict[str, torch.Tensor] | None = None) -> "WatchedRun":  # fmt: skip
     """Watch `model` train: every `every` steps its activations, gradients, weights, update:data
     and BatchNorm statistics go to a running `bnscope serve` at `server` (a URL; the token from
     BNSCOPE_TOKEN), or, without a server, into `data_dir` (default ~/.bnscope) for a later
-    `bnscope serve --data-dir`. Returns the run: `run.log(name=value, ...)`, `run.close()`."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"watch() takes an nn.Module, not {type(model).__name__}")
+    `bnscope serve --data-dir`. Returns the run: `run.log(name=value, ...)`, `run.close()`.
+
+    `model` may also be the lecture's list of hand-written layers (each keeping its output in `.out`,
+    with `.parameters()`), trained by hand with no optimizer; `weights` names tensors outside the layers
+    (the lecture's {"C": C}); see bnscope.watch_layers."""
+    lecture = isinstance(model, (list, tuple))
+    if lecture:
+        if optimizer is not None or not model or not all(callable(getattr(layer, "parameters", None)) for layer in model):
+            raise TypeError("watch() takes an nn.Module, or a list of layers that each have .parameters() (no optimizer)")
+    elif not isinstance(model, nn.Module):
+        raise TypeError(f"watch() takes an nn.Module or a list of layers, not {type(model).__name__}")
+    elif weights is not None:
+        raise TypeError("weights= names tensors outside a list of layers; an nn.Module's are its own")
     if isinstance(every, bool) or not isinstance(every, int) or every < 1:
         raise ValueError(f"every must be a whole number of steps >= 1, not {every!r}")
     if server is not None and data_dir is not None:
         raise ValueError("give server (stream to a running bnscope serve) or data_dir (record for later), not both")
-    module = getattr(model, "_orig_mod", model)  # a torch.compile'd model: its own module's names
-    name = name or type(module).__name__
+    module = model if lecture else getattr(model, "_orig_mod", model)  # a torch.compile'd model: its own module's names
+    params = list(weights.values()) if weights else []
+    params += [p for layer in model for p in layer.parameters()] if lecture else list(module.parameters())
+    kind = "layers" if lecture else type(module).__name__
+    name = name or kind
     description = {
-        "model": type(module).__name__, "parameters": sum(p.numel() for p in module.parameters()),
+        "model": kind, "parameters": sum(p.numel() for p in params),
         "optimizer": type(optimizer).__name__ if optimizer is not None else None, "every": every,
-        "device": str(next(module.parameters()).device) if any(True for _ in module.parameters()) else "cpu",
+        "device": str(params[0].device) if params else "cpu",
         "torch": str(torch.__version__),  # a str: torch's own TorchVersion would make the recording process import torch
     }  # fmt: skip
     if server is not None:
@@ -75,17 +89,22 @@ def watch(model: nn.Module, optimizer: torch.optim.Optimizer | None = None, *, e
         from bnscope.config import Settings  # the server's own default data directory
 
         sink = StoreSink(data_dir if data_dir is not None else Settings.model_fields["data_dir"].default, name, description)
+    if lecture:
+        from bnscope.watch_layers import WatchedLayers
+
+        return WatchedLayers(list(model), dict(weights or {}), every, Sender(ProcessSink(sink)))
     return WatchedRun(module, optimizer, every, Sender(ProcessSink(sink)))
 
 
 class WatchedRun:
-    """A watched model's run. `step`: steps done. `log()` and `close()` never raise and never wait
+    """A watched model's run. `steps`: steps done. `log()` and `close()` never raise and never wait
     for the network; what could not be sent is reported by close()."""
 
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer | None, every: int, sender: Sender):
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer | None, every: int, sender: Sender,
+                 layers: diagnostics.Layers | None = None):  # fmt: skip
         self.model, self.optimizer, self.every = model, optimizer, every
-        self.layers = diagnostics.find_layers(model)
-        self.step = 0
+        self.layers = layers if layers is not None else diagnostics.find_layers(model)
+        self.steps = 0
         self.summary: dict | None = None  # close()'s answer
         self._sender = sender
         self._forwarded = False  # a training forward since the last step: run.log's values belong to it
@@ -96,14 +115,19 @@ class WatchedRun:
         self._sent_at = (0, time.perf_counter())  # (step, time) of the last scalars event: steps/s
         self._failures = 0
         self._emit({"type": "model", "step": 0, **self.layers.info()})
-        self._hooks = [model.register_forward_pre_hook(self._forward_begins)]
-        if optimizer is not None:
-            self._hooks += [optimizer.register_step_pre_hook(self._step_begins),
-                            optimizer.register_step_post_hook(self._step_ends)]  # fmt: skip
-        else:
-            self._hooks.append(model.register_forward_hook(self._forward_ends))
-        self._arm()
+        self._hooks = self._attach()
         atexit.register(self._at_exit)
+
+    def _attach(self) -> list:
+        """The hooks that count steps and probe the sampled ones; the first sample armed."""
+        hooks = [self.model.register_forward_pre_hook(self._forward_begins)]
+        if self.optimizer is not None:
+            hooks += [self.optimizer.register_step_pre_hook(self._step_begins),
+                      self.optimizer.register_step_post_hook(self._step_ends)]  # fmt: skip
+        else:
+            hooks.append(self.model.register_forward_hook(self._forward_ends))
+        self._arm()
+        return hooks
 
     # ---- the user's calls ---------------------------------------------------------------------------
     def log(self, **values: float) -> None:
@@ -111,7 +135,7 @@ class WatchedRun:
         `run.log(loss=loss.item(), acc=acc)`. `loss` is drawn as the run's loss curve; the others as
         metric/<name>. (A tensor is turned into a number here: on a GPU that waits for it.)"""
         try:
-            at = self.step if self._forwarded else max(self.step - 1, 0)
+            at = self.steps if self._forwarded else max(self.steps - 1, 0)
             numbers = {key: _number(v) for key, v in values.items()}
             if "loss" in numbers:
                 loss, following = numbers.pop("loss"), self._losses_from + len(self._losses)
@@ -149,7 +173,7 @@ class WatchedRun:
             self._probe = None
         atexit.unregister(self._at_exit)
         self._send_scalars()
-        self._emit({"type": "status", "step": self.step, "status": status, "message": message[:1000]})
+        self._emit({"type": "status", "step": self.steps, "status": status, "message": message[:1000]})
         self.summary = self._sender.close(timeout)
         if self.summary["dropped"]:
             why = "; ".join(f"{n} {reason}" for reason, n in self.summary["dropped_why"].items())
@@ -200,7 +224,7 @@ class WatchedRun:
 
     def _stepped(self, lr) -> None:
         """A step is done: measure it if it was sampled, then count it and arm the next sample."""
-        step = self.step
+        step = self.steps
         try:
             if self._probe is not None:
                 self._measure(step, lr)
@@ -208,9 +232,9 @@ class WatchedRun:
             self._failed(f"statistics at step {step}", err)
         finally:
             self._before = None
-            self.step = step + 1
+            self.steps = step + 1
             self._forwarded = False
-            if self.step % self.every == 0:
+            if self.steps % self.every == 0:
                 self._arm()
 
     def _arm(self) -> None:
@@ -234,11 +258,11 @@ class WatchedRun:
         if lr is None and self.optimizer is not None and self.optimizer.param_groups:
             lr = self.optimizer.param_groups[0].get("lr")
         now = time.perf_counter()
-        (last_step, last_time), self._sent_at = self._sent_at, (self.step, now)
+        (last_step, last_time), self._sent_at = self._sent_at, (self.steps, now)
         self._emit({
-            "type": "scalars", "step": self._losses_from if self._losses else self.step, "loss": self._losses,
+            "type": "scalars", "step": self._losses_from if self._losses else self.steps, "loss": self._losses,
             "lr": _number(lr) if lr is not None else None,
-            "steps_per_s": (self.step - last_step) / (now - last_time) if self.step > last_step and now > last_time else 0.0,
+            "steps_per_s": (self.steps - last_step) / (now - last_time) if self.steps > last_step and now > last_time else 0.0,
             "ud_names": self.layers.weight_names if ud is not None else [], "ud_steps": [ud_step] if ud is not None else [],
             "ud": [ud] if ud is not None else [],
         })  # fmt: skip

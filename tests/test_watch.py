@@ -163,7 +163,7 @@ def test_a_watched_step_measures_what_torch_says_and_evaluations_in_between_chan
                 expected[step] = expected_stats(record, model, 0.05, before)
             run.log(loss=loss.item())
             losses.append(loss.item())
-    assert run.step == steps and run.summary["dropped"] == 0
+    assert run.steps == steps and run.summary["dropped"] == 0
 
     store, row = recorded(tmp_path)
     assert (row["name"], row["source"], row["status"], row["step"]) == ("mine", "watched", "finished", steps)
@@ -200,7 +200,7 @@ def test_gradient_accumulation_counts_optimizer_steps_and_measures_the_last_micr
                 for name in WEIGHTS:  # plain SGD: the lecture's log10(std(lr * grad) / std(w)), the grad accumulated
                     w = dict(model.named_modules())[name].weight
                     expected[step]["weights"][name]["ud"] = math.log10(((lr * w.grad).std() / w.detach().std()).item())
-    assert run.step == steps
+    assert run.steps == steps
 
     store, row = recorded(tmp_path)
     sampled = [0, 3, 6]
@@ -239,7 +239,7 @@ def test_without_an_optimizer_a_step_is_a_backward_pass(tmp_path):
                 model.train()
             for p in params:
                 p.data += -0.1 * p.grad
-    assert run.step == steps
+    assert run.steps == steps
     store, row = recorded(tmp_path)
     assert store.stats_steps(row["id"]) == [0, 4, 8]
     for stats in store.stats_of(row["id"], [0, 4, 8]):

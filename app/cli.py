@@ -180,7 +180,8 @@ def _write_report(args: argparse.Namespace) -> int:
         return 2
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(render(data), encoding="utf-8")
-    print(f"report of {len(run_ids)} run{'s' if len(run_ids) > 1 else ''} written to {args.out} ({args.out.stat().st_size / 1e6:.1f} MB)")
+    runs = f"{len(run_ids)} run{'s' if len(run_ids) > 1 else ''}"
+    print(f"report of {runs} written to {args.out} ({args.out.stat().st_size / 1e6:.1f} MB)")
     return 0
 
 
@@ -229,11 +230,11 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("target", help="a run id (3), run ids (1,2,5), or sweeps (sweep:2, sweep:2,3)")
     report.add_argument("--out", type=Path, required=True, help="the HTML file to write")
     report.add_argument("--data-dir", type=Path, default=None, help="where the runs are kept (default ~/.bnscope)")
-    report.add_argument("--step", type=int, default=None, help="histograms and health at this step (default: the newest all reached)")
+    report.add_argument("--step", type=int, default=None, help="histograms and health here (default: newest)")
     report.add_argument("--start", type=int, default=0, help="first step of the charts")
-    report.add_argument("--end", type=int, default=None, help="the step after the charts' last (default: the furthest run's)")
-    report.add_argument("--max-points", type=int, default=None, help="points a series at most (bucket means; default 1000)")
-    report.add_argument("--names", type=Path, default=DEFAULT_NAMES, help="names file the runs trained on (samples' novelty)")
+    report.add_argument("--end", type=int, default=None, help="the step after the charts' last")
+    report.add_argument("--max-points", type=int, default=None, help="points a series at most (default 1000)")
+    report.add_argument("--names", type=Path, default=DEFAULT_NAMES, help="names file the runs trained on")
     report.add_argument("--no-samples", action="store_true", help="leave samples out (no torch needed)")
     report.set_defaults(func=_write_report)
     return parser

@@ -8,7 +8,8 @@ samples. It reads the store only (the server's, or a data directory with no serv
 
 Its size is bounded: every run is read over the same range at the page's resolution rule
 (bnscope.history: power-of-two buckets, at most REPORT_POINTS points a series), at most REPORT_RUNS
-runs, and only the series a panel draws. A 200k-step run adds ~0.8 MB to Plotly.js's ~4.6 MB.
+runs, and only the series a panel draws. A 200k-step run of the default network adds ~1 MB to Plotly.js's
+4.8 MB (measured with every series it records).
 """
 
 import json
@@ -20,13 +21,14 @@ import plotly
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from bnscope import PACKAGE_DIR, __version__
+from bnscope.config import RunConfig
 from bnscope.health import rules_json
 from bnscope.history import series as series_of
 from bnscope.hub import to_json
 from bnscope.store import Store
 
 REPORT_POINTS = 1000  # points a series at most: the page asks for 2,000, a file kept small gets half
-REPORT_RUNS = 64  # runs in one report (a sweep of 3 settings x 4 values, x 5 seeds, fits)
+REPORT_RUNS = 64  # runs in one report: the page overlays 8, a sweep may hold more
 SAMPLES = 12  # names a run, drawn with SAMPLE_SEED from its last weights
 SAMPLE_SEED = 0
 UNDRAWN = ("lr", "act_mean/", "norm_gain/")  # stored series no panel draws
@@ -68,7 +70,6 @@ def gather(
     end: int | None = None,
     max_points: int = REPORT_POINTS,
     sampler: Sampler | None = None,
-    title: str | None = None,
 ) -> dict:
     """The report's data: every run over the same [start, end) at one bucket width (end: the furthest run's
     step), each one's statistics at `step` (default: the newest statistics step every run has reached)."""
@@ -88,16 +89,14 @@ def gather(
             bucket, start = answer["bucket"], answer["start"]
             stats = store.stats_at(row["id"], step) if step is not None else None
             series = {name: s for name, s in answer["series"].items() if not name.startswith(UNDRAWN)}
-            runs.append(
-                {**_describe(row), "series": series, "stats": _at_step(stats), "timeline": store.timeline(row["id"])}
-            )
+            runs.append({**_describe(row), "series": series, "stats": _at_step(stats)})
     for run, row in zip(runs, rows):
         run["samples"] = sampler(row) if sampler and row["source"] == "trainer" else None
     configs = [run["config"] for run in runs if run["config"]]
     keys = sorted({key for config in configs for key in config})
     differ = [key for key in keys if len({json.dumps(config.get(key)) for config in configs}) > 1]
     return {
-        "title": title or _title(runs),
+        "title": _title(runs),
         "made_at": time.strftime("%Y-%m-%d %H:%M %Z"),
         "version": __version__,
         "start": start,
@@ -124,11 +123,12 @@ def render(data: dict) -> str:
 def checkpoint_sampler(store: Store, words: list[str]) -> Sampler:
     """Samples from each run's last checkpoint in the store (torch loads here, on first use)."""
 
+    train_words: dict[int, frozenset[str]] = {}  # by block_size: the novelty of a name
+
     def sample(row: dict) -> dict | None:
         saved = store.checkpoint(row["id"])
         if saved is None:
             return None
-        from bnscope.config import RunConfig
         from bnscope.data import make_splits
         from bnscope.sampling import sample_names
         from bnscope.trainer import load_model
@@ -137,8 +137,10 @@ def checkpoint_sampler(store: Store, words: list[str]) -> Sampler:
         model = load_model(config, saved[1])
         if not all(bool(p.isfinite().all()) for p in model.parameters()):
             return None  # diverged: nothing to sample
-        train_words = make_splits(words, config.block_size).train_words
-        names = sample_names(model, SAMPLES, block_size=config.block_size, seed=SAMPLE_SEED, train_words=train_words)
+        if config.block_size not in train_words:
+            train_words[config.block_size] = make_splits(words, config.block_size).train_words
+        seen = train_words[config.block_size]
+        names = sample_names(model, SAMPLES, block_size=config.block_size, seed=SAMPLE_SEED, train_words=seen)
         return {"step": saved[0], "samples": names}
 
     return sample
@@ -155,9 +157,7 @@ def _describe(row: dict) -> dict:
         "step": row["step"],
         "steps": row["config"]["steps"] if trainer else None,
         "config": row["config"] if trainer else None,
-        "watched": None if trainer else row["config"],
         "sweep_id": row["sweep_id"],
-        "paired_with": row["paired_with"],
     }
 
 

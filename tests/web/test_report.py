@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
 from bnscope import report
 from bnscope.store import Store
@@ -52,6 +53,7 @@ def ended(server, run_id: int) -> bool:  # a member without BatchNorm may diverg
     return httpx.get(f"{server.url}/api/runs/{run_id}").json()["status"] in ("finished", "diverged")
 
 
+@pytest.mark.slow
 def test_a_run_report_opens_offline_its_charts_equal_to_history_and_the_cli_makes_it_without_a_server(
     chromium, server, tmp_path
 ):
@@ -113,6 +115,7 @@ def test_a_run_report_opens_offline_its_charts_equal_to_history_and_the_cli_make
     assert missing.returncode == 2 and "no sweep with id 9" in missing.stderr
 
 
+@pytest.mark.slow
 def test_a_sweep_of_ten_members_opens_offline_with_every_chart_drawn(chromium, server, tmp_path):
     # the page's sweep of five gains with BatchNorm on and off: two sweeps, ten members
     config = {**SMALL, "n_hidden": 16, "steps": 200, "stats_every": 50, "dev_every": 100}

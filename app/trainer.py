@@ -200,31 +200,17 @@ class Trainer:
         if not self._pending_loss:
             return
         first = self.step - len(self._pending_loss)
-        losses_t = torch.stack(self._pending_loss)
-        finite = torch.isfinite(losses_t)
-        diverged_at = None if bool(finite.all()) else first + int((~finite).nonzero()[0])
-        losses = losses_t.nan_to_num(nan=0.0).tolist()  # non-finite values are cut off below
+        losses = torch.stack(self._pending_loss).tolist()
         ud_steps = [s for s, _ in self._pending_ud]
         ud = torch.stack([r for _, r in self._pending_ud]).tolist() if self._pending_ud else []
-        # a weight whose gradient is exactly 0 (every unit saturated) has log10(0) = -inf: no value
-        ud = [[v if math.isfinite(v) else None for v in row] for row in ud]
-        if diverged_at is not None:
-            losses = losses[: diverged_at - first]
-            keep = sum(1 for s in ud_steps if s < diverged_at)
-            ud_steps, ud = ud_steps[:keep], ud[:keep]
-            self.step = diverged_at
         self._pending_loss.clear()
         self._pending_ud.clear()
-        self.emit({
-            "type": "scalars", "step": first, "loss": losses, "lr": self.lr, "steps_per_s": self._speed.flushed(self.step),
-            "ud_names": self.layers.weight_names, "ud_steps": ud_steps, "ud": ud,
-        })  # fmt: skip
+        body, diverged_at = scalars(first, losses, ud_steps, ud)
         if diverged_at is not None:
-            self.outcome = ("diverged", f"loss became non-finite at step {diverged_at}")
-        elif (exploded := self._recent.add(first, losses)) is not None:
-            start, mean = exploded
-            self.outcome = ("diverged", f"loss exploded: mean {mean:.3g} over steps {start:,}-{self.step - 1:,}, "
-                                        f"where a healthy run starts at ln({VOCAB_SIZE}) = {math.log(VOCAB_SIZE):.2f}")  # fmt: skip
+            self.step = diverged_at
+        self.emit({"type": "scalars", **body, "lr": self.lr, "steps_per_s": self._speed.flushed(self.step),
+                   "ud_names": self.layers.weight_names})
+        self.outcome = divergence(diverged_at, self._recent, body["loss"], first, self.step) or self.outcome
 
     def _set_status(self, status: Status, message: str = "") -> None:
         self.emit({"type": "status", "step": self.step, "status": status, "message": message})
@@ -265,6 +251,30 @@ class Trainer:
         self.base_lr = float(saved["base_lr"])
         self.batch_gen.set_state(saved["batch_gen"])
         self._next_checkpoint = self.step + self.checkpoint_every
+
+
+def scalars(first: int, losses: list[float], ud_steps: list[int], ud: list[list[float]]) -> tuple[dict, int | None]:
+    """A `scalars` event's series (bnscope.events.ScalarsEvent): the losses from step `first` and the
+    update:data rows, cut before the first non-finite loss; and that loss's step (None: all finite)."""
+    diverged_at = next((first + i for i, loss in enumerate(losses) if not math.isfinite(loss)), None)
+    if diverged_at is not None:
+        losses = losses[: diverged_at - first]
+        keep = sum(1 for s in ud_steps if s < diverged_at)
+        ud_steps, ud = ud_steps[:keep], ud[:keep]
+    # a weight whose gradient is exactly 0 (every unit saturated) has log10(0) = -inf: no value
+    ud = [[v if math.isfinite(v) else None for v in row] for row in ud]
+    return {"step": first, "loss": losses, "ud_steps": ud_steps, "ud": ud}, diverged_at
+
+
+def divergence(diverged_at: int | None, recent: "_RecentLoss", losses: list[float], first: int, step: int):
+    """How a run ends after a flush: ("diverged", why) at a non-finite or exploded loss, else None."""
+    if diverged_at is not None:
+        return "diverged", f"loss became non-finite at step {diverged_at}"
+    if (exploded := recent.add(first, losses)) is not None:
+        start, mean = exploded
+        return "diverged", (f"loss exploded: mean {mean:.3g} over steps {start:,}-{step - 1:,}, "
+                            f"where a healthy run starts at ln({VOCAB_SIZE}) = {math.log(VOCAB_SIZE):.2f}")
+    return None
 
 
 class _Speedometer:

@@ -100,10 +100,15 @@ def test_ids_keep_increasing_across_a_server_killed_with_sigkill(tmp_path):
         server.stop(kill=True)
         server.start()
         assert httpx.post(f"{url}/resume").status_code == 200
+        # a client arriving now gets what the store kept (the snapshot), then the events since the restart
+        new = ids_of([e for e in read(f"{url}/events?after=0", 20) if e["event"] != "snapshot"])
+        again = sorted(set(new) & set(seen))
+        assert not again, f"ids a client saw before the SIGKILL came again, for other events: {again}"
+        assert new[0] > seen[-1], f"ids after the restart begin at {new[0]}, below {seen[-1]} a client already saw"
+        # the client that was there resumes after its last id, and misses nothing made since the restart
         after = read(f"{url}/events", 20, headers={"Last-Event-ID": str(seen[-1])})
-        new = [e for e in after if e["event"] != "snapshot"]
         assert all(int(e["id"]) > seen[-1] for e in after)  # never an id the client already holds
-        statuses = [json.loads(e["data"]).get("status") for e in new if e["event"] == "status"]
+        statuses = [json.loads(e["data"]).get("status") for e in after if e["event"] == "status"]
         assert "running" in statuses  # the resume's own status reaches a client that was there before
         httpx.post(f"{url}/stop")
 

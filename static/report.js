@@ -77,7 +77,7 @@
     chart(family, title, traces, { xaxis: { title: { text: "step" } }, shapes: stepLine });
   }
 
-  // the histograms at the chosen step: a line a layer, over its bins' centres
+  // the histograms at the chosen step: a line a layer, as a density (the page's: runs of different ranges compare)
   for (const [kind, group, countsKey, rangeKey, title] of HISTOGRAMS) {
     const traces = [];
     data.runs.forEach((run, slot) => {
@@ -86,13 +86,15 @@
         const counts = layer[countsKey];
         const [lo, hi] = layer[rangeKey];
         if (!counts || !counts.length || lo === null || hi === null) return;
-        const width = (hi - lo) / counts.length;
-        traces.push({ name: label(run, layer.name), x: counts.map((_, b) => lo + (b + 0.5) * width), y: counts,
+        const width = (hi - lo) / counts.length || 1;
+        const total = counts.reduce((a, b) => a + b, 0);
+        traces.push({ name: label(run, layer.name), x: counts.map((_, b) => lo + (b + 0.5) * width),
+          y: counts.map((count) => (total > 0 ? count / (total * width) : 0)),
           type: "scatter", mode: "lines", line: { color: color(slot, i, layers.length), dash: dash(slot), width: 1.5, shape: "hvh" } });
       });
     });
     chart(`hist-${kind}`, `${title} at step ${data.step === null ? "–" : data.step.toLocaleString("en")}`, traces,
-      { xaxis: { title: { text: "value" } }, yaxis: { title: { text: "count" } } });
+      { xaxis: { title: { text: "value" } }, yaxis: { title: { text: "density" } } });
   }
 
   const drawn = charts.map(([box, traces, layout]) => Plotly.newPlot(box, traces, layout, { displaylogo: false, responsive: true }));

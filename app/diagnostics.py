@@ -33,6 +33,7 @@ SATURATION = 0.97  # the lecture's "saturated" tanh: |t| > 0.97
 DEAD = 0.99  # the lecture's white pixel |t| > 0.99; a unit white for the whole batch is dead
 MAX_IMAGE_BITS = 1 << 16  # the |t| > 0.99 image is sent for batches * units up to this...
 MAX_IMAGE_ROWS = 1024  # ...and batches and hex digits (4 units each) a row up to this
+SMALL_ROW = 1024  # a row this small has its std in two passes (see _Rows.mean_std)
 
 # activation modules by kind; a subclass not listed is found by isinstance, in this order
 ACTIVATIONS: dict[type, str] = {
@@ -547,16 +548,21 @@ class _Rows:
         self.dirty = device.type != "cpu" or not bool(self.sums.isfinite().all())
 
     def mean_std(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(T,) each row's mean and std (unbiased, as torch.std), in two passes: exact where a mean is
-        far from 0 (a BatchNorm gain near 1), as the sum of squares is not."""
+        """(T,) each row's mean and std (unbiased, as torch.std). Small rows (a norm's gain and bias,
+        whose mean sits far from 0 next to their spread) in two passes, exact; big ones (activations,
+        gradients, weights: means near 0 next to their spread) from the sum of squares, one pass."""
         n = torch.tensor([g.shape[1] for g in self.groups for _ in range(g.shape[0])], dtype=torch.float32)
         mean = self.sums / n.to(self.sums.device)
         squares, at = [], 0
         for g in self.groups:
-            centred = g - mean[at : at + g.shape[0]].unsqueeze(1)
-            squares.append((centred * centred).sum(1))
+            rows = mean[at : at + g.shape[0]]
+            if g.shape[1] <= SMALL_ROW:
+                centred = g - rows.unsqueeze(1)
+                squares.append((centred * centred).sum(1))
+            else:
+                squares.append(torch.linalg.vector_norm(g, dim=1).square_() - rows * rows * g.shape[1])
             at += g.shape[0]
-        std = (torch.cat(squares) / (n - 1).clamp_(min=1).to(mean.device)).sqrt_()
+        std = (torch.cat(squares).clamp_(min=0) / (n - 1).clamp_(min=1).to(mean.device)).sqrt_()
         return mean[self.plan.order], std[self.plan.order]
 
     def ranges(self, kinds: tuple[str, ...]) -> torch.Tensor:
@@ -579,7 +585,9 @@ class _Rows:
 
     def histograms(self, ranges: torch.Tensor) -> torch.Tensor:
         """(n_binned, HIST_BINS) counts, each row binned over its range as torch.histc bins (a value at
-        hi in the last bin; a range with every value equal widened to [lo-1, lo+1], in place)."""
+        hi in the last bin; a range with every value equal widened to [lo-1, lo+1], in place). The last
+        use of the rows: they are binned in place (the stacked copies are ours; a new tensor of this
+        size is a fresh mmap on a CPU, and its page faults cost more than the arithmetic)."""
         lo, hi = ranges.unbind(1)
         empty = hi <= lo
         ranges[:, 0] = torch.where(empty, lo - 1, lo)
@@ -587,17 +595,16 @@ class _Rows:
         # each group's rows' lo and bins / (hi - lo), as (b, 1) columns
         lo_scale = torch.stack([ranges[:, 0], HIST_BINS / (ranges[:, 1] - ranges[:, 0])], 1)[self.plan.binned_rows]
         columns = lo_scale.split([g.shape[0] for g in self.binned])
-        index = []
-        for g, column, slots in zip(self.binned, columns, self.plan.slots):
-            # histc's (x - min) * bins / (max - min), truncated, in the row's own bins
-            pos = (g - column[:, :1]).mul_(column[:, 1:]).clamp_(0, HIST_BINS - 1).floor_().add_(slots)
-            if self.dirty:  # not finite: one slot past the end, dropped
-                pos = torch.where(g.isfinite(), pos, self.n_binned * HIST_BINS)
-            index.append(pos.reshape(-1))
         # scatter_add_ into a zero tensor, not bincount: faster on a CPU, and on a GPU bincount waits
         # for the device to learn its output's size
         counts = self.plan.ones.new_zeros(self.n_binned * HIST_BINS + 1)
-        counts.scatter_add_(0, torch.cat(index).long(), self.plan.ones)
+        for g, column, slots in zip(self.binned, columns, self.plan.slots):
+            # histc's (x - min) * bins / (max - min), truncated, in the row's own bins
+            finite = g.isfinite() if self.dirty else None
+            pos = g.sub_(column[:, :1]).mul_(column[:, 1:]).clamp_(0, HIST_BINS - 1).floor_().add_(slots)  # in place
+            if finite is not None:  # not finite: one slot past the end, dropped
+                pos = torch.where(finite, pos, self.n_binned * HIST_BINS)
+            counts.scatter_add_(0, pos.view(-1).long(), self.plan.ones[: pos.numel()])
         return counts[:-1].view(self.n_binned, HIST_BINS)
 
 

@@ -360,50 +360,72 @@ def _image_digits(outputs: list, kinds: tuple[str, ...]) -> torch.Tensor | None:
     """The lecture's |t| > 0.99 image of every layer, as (L * B, ceil(H/4)) ASCII codes of hex digits,
     4 units a digit, the first unit the high bit: when every layer is a tanh of the same 2-D shape (the
     lecture's network) and small enough to send; else None."""
-    if set(kinds) != {"tanh"} or not all(isinstance(o, torch.Tensor) for o in outputs):
+    if not _lecture_shaped(outputs, kinds) or not _imageable(outputs[0]):
         return None
-    if len({o.shape for o in outputs}) != 1 or outputs[0].dim() != 2 or outputs[0].numel() > MAX_IMAGE_BITS:
-        return None
-    L, (B, H) = len(outputs), outputs[0].shape
-    if B > MAX_IMAGE_ROWS or H > 4 * MAX_IMAGE_ROWS:  # the schema's bounds: rows a layer, hex digits a row
-        return None
-    saturated = torch.stack(outputs).abs() > DEAD  # (L, B, H)
-    padded = F.pad(saturated.to(torch.uint8), (0, (-H) % 4))  # (L, B, 4 * ceil(H/4))
+    return _hex_image(torch.stack(outputs).abs() > DEAD)
+
+
+def _lecture_shaped(outputs: list, kinds: tuple[str, ...]) -> bool:
+    """Every layer a tanh with one 2-D output, all of the same shape: the lecture's network."""
+    return (set(kinds) == {"tanh"} and all(isinstance(o, torch.Tensor) for o in outputs)
+            and len({o.shape for o in outputs}) == 1 and outputs[0].dim() == 2)  # fmt: skip
+
+
+def _imageable(output: torch.Tensor) -> bool:
+    B, H = output.shape  # the schema's bounds: rows a layer, hex digits a row
+    return output.numel() <= MAX_IMAGE_BITS and B <= MAX_IMAGE_ROWS and H <= 4 * MAX_IMAGE_ROWS
+
+
+def _hex_image(white: torch.Tensor) -> torch.Tensor:
+    """(L, B, H) booleans as (L * B, ceil(H/4)) ASCII codes of hex digits (see _image_digits)."""
+    L, B, H = white.shape
+    padded = F.pad(white.to(torch.uint8), (0, (-H) % 4))  # (L, B, 4 * ceil(H/4))
     digits, bits = _hex(padded.device)
     nibbles = (padded.view(L, B, -1, 4) * bits).sum(-1)  # (L, B, ceil(H/4)), int64 to index with
     return digits.index_select(0, nibbles.view(-1)).view(L * B, -1)
 
 
+def _marks(outputs: list, kinds: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor, list[int], torch.Tensor | None]:
+    """Each activation's outputs in its flat part, its dead units, its units, and the |t| > 0.99 image
+    (_image_digits): for the lecture's network from one |t| of every layer at once."""
+    if not _lecture_shaped(outputs, kinds):
+        dead, units = _dead_units(outputs, kinds)
+        return _saturated([_one(o) for o in outputs], kinds), dead, units, None
+    a = torch.stack(outputs).abs_()  # (L, B, H)
+    B, H = outputs[0].shape
+    dead = ((a >= DEAD).sum(1) == B).sum(1)  # |t| >= 0.99 for every example (a count: faster than all())
+    return (a >= SATURATION).sum((1, 2)), dead, [H] * len(outputs), _hex_image(a > DEAD) if _imageable(outputs[0]) else None
+
+
 class _Packer:
     """Collects tensors and brings them all to the host in a single copy: on a GPU, the one
-    device-to-host copy (and synchronisation) of a statistics step. Numbers come back as lists (one
-    .tolist()), ASCII codes added with `text=True` as a str."""
+    device-to-host copy (and synchronisation) of a statistics step. They come back as lists of floats,
+    or of ints (`form="int"`: counts, exact up to 2**24), or as a str (`form="text"`: ASCII codes)."""
 
     def __init__(self):
-        self.parts: list[tuple[str, torch.Tensor]] = []
-        self.texts: list[tuple[str, torch.Tensor]] = []
+        self.parts: list[tuple[str, torch.Tensor, str]] = []
 
-    def add(self, key: str, tensor: torch.Tensor, text: bool = False) -> None:
-        (self.texts if text else self.parts).append((key, tensor.float()))
+    def add(self, key: str, tensor: torch.Tensor, form: str = "float") -> None:
+        self.parts.append((key, tensor.float(), form))
 
     def unpack(self) -> dict:
-        if not self.parts and not self.texts:
+        if not self.parts:
             return {}
-        host = torch.cat([t.reshape(-1) for _, t in self.parts + self.texts]).cpu()
-        numbers = sum(t.numel() for _, t in self.parts)
-        flat = host[:numbers].tolist()
+        parts = sorted(self.parts, key=lambda part: part[2] != "float")  # the floats first, converted at once
+        host = torch.cat([t.reshape(-1) for _, t, _ in parts]).cpu()
+        floats = host[: sum(t.numel() for _, t, form in parts if form == "float")].tolist()
         out, offset = {}, 0
-        for key, t in self.parts:
+        for key, t, form in parts:
             n = t.numel()
-            values = flat[offset : offset + n]
+            if form == "text":
+                out[key] = host[offset : offset + n].to(torch.uint8).numpy().tobytes().decode("ascii")
+            else:
+                values = floats[offset : offset + n] if form == "float" else host[offset : offset + n].long().tolist()
+                if t.dim() == 2:
+                    cols = t.shape[1]
+                    values = [values[r * cols : (r + 1) * cols] for r in range(t.shape[0])]
+                out[key] = values
             offset += n
-            if t.dim() == 2:
-                cols = t.shape[1]
-                values = [values[r * cols : (r + 1) * cols] for r in range(t.shape[0])]
-            out[key] = values
-        for key, t in self.texts:
-            out[key] = host[offset : offset + t.numel()].to(torch.uint8).numpy().tobytes().decode("ascii")
-            offset += t.numel()
         return out
 
 
@@ -449,14 +471,14 @@ def collect_with(layers: Layers, outputs: list, grads: list, extra: dict[str, to
         packer.add("std", std)
         if binned:
             ranges = rows.ranges(kinds)
-            packer.add("hist", rows.histograms(ranges))
+            packer.add("hist", rows.histograms(ranges), form="int")
             packer.add("range", ranges)
     if L:
-        packer.add("saturated", _saturated(acts, kinds))
-        dead, units = _dead_units(outputs, kinds)
+        saturated, dead, units, digits = _marks(outputs, kinds)
+        packer.add("saturated", saturated)
         packer.add("dead", dead)
-        if (digits := _image_digits(outputs, kinds)) is not None:
-            packer.add("image", digits.view(-1), text=True)
+        if digits is not None:
+            packer.add("image", digits.view(-1), form="text")
     if running:
         # reshaped: the lecture's own layer keeps them (1, C) once it has trained a step
         packer.add("running", torch.cat([m.running_mean.reshape(-1) for m in running] + [m.running_var.reshape(-1) for m in running]))
@@ -471,7 +493,7 @@ def collect_with(layers: Layers, outputs: list, grads: list, extra: dict[str, to
         cols = len(text) // (L * B)
         rows_ = [text[r * cols : (r + 1) * cols] for r in range(L * B)]
         images = [rows_[i * B : (i + 1) * B] for i in range(L)]
-    hist = [list(map(int, row)) for row in v.get("hist", [])]
+    hist = v.get("hist", [])
     means, stds, ranges = v.get("mean", []), v.get("std", []), v.get("range", [])
     activations = []
     for i, (name, kind) in enumerate(zip(names, kinds)):

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from bnscope import __version__
 from bnscope.config import RunConfig, describe_errors
-from bnscope.data import DEFAULT_NAMES, NamesFileError, make_splits, read_names
+from bnscope.data import DEFAULT_NAMES, NamesFileError, make_splits, read_names, split_words
 
 
 def format_duration(seconds: float) -> str:
@@ -94,17 +94,20 @@ def _report(config: RunConfig, words: list[str], seen: dict, args: argparse.Name
     from bnscope.sampling import sample_names
     from bnscope.trainer import load_model, split_loss
 
-    splits = make_splits(words, config.block_size)
     model = load_model(config, seen["checkpoint"])
+    splits = None  # the examples are built again only for a final loss the run did not send (a stopped run)
     for split in ("train", "dev", "test"):
-        loss = seen["finals"].get(split)
-        print(f"{split:5s} loss {loss if loss is not None else split_loss(model, splits, split):.4f}")
+        if (loss := seen["finals"].get(split)) is None:
+            splits = splits or make_splits(words, config.block_size)
+            loss = split_loss(model, splits, split)
+        print(f"{split:5s} loss {loss:.4f}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         state = torch.load(io.BytesIO(seen["checkpoint"]), weights_only=True)
         torch.save({"format": WEIGHTS_FORMAT, "config": config.model_dump(), "state": state}, args.out)
         print(f"weights saved to {args.out}")
-    for row in sample_names(model, args.samples, block_size=config.block_size, seed=0, train_words=splits.train_words):
+    train_words = frozenset(split_words(words)[0])
+    for row in sample_names(model, args.samples, block_size=config.block_size, seed=0, train_words=train_words):
         print(f"  {row['name']}" + ("" if row["novel"] else "   (in the training set)"))
 
 
@@ -142,7 +145,7 @@ def _sample(args: argparse.Namespace) -> int:
     from bnscope.sampling import sample_names
 
     config, model = load_weights(args.weights)
-    train_words = make_splits(read_names(args.names), config.block_size).train_words
+    train_words = frozenset(split_words(read_names(args.names))[0])
     rows = sample_names(model, args.n, block_size=config.block_size, temperature=args.temperature,
                         prefix=args.prefix, seed=args.seed, max_len=args.max_len, train_words=train_words,
                         one_at_a_time=args.one_at_a_time)  # fmt: skip

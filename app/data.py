@@ -89,13 +89,19 @@ class Splits:
         return {"train": (self.Xtr, self.Ytr), "dev": (self.Xdev, self.Ydev), "test": (self.Xte, self.Yte)}[name]
 
 
-def make_splits(words: list[str], block_size: int, seed: int = 42) -> Splits:
-    """The lecture's split: shuffle with random.seed(42), then 80% train, 10% dev, 10% test."""
+def split_words(words: list[str], seed: int = 42) -> tuple[list[str], list[str], list[str]]:
+    """The lecture's split of the words: shuffle with random.seed(42), then 80% train, 10% dev, 10% test."""
     words = list(words)
     random.Random(seed).shuffle(words)  # the same permutation as random.seed(42); random.shuffle(words)
     n1 = int(0.8 * len(words))
     n2 = int(0.9 * len(words))
-    Xtr, Ytr = build_dataset(words[:n1], block_size)
-    Xdev, Ydev = build_dataset(words[n1:n2], block_size)
-    Xte, Yte = build_dataset(words[n2:], block_size)
-    return Splits(Xtr, Ytr, Xdev, Ydev, Xte, Yte, frozenset(words[:n1]))
+    return words[:n1], words[n1:n2], words[n2:]
+
+
+def make_splits(words: list[str], block_size: int, seed: int = 42) -> Splits:
+    """The lecture's split (split_words), each part's examples built."""
+    train, dev, test = split_words(words, seed)
+    Xtr, Ytr = build_dataset(train, block_size)
+    Xdev, Ydev = build_dataset(dev, block_size)
+    Xte, Yte = build_dataset(test, block_size)
+    return Splits(Xtr, Ytr, Xdev, Ydev, Xte, Yte, frozenset(train))

@@ -25,7 +25,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from bench import event_cost, hostile, latency, quality, ray_local, report, sampling, scale, startup, throughput, watch, workers
+from bench import (
+    event_cost,
+    hostile,
+    latency,
+    quality,
+    ray_local,
+    report,
+    sampling,
+    scale,
+    startup,
+    throughput,
+    watch,
+    workers,
+)
 from bench.common import machine
 from bench.load import OtherLoad
 from bench.server import BenchServer

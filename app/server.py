@@ -167,7 +167,9 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, token: str 
 def _listen(host: str, port: int) -> socket.socket:
     """The listening socket, bound now: a busy port is reported before a run or a database exists."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # proto named: asyncio sets TCP_NODELAY only on sockets whose proto says TCP, and without it a response
+    # written in two parts (head, body) waits ~40 ms for the client's delayed ACK
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))

@@ -148,6 +148,21 @@ def test_a_killed_worker_leaves_its_run_interrupted_and_the_rest_carry_on(tmp_pa
         finish_and_compare(server, victim["id"])
 
 
+def test_a_run_paused_when_the_server_was_killed_is_interrupted_after_the_restart_and_resumes(tmp_path):
+    with live_server(tmp_path / "data", env=ENV) as server:
+        run = httpx.post(f"{server.url}/api/runs", json={"config": CONFIG}).json()
+        wait_for(lambda: status_of(server, run["id"])["step"] > 600)
+        assert httpx.post(f"{server.url}/api/runs/{run['id']}/pause").json()["status"] == "paused"
+        httpx.get(f"{server.url}/api/runs/{run['id']}/history")  # flushes the store: the pause is on disk
+        server.stop(kill=True)
+
+        server.start()  # no worker holds it now: paused would be a run nothing can resume or stop
+        assert_interrupted(status_of(server, run["id"]), "a SIGKILL to the server while paused")
+        assert httpx.post(f"{server.url}/api/runs/{run['id']}/resume").status_code == 200
+        wait_for(lambda: status_of(server, run["id"])["status"] == "running")
+        assert httpx.post(f"{server.url}/api/runs/{run['id']}/stop").json()["status"] == "stopped"
+
+
 @pytest.mark.slow
 def test_ctrl_c_to_the_process_group_leaves_every_run_interrupted_and_resuming_exactly(tmp_path):
     # the workers share the server's process group: a terminal's Ctrl-C reaches each of them directly,

@@ -32,11 +32,13 @@ ENV = {
     "BNSCOPE_STREAM_QUEUE_SECONDS": "2",
     "BNSCOPE_STREAM_QUEUE_BYTES": str(512 * 1024),  # what each stalled reader may cost in the server's memory
 }
-RUN = {"n_hidden": 32, "n_layers": 2, "steps": LONG, "stats_every": 5, "dev_every": 1000}  # streams ~0.5 MB/s
+# a run whose stream fills a stalled reader's socket buffers in seconds: 0.5-2 MB/s, as fast as it trains
+RUN = {"n_hidden": 32, "n_layers": 2, "steps": LONG, "stats_every": 20, "dev_every": 1000}
 PER_ADDRESS = 10
 DRIP_S = 0.5
 RCVBUF = 4096
 SAMPLE_EVERY_S = 0.5
+TIMEOUT = httpx.Timeout(10, read=30)
 COUNTS = (100, 100, 20)  # stalled stream readers, slow request heads, slow request bodies
 RELEASE_S = 60.0  # after the window: how long the server may take to let go of them all (it needs seconds)
 
@@ -80,7 +82,7 @@ class Hostile:
         options = [(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)]
         for _ in range(readers):  # each asks for the stream, reads its head, then never reads again
             transport = httpx.HTTPTransport(verify=tls, local_address=self._address(), socket_options=options)
-            client = self.stack.enter_context(httpx.Client(transport=transport, timeout=httpx.Timeout(10, read=30)))
+            client = self.stack.enter_context(httpx.Client(transport=transport, timeout=TIMEOUT))
             stream = client.stream("GET", f"{self.url}/api/runs/{self.run_id}/events")
             self.streams.append(self.stack.enter_context(stream))
         begun = [f"GET /healthz HTTP/1.1\r\n{host}".encode()] * heads
@@ -131,27 +133,38 @@ class Hostile:
 
 
 class Reader(threading.Thread):
-    """A user's stream reader: reads every event; records gaps in the ids and any cut."""
+    """A user's stream reader, as the page's EventSource: reads every event and, cut, reconnects with its
+    last id. Records the gaps in the ids it got (a snapshot covers all before its id), and its cuts."""
 
     def __init__(self, events_url: str):
         super().__init__(daemon=True)
         self.events_url = events_url
-        self.ids: list[int] = []
+        self.last: int | None = None
+        self.events, self.cuts = 0, 0
         self.gaps: list[tuple[int, int]] = []
         self.error: str | None = None
         self.stopping = threading.Event()
 
     def run(self) -> None:
-        try:
-            with httpx.stream("GET", self.events_url, timeout=httpx.Timeout(10, read=30)) as response:
-                for event in sse_events(response):
-                    if self.ids and int(event["id"]) != self.ids[-1] + 1:
-                        self.gaps.append((self.ids[-1], int(event["id"])))
-                    self.ids.append(int(event["id"]))
-                    if self.stopping.is_set():
-                        return
-        except httpx.HTTPError as err:
-            self.error = f"{err!r} after {len(self.ids)} events"
+        while not self.stopping.is_set():
+            headers = {} if self.last is None else {"Last-Event-ID": str(self.last)}
+            try:
+                with httpx.stream("GET", self.events_url, headers=headers, timeout=TIMEOUT) as response:
+                    response.raise_for_status()
+                    for event in sse_events(response):
+                        self._got(int(event["id"]), event["event"])
+                        if self.stopping.is_set():
+                            return
+            except (httpx.RemoteProtocolError, httpx.ReadError):
+                self.cuts += 1
+            except httpx.HTTPError as err:
+                self.error = f"{err!r} after {self.events} events"
+                return
+
+    def _got(self, event_id: int, kind: str) -> None:
+        if self.last is not None and kind != "snapshot" and event_id != self.last + 1:
+            self.gaps.append((self.last, event_id))
+        self.last, self.events = event_id, self.events + 1
 
     def stop(self) -> None:
         self.stopping.set()
@@ -216,7 +229,7 @@ def attack(url: str, pid: int, run_id: int, counts: tuple[int, int, int] = COUNT
         "healthz": percentiles(latencies["healthz"]),
         "samples": percentiles(latencies["samples"]),
         "errors": errors,
-        "reader": {"events": len(reader.ids), "gaps": reader.gaps, "error": reader.error},
+        "reader": {"events": reader.events, "gaps": reader.gaps, "cuts": reader.cuts, "error": reader.error},
         "reconnects": reconnects,
         "streams_after": streams_after,
         "rss_start_mib": rss_start / 2**20,
@@ -247,8 +260,8 @@ def _ms(p: dict) -> str:
 
 
 def _reader(r: dict) -> str:
-    cut = "not cut" if r["error"] is None else f"cut: {r['error']}"
-    return f"{r['events']} events, {len(r['gaps'])} gaps, {cut}"
+    failed = "" if r["error"] is None else f", failed: {r['error']}"
+    return f"{r['events']} events, {len(r['gaps'])} gaps, cut and reconnected {r['cuts']} times{failed}"
 
 
 def markdown(r: dict) -> str:

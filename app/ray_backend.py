@@ -18,7 +18,7 @@ import threading
 import ray
 from ray.exceptions import RayError
 
-from bnscope.worker import CommandQueue, OnEvent, OnExit, RunSpec, lower_priority, train
+from bnscope.worker import CommandQueue, OnEvent, OnExit, Spec, lower_priority, train
 
 POLL_SECONDS = 0.5  # how long one poll waits for an event (an idle run's poll comes back empty)
 MAX_BATCH = 256  # events a poll returns at most
@@ -26,14 +26,14 @@ MAX_BATCH = 256  # events a poll returns at most
 
 @ray.remote(num_cpus=1, max_concurrency=3)  # training, polls and commands each on a thread of the actor
 class RunActor:
-    def __init__(self, spec: RunSpec):
+    def __init__(self, spec: Spec):
         lower_priority()  # the actor's process is its own: as a worker process, it yields to the server
         self.commands = CommandQueue()
         self.outbox: queue.SimpleQueue = queue.SimpleQueue()
         self.ended = False
         threading.Thread(target=self._train, args=(spec,), name="train", daemon=True).start()
 
-    def _train(self, spec: RunSpec) -> None:
+    def _train(self, spec: Spec) -> None:
         try:
             train(spec, self.commands, self.outbox.put)
         finally:
@@ -66,7 +66,7 @@ class RunActor:
 
 
 class RayWorker:
-    def __init__(self, run_id: int, spec: RunSpec, on_event: OnEvent, on_exit: OnExit):
+    def __init__(self, run_id: int, spec: Spec, on_event: OnEvent, on_exit: OnExit):
         self.actor = RunActor.options(name=f"bnscope-run-{run_id}-{os.urandom(3).hex()}").remote(spec)
         self.info = {"backend": "ray", "host": "", "pid": 0, "node": None}  # filled in once the actor is up
 
@@ -103,7 +103,7 @@ class RayBackend:
             ray.init(address=address, **common)
         self.slots = int(ray.cluster_resources().get("CPU", 1))
 
-    def start(self, run_id: int, spec: RunSpec, on_event: OnEvent, on_exit: OnExit) -> RayWorker:
+    def start(self, run_id: int, spec: Spec, on_event: OnEvent, on_exit: OnExit) -> RayWorker:
         return RayWorker(run_id, spec, on_event, on_exit)
 
     def close(self) -> None:

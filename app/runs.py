@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
+from bnscope import stacking
 from bnscope.config import RunConfig, Settings, describe_errors
 from bnscope.data import Splits, make_splits
 from bnscope.events import ACTIVE, ENDED, INTERNAL, RunState, series_points, wire
@@ -24,7 +25,7 @@ from bnscope.history import histograms as histograms_of
 from bnscope.history import series as series_of
 from bnscope.hub import Channel, to_json
 from bnscope.store import Store, StoreFull
-from bnscope.worker import Backend, RunSpec, Worker
+from bnscope.worker import Backend, RunSpec, StackSpec, Worker
 from bnscope.writer import StoreWriter
 
 SETTLE_SECONDS = 5.0  # how long a control request waits for the worker to act (a step, or a dev evaluation)
@@ -95,9 +96,15 @@ class RunService:
         self._splits: dict[int, Splits] = {}  # by block_size, for samples' novelty
         self._lock = threading.RLock()  # guards the runs, the queue and the slots
         self._stopping = False
+        self._pacers: dict[int, stacking.Pacer] = {}  # by sweep: its stacks kept in lockstep
         store.interrupt_training()
         self.runs: dict[int, Run] = {row["id"]: run_from_row(self.store, row) for row in store.runs()}
-        self.queue: list[int] = [run.id for run in self.runs.values() if run.state.status == "queued"]
+        # what waits for a slot, oldest first: a run alone, or the members of a stack ([id, ...] each)
+        self.queue: list[list[int]] = []
+        queued = [run for run in self.runs.values() if run.state.status == "queued"]
+        self.queue += [[run.id] for run in queued if run.sweep_id is None]
+        for sweep_id in dict.fromkeys(run.sweep_id for run in queued if run.sweep_id is not None):
+            self.queue += self._stacks([run for run in queued if run.sweep_id == sweep_id])
         self._fill_slots()
 
     # ---- reading --------------------------------------------------------------------------------
@@ -122,7 +129,7 @@ class RunService:
             "lr": state.lr, "config": config, "watched": None if config else run.config,
             "paired_with": run.paired_with, "sweep_id": run.sweep_id,
             "differs": _differs(run.config, partner.config) if partner and config else {},
-            "layers": _layer_names(run.model), "queue_position": self.queue.index(run.id) + 1 if run.id in self.queue else None,
+            "layers": _layer_names(run.model), "queue_position": self._queue_position(run.id),
             "worker": run.worker_info, "created_at": run.created_at, "last_event_id": run.channel.last_id,
         }  # fmt: skip
 
@@ -143,22 +150,49 @@ class RunService:
             self._check_queue_room(1)
             return self._add(name, config, paired_with, sweep_id=None)
 
-    def create_sweep(self, overrides: dict, setting: str, values: list) -> tuple[int, list[Run]]:
-        """Paired runs over one setting's values: the same config, seed and batch order but `setting`,
-        queued in order (a value of `setting` in `overrides` is replaced by each varied one). Every member
-        is checked before any run is made."""
-        if setting not in RunConfig.model_fields:
-            raise Invalid("vary", f"{setting!r} is not a setting")
-        configs = [RunConfig(**{**overrides, setting: value}) for value in values]  # a bad value: ValidationError
+    def create_sweep(self, overrides: dict, vary: dict[str, list]) -> tuple[int, list[Run]]:
+        """Paired runs over a grid of up to three settings (bnscope.stacking.grid): the same config, seed and
+        batch order but the varied settings (a varied value replaces one in `overrides`), trained as stacks
+        that start together. Every member is checked before any run is made."""
+        for setting in vary:
+            if setting not in RunConfig.model_fields:
+                raise Invalid("vary", f"{setting!r} is not a setting")
+        members = stacking.grid(overrides, vary)  # a bad value: ValidationError
+        if (problem := stacking.too_big(members)) is not None:
+            raise Invalid("vary", problem)
         with self._lock:
-            self._check_queue_room(len(configs))
-            overrides = {k: v for k, v in overrides.items() if k != setting}
-            sweep_id = self.store.create_sweep(overrides, setting, [c.model_dump()[setting] for c in configs])
+            self._check_queue_room(1)
+            shared = {k: v for k, v in overrides.items() if k not in vary}
+            dumped = {s: [RunConfig(**{**overrides, s: v}).model_dump()[s] for v in values] for s, values in vary.items()}
+            sweep_id = self.store.create_sweep(shared, dumped)
             runs: list[Run] = []
-            for config in configs:
-                partner = runs[0].id if runs else None
-                runs.append(self._add(f"{setting}={getattr(config, setting)}", config, partner, sweep_id))
+            for name, config in members:
+                runs.append(self._add(name, config, runs[0].id if runs else None, sweep_id, queue=False))
+            self.queue += self._stacks(runs)
+            self._fill_slots()
         return sweep_id, runs
+
+    def resume_sweep(self, sweep_id: int) -> list[Run]:
+        """Queue every interrupted member of a sweep, as stacks that start together, each from its last
+        checkpoint."""
+        members = [run for run in self.runs.values() if run.sweep_id == sweep_id]
+        if not members:
+            raise NotFound(f"no sweep with id {sweep_id}")
+        waiting = [run for run in members if run.state.status == "interrupted"]
+        if not waiting:
+            raise Conflict(f"sweep {sweep_id} has no interrupted member to resume")
+        with self._lock:
+            self._check_queue_room(1)
+            for run in waiting:
+                self._publish(run, {"type": "status", "step": run.state.step, "status": "queued",
+                                    "message": "waiting for a free slot"})
+            self.queue += self._stacks(waiting)
+            self._fill_slots()
+        return waiting
+
+    def _stacks(self, runs: list[Run]) -> list[list[int]]:
+        free = self.settings.max_runs - self._training_count()
+        return stacking.plan([(run.id, run.run_config) for run in runs], max(1, free))
 
     def create_watched(self, name: str, description: dict) -> Run:
         """A run a user's own process trains and reports (bnscope.watch): no worker, no slot; its events
@@ -197,28 +231,75 @@ class RunService:
             raise QueueFull(f"{len(self.queue)} runs are already waiting for one of {self.settings.max_runs} slots "
                             f"(max_queued {self.settings.max_queued}); try again when some have started")  # fmt: skip
 
-    def _add(self, name: str, config: RunConfig, paired_with: int | None, sweep_id: int | None) -> Run:
+    def _add(self, name: str, config: RunConfig, paired_with: int | None, sweep_id: int | None, queue: bool = True) -> Run:
         dumped = config.model_dump()
         run_id = self.store.create_run(name, dumped, paired_with=paired_with, sweep_id=sweep_id, status="queued", lr=config.lr)
         row = self.store.run(run_id)
         run = run_from_row(self.store, row)
         self.runs[run_id] = run
-        self.queue.append(run_id)
         self._publish(run, {"type": "status", "step": 0, "status": "queued", "message": "waiting for a free slot"})
-        self._fill_slots()
+        if queue:
+            self.queue.append([run_id])
+            self._fill_slots()
         return run
 
     # ---- slots ------------------------------------------------------------------------------------
     def _training_count(self) -> int:
-        return sum(run.worker is not None for run in self.runs.values())
+        """Slots in use: a worker each, whether it trains one run or a stack of them."""
+        return len({id(getattr(run.worker, "slot", run.worker)) for run in self.runs.values() if run.worker is not None})
+
+    def _queue_position(self, run_id: int) -> int | None:
+        return next((i + 1 for i, unit in enumerate(self.queue) if run_id in unit), None)
+
+    def _dequeue(self, run_id: int) -> None:
+        for unit in self.queue:
+            if run_id in unit:
+                unit.remove(run_id)
+        self.queue = [unit for unit in self.queue if unit]
 
     def _fill_slots(self) -> None:
-        """Start queued runs, oldest first, while slots are free."""
+        """Start what waits, oldest first, while slots are free: a run alone, or a stack of sweep members."""
         with self._lock:
             while self.queue and not self._stopping and self._training_count() < self.settings.max_runs:
-                run = self.runs[self.queue.pop(0)]
-                saved = (run.last_checkpoint or self.store.checkpoint(run.id)) if run.state.step > 0 else None
-                self._start(run, saved[1] if saved else None)
+                runs = [self.runs[run_id] for run_id in self.queue.pop(0)]
+                saved = [(run.last_checkpoint or self.store.checkpoint(run.id)) if run.state.step > 0 else None for run in runs]
+                if runs[0].sweep_id is None:
+                    self._start(runs[0], saved[0][1] if saved[0] else None)
+                else:
+                    self._start_stack(runs, [s[1] if s else None for s in saved])
+
+    def _start_stack(self, runs: list[Run], checkpoints: list[bytes | None]) -> None:
+        """Sweep members trained as one stack in one worker: its events come back tagged with the member."""
+        spec = StackSpec([run.run_config for run in runs], self.words, checkpoints, self.settings.checkpoint_every)
+        for run in runs:
+            self._publish(run, {"type": "status", "step": run.state.step, "status": "created", "message": ""})
+
+        pacer = self._pacers.setdefault(runs[0].sweep_id, stacking.Pacer(min(r.run_config.stats_every for r in runs)))
+
+        def on_event(event: dict) -> None:
+            run = runs[event.pop("member")]
+            self._on_event(run, event)
+            if event["type"] == "status" and event["status"] not in ACTIVE:  # it left the stack; the others go on
+                with run.settled:
+                    run.worker = None
+                    run.settled.notify_all()
+            if event["type"] in ("scalars", "status"):
+                with self._lock:
+                    pacer.update()
+
+        def on_exit(reason: str) -> None:
+            with self._lock:
+                pacer.remove(stack)
+                for run in runs:
+                    if isinstance(run.worker, stacking.MemberWorker) and run.worker.stack is stack:
+                        self._on_exit(run, reason)
+                self._fill_slots()
+
+        stack = self.backend.start(runs[0].id, spec, on_event, on_exit)
+        pacer.add(stack, runs)
+        for member, run in enumerate(runs):
+            run.worker = stacking.MemberWorker(stack, member)
+            run.worker_info = run.worker.info
 
     def _start(self, run: Run, checkpoint: bytes | None) -> None:
         spec = RunSpec(run.run_config, self.words, checkpoint, self.settings.checkpoint_every)
@@ -282,7 +363,7 @@ class RunService:
             raise Conflict(f"run {run_id} is {run.state.status}; only a paused or interrupted run can be resumed")
         with self._lock:
             self._check_queue_room(1)
-            self.queue.append(run.id)
+            self.queue.append([run.id])  # a sweep member alone is a stack of one: the same engine
             self._publish(run, {"type": "status", "step": run.state.step, "status": "queued",
                                 "message": "waiting for a free slot"})  # fmt: skip
             self._fill_slots()
@@ -292,8 +373,7 @@ class RunService:
         run = self.get(run_id)
         with self._lock:
             if run.state.status in ("interrupted", "queued") and run.worker is None:
-                if run.id in self.queue:
-                    self.queue.remove(run.id)
+                self._dequeue(run.id)
                 self._publish(run, {"type": "status", "step": run.state.step, "status": "stopped",
                                     "message": f"stopped while {run.state.status}"})  # fmt: skip
                 return run
@@ -331,8 +411,7 @@ class RunService:
         """Stop the run if it trains, then delete it with all it recorded. On a full disk the run stays."""
         run = self.get(run_id)
         with self._lock:
-            if run.id in self.queue:
-                self.queue.remove(run.id)
+            self._dequeue(run.id)
         if run.worker is not None:
             run.worker.send({"op": "stop"})
             with run.settled:

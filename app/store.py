@@ -6,7 +6,7 @@ Tables
   meta          schema_version
   runs          one row a run: config (JSON), source (trainer | watched), status, step, lr, the last
                 event id written and the ceiling of ids reserved (ids are never reused), its layers
-  sweeps        a family of paired runs over one setting's values
+  sweeps        a family of paired runs over a grid of up to three settings' values
   series        (run, name, step) -> value: every point of every series, raw
   series_names  the names of each run's series
   rollups       (run, name, 64-step bucket) -> first step, sum, count: a wide range is averaged from
@@ -173,10 +173,12 @@ class Store:
         )
         return cur.lastrowid
 
-    def create_sweep(self, config: dict, setting: str, values: list) -> int:
+    def create_sweep(self, config: dict, vary: dict[str, list]) -> int:
+        """A sweep: its shared settings and its grid ({setting: values}, in order). `setting` keeps the
+        first varied setting's name; `values` the whole grid (a 0.2 sweep's: that setting's values)."""
         cur = self.connect().execute(
             'INSERT INTO sweeps (config, setting, "values", created_at) VALUES (?,?,?,?)',
-            (to_json(config), setting, to_json(values), time.time()),
+            (to_json(config), next(iter(vary)), to_json(vary), time.time()),
         )
         return cur.lastrowid
 
@@ -188,8 +190,12 @@ class Store:
         return self._run_row(row) if row else None
 
     def sweeps(self) -> list[dict]:
-        rows = self.connect().execute("SELECT * FROM sweeps ORDER BY id")
-        return [{**dict(r), "config": json.loads(r["config"]), "values": json.loads(r["values"])} for r in rows]
+        out = []
+        for r in self.connect().execute("SELECT * FROM sweeps ORDER BY id"):
+            grid = json.loads(r["values"])
+            vary = grid if isinstance(grid, dict) else {r["setting"]: grid}
+            out.append({**dict(r), "config": json.loads(r["config"]), "vary": vary, "values": vary[r["setting"]]})
+        return out
 
     @staticmethod
     def _run_row(row: sqlite3.Row) -> dict:

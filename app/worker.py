@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from typing import Callable, Protocol
 
 from bnscope.config import RunConfig
-from bnscope.events import Status
 
 WORKER_NICENESS = 10  # added to a worker process's niceness (0 is the usual; 19 the lowest priority)
 OnEvent = Callable[[dict], None]
@@ -41,6 +40,21 @@ class RunSpec:
     checkpoint: bytes | None = None  # resume from here (a `checkpoint` event's state)
     checkpoint_every: int = 10_000
     threads: int = 1  # torch threads: one is fastest for this small network, and leaves cores to other runs
+
+
+@dataclass(frozen=True)
+class StackSpec:
+    """A stack of sweep members to train as one (bnscope.train.stack): their configs (the same tensor
+    shapes), the names, and where each starts from."""
+
+    configs: list[RunConfig]
+    words: list[str]
+    checkpoints: list[bytes | None]  # each member's, None: from step 0
+    checkpoint_every: int = 10_000
+    threads: int = 1
+
+
+Spec = RunSpec | StackSpec
 
 
 class CommandQueue:
@@ -62,19 +76,28 @@ class CommandQueue:
         return self._queue.get()
 
 
-def train(spec: RunSpec, commands: CommandQueue, emit: OnEvent) -> Status:
-    """The body of every worker: build the data and the trainer, restore a checkpoint, train."""
+def train(spec: Spec, commands: CommandQueue, emit: OnEvent) -> None:
+    """The body of every worker: build the data and the trainer (one run's, or a stack's), restore the
+    checkpoints, train."""
     import torch
 
     from bnscope.data import make_splits
-    from bnscope.trainer import Trainer
 
     torch.set_num_threads(spec.threads)
+    if isinstance(spec, StackSpec):
+        from bnscope.train.stack import StackTrainer
+
+        splits = make_splits(spec.words, spec.configs[0].block_size)
+        StackTrainer(spec.configs, splits, emit, checkpoint_every=spec.checkpoint_every,
+                     checkpoints=spec.checkpoints).run(commands)
+        return
+    from bnscope.trainer import Trainer
+
     trainer = Trainer(spec.config, make_splits(spec.words, spec.config.block_size), emit,
                       checkpoint_every=spec.checkpoint_every)  # fmt: skip
     if spec.checkpoint is not None:
         trainer.load_checkpoint(spec.checkpoint)
-    return trainer.run(commands)
+    trainer.run(commands)
 
 
 class Worker(Protocol):
@@ -87,13 +110,13 @@ class Worker(Protocol):
 class Backend(Protocol):
     name: str
 
-    def start(self, run_id: int, spec: RunSpec, on_event: OnEvent, on_exit: OnExit) -> Worker: ...
+    def start(self, run_id: int, spec: Spec, on_event: OnEvent, on_exit: OnExit) -> Worker: ...
     def close(self) -> None: ...
 
 
 # ---- in this process ------------------------------------------------------------------------------
 class ThreadWorker:
-    def __init__(self, run_id: int, spec: RunSpec, on_event: OnEvent, on_exit: OnExit):
+    def __init__(self, run_id: int, spec: Spec, on_event: OnEvent, on_exit: OnExit):
         self.commands = CommandQueue()
         self.info = {"backend": "thread", "host": socket.gethostname(), "pid": os.getpid()}
 
@@ -118,7 +141,7 @@ class ThreadWorker:
 class ThreadBackend:
     name = "thread"
 
-    def start(self, run_id: int, spec: RunSpec, on_event: OnEvent, on_exit: OnExit) -> ThreadWorker:
+    def start(self, run_id: int, spec: Spec, on_event: OnEvent, on_exit: OnExit) -> ThreadWorker:
         return ThreadWorker(run_id, spec, on_event, on_exit)
 
     def close(self) -> None:
@@ -126,7 +149,7 @@ class ThreadBackend:
 
 
 # ---- a process of its own ---------------------------------------------------------------------------
-def _process_main(spec: RunSpec, commands_in, events_out) -> None:
+def _process_main(spec: Spec, commands_in, events_out) -> None:
     """A worker process: commands from a pipe, events to a pipe, each on a thread of its own so the
     training loop never waits on either."""
     lower_priority()
@@ -182,7 +205,7 @@ def _exit_reason(code: int | None) -> str:
 
 
 class ProcessWorker:
-    def __init__(self, run_id: int, spec: RunSpec, on_event: OnEvent, on_exit: OnExit, context):
+    def __init__(self, run_id: int, spec: Spec, on_event: OnEvent, on_exit: OnExit, context):
         commands_in, self._commands = context.Pipe(duplex=False)
         events_in, events_out = context.Pipe(duplex=False)
         self.process = context.Process(target=_process_main, args=(spec, commands_in, events_out),
@@ -222,7 +245,7 @@ class ProcessBackend:
         # spawn, not fork: a fork of a multi-threaded server (uvicorn, the store writer) can deadlock
         self._context = multiprocessing.get_context("spawn")
 
-    def start(self, run_id: int, spec: RunSpec, on_event: OnEvent, on_exit: OnExit) -> ProcessWorker:
+    def start(self, run_id: int, spec: Spec, on_event: OnEvent, on_exit: OnExit) -> ProcessWorker:
         return ProcessWorker(run_id, spec, on_event, on_exit, self._context)
 
     def close(self) -> None:

@@ -93,21 +93,22 @@ export class Sweeps {
     if (!this.form.reportValidity()) return;
     const shared = Object.entries(this.base?.config ?? {}).filter(([key]) => !FAMILY_SETTINGS.includes(key));
     const config = { ...Object.fromEntries(shared), steps: Number(this.form.elements.steps.value) };
-    let bodies;
-    if (gains.length >= 2) bodies = norms.map((batchnorm) => ({ config: { ...config, batchnorm }, vary: { gain: gains } }));
-    else if (gains.length === 1 && norms.length === 2) bodies = [{ config: { ...config, gain: gains[0] }, vary: { batchnorm: norms } }];
-    else {
-      this.actions.notify("Pick at least two gains, or one gain with BatchNorm on and off.", "error");
+    // one grid: the gains x BatchNorm on and off, every member training at once, in lockstep
+    const vary = {};
+    if (gains.length >= 2) vary.gain = gains;
+    if (norms.length === 2) vary.batchnorm = norms;
+    if (!Object.keys(vary).length) {
+      this.actions.notify("Pick at least two gains, or BatchNorm on and off.", "error");
       return;
     }
+    const body = { config: { ...config, ...(vary.gain ? {} : { gain: gains[0] }), ...(vary.batchnorm ? {} : { batchnorm: norms[0] }) }, vary };
     const button = this.form.querySelector("button[type=submit]");
     button.disabled = true;
     try {
-      const made = [];
-      for (const body of bodies) made.push(await api.post("/api/sweeps", body));
+      const made = await api.post("/api/sweeps", body);
       await this.actions.refresh();
-      this.actions.select(made[0].runs.slice(0, MAX_RUNS));
-      this.actions.notify(`Started ${made.reduce((n, s) => n + s.runs.length, 0)} runs: they train as slots free up.`, "ok");
+      this.actions.select(made.runs.slice(0, MAX_RUNS));
+      this.actions.notify(`Started a sweep of ${made.runs.length} runs: they train together, step for step.`, "ok");
     } catch (err) {
       this.actions.notify(err.message, "error");
     } finally {

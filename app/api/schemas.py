@@ -4,13 +4,17 @@ of bnscope.events."""
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, create_model, model_validator
+from pydantic import (
+    BaseModel, ConfigDict, Field, PrivateAttr, StrictBool, StrictFloat, StrictInt, create_model, model_validator,
+)
 from pydantic.fields import FieldInfo
 
 from bnscope.config import JSON_INT, RunConfig
+from bnscope.stacking import MAX_MEMBERS
 from bnscope.events import Reported, StatsEvent, Status
 
-MAX_SWEEP = 8  # runs a sweep makes at most (the page overlays up to 8)
+MAX_VALUES = 16  # values of one varied setting at most
+MAX_VARIED = 3  # settings a sweep varies at most: their grid is its members (bnscope.stacking.MAX_MEMBERS at most)
 
 
 def _optional(field: FieldInfo) -> tuple[Any, FieldInfo]:
@@ -51,18 +55,19 @@ class RunCreate(BaseModel):
 
 
 def _values_of(field: FieldInfo) -> tuple[Any, FieldInfo]:
-    """A sweep's values of one setting: 2 to MAX_SWEEP of them, each within the setting's own range."""
+    """A sweep's values of one setting: 2 to MAX_VALUES of them, each within the setting's own range."""
     item = Annotated[field.annotation, *field.metadata] if field.metadata else field.annotation
-    return list[item], FieldInfo(default=None, min_length=2, max_length=MAX_SWEEP, json_schema_extra={"uniqueItems": True})
+    return list[item], FieldInfo(default=None, min_length=2, max_length=MAX_VALUES, json_schema_extra={"uniqueItems": True})
 
 
 Vary = create_model(
     "Vary",
     __config__=ConfigDict(extra="forbid", allow_inf_nan=False,
-                          json_schema_extra={"minProperties": 1, "maxProperties": 1}),  # fmt: skip
+                          json_schema_extra={"minProperties": 1, "maxProperties": MAX_VARIED}),  # fmt: skip
     **{name: _values_of(field) for name, field in RunConfig.model_fields.items()},
 )
-Vary.__doc__ = f"Exactly one setting and 2 to {MAX_SWEEP} different values of it, e.g. {{\"gain\": [0.5, 1, 3]}}."
+Vary.__doc__ = (f"1 to {MAX_VARIED} settings, each with 2 to {MAX_VALUES} different values; the members are every "
+                f"combination (at most {MAX_MEMBERS}), e.g. {{\"gain\": [0.5, 1, 3], \"batchnorm\": [true, false]}}.")
 _BN_ON_NEEDS_A_BATCH = {"properties": {"batch_size": {"anyOf": [{"type": "null"}, {"type": "integer", "minimum": 2}]}}}
 SWEEP_RULES = {"allOf": [
     {  # varying the batch size: every value >= 2, unless BatchNorm is off for all
@@ -91,22 +96,36 @@ class SweepCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid", json_schema_extra=SWEEP_RULES)
     config: ConfigOverrides = Field(default_factory=ConfigOverrides, description="the settings every member shares")  # type: ignore[valid-type]
+    _order: list[str] = PrivateAttr(default_factory=list)
     vary: Vary = Field(examples=[{"gain": [0.5, 1, 1.667, 3, 5]}, {"batchnorm": [True, False]}])  # type: ignore[valid-type]
 
     @model_validator(mode="after")
-    def _one_setting(self) -> "SweepCreate":
+    def _a_grid(self) -> "SweepCreate":
         given = self.vary.model_fields_set
-        if len(given) != 1:
-            raise ValueError("vary: give exactly one setting")
-        (setting,) = given
-        values = getattr(self.vary, setting)
-        if len({(type(v) is bool, v) for v in values}) != len(values):  # JSON's equality: 1 == 1.0, true != 1
-            raise ValueError(f"vary.{setting}: the values repeat")
+        if not 1 <= len(given) <= MAX_VARIED:
+            raise ValueError(f"vary: give 1 to {MAX_VARIED} settings")
+        members = 1
+        for setting in given:
+            values = getattr(self.vary, setting)
+            if len({(type(v) is bool, v) for v in values}) != len(values):  # JSON's equality: 1 == 1.0, true != 1
+                raise ValueError(f"vary.{setting}: the values repeat")
+            members *= len(values)
+        if members > MAX_MEMBERS:
+            raise ValueError(f"vary: the grid makes {members} members; a sweep has at most {MAX_MEMBERS}")
         return self
 
-    def varied(self) -> tuple[str, list]:
-        (setting,) = self.vary.model_fields_set
-        return setting, getattr(self.vary, setting)
+    @model_validator(mode="wrap")
+    @classmethod
+    def _keep_order(cls, data: Any, handler) -> "SweepCreate":
+        body = handler(data)
+        if isinstance(data, dict) and isinstance(data.get("vary"), dict):
+            body._order = list(data["vary"])  # a model's fields come in its own order; the grid's in the request's
+        return body
+
+    def varied(self) -> dict[str, list]:
+        """The grid, {setting: values}, in the order the request gave them."""
+        order = self._order or sorted(self.vary.model_fields_set)
+        return {setting: getattr(self.vary, setting) for setting in order}
 
 
 class SweepOut(BaseModel):
@@ -115,8 +134,9 @@ class SweepOut(BaseModel):
 
 
 class SweepInfo(SweepOut):
-    setting: str
-    values: list[Any]
+    vary: dict[str, list[Any]] = Field(description="the grid: each varied setting's values, in order")
+    setting: str = Field(description="the first varied setting (vary's first key)")
+    values: list[Any] = Field(description="its values")
     config: dict[str, Any]
     created_at: float
 

@@ -127,7 +127,10 @@ def test_a_sweep_queues_paired_runs_over_one_settings_values(client, settings):
     (listed,) = client.get("/api/sweeps").json()
     assert listed["setting"] == "gain" and listed["values"] == [0.5, 1.0, 3.0] and listed["runs"] == sweep["runs"]
     bad = [({"vary": {"gain": [1.0]}}, "vary"), ({"vary": {"gain": [1.0, -1.0]}}, "gain"), ({"vary": {"colour": [1, 2]}}, "colour"),
-           ({"vary": {"gain": [1, 2], "seed": [1, 2]}}, "vary"), ({"vary": {"gain": [1, 1.0]}}, "repeat")]  # fmt: skip
+           ({"vary": {"gain": [1, 2], "seed": [1, 2], "lr": [0.1, 0.2], "n_embd": [2, 4]}}, "vary"),
+           ({"vary": {"gain": [1, 2, 3, 4], "seed": list(range(16)), "lr": [0.01 * i for i in range(1, 6)]}}, "at most 256"),
+           ({"vary": {"n_hidden": [900, 901], "seed": list(range(16))}}, "parameters in all"),
+           ({"vary": {"gain": [1, 1.0]}}, "repeat")]  # fmt: skip
     for body, field in bad:
         response = client.post("/api/sweeps", json=body)
         assert response.status_code == 422 and field in response.text, (body, response.text)

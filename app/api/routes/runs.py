@@ -54,11 +54,19 @@ def ingest(run_id: int, body: IngestBody, service: Service):
 
 @router.post("/sweeps", response_model=SweepOut, status_code=status.HTTP_201_CREATED, responses={**BAD_BODY, **QUEUE_FULL})
 def create_sweep(body: SweepCreate, service: Service):
-    """A family of paired runs over one setting's values: the same config, seed and batch order but
-    that setting, queued in order (e.g. `{"vary": {"gain": [0.5, 1, 1.667, 3, 5]}}`)."""
-    setting, values = body.varied()
-    sweep_id, runs = service.create_sweep(body.config.model_dump(exclude_none=True), setting, values)
+    """A family of paired runs over a grid of up to three settings (e.g. `{"vary": {"gain": [0.5, 1, 1.667, 3, 5],
+    "batchnorm": [true, false]}}`: 10 members): the same config, seed and batch order but those settings.
+    Members of the same tensor shapes train as one stack, all starting together and kept in lockstep; a
+    grid of more than 256 members is refused (422)."""
+    sweep_id, runs = service.create_sweep(body.config.model_dump(exclude_none=True), body.varied())
     return {"id": sweep_id, "runs": [run.id for run in runs]}
+
+
+@router.post("/sweeps/{sweep_id}/resume", response_model=list[RunOut], responses={**NOT_FOUND, **CONFLICT, **QUEUE_FULL})
+def resume_sweep(sweep_id: int, service: Service):
+    """Queue every interrupted member of the sweep (after a restart, say) to go on together, as stacks,
+    each from its last checkpoint exactly."""
+    return [service.describe(run) for run in service.resume_sweep(sweep_id)]
 
 
 @router.get("/sweeps", response_model=list[SweepInfo])

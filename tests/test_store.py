@@ -72,6 +72,15 @@ def test_reserved_event_ids_outlive_a_restart(tmp_path):
     assert Store(path).run(run)["reserved_event_id"] == 2000
 
 
+def test_a_runs_checkpoint_is_its_newest_one_where_a_resume_after_a_restart_starts(tmp_path):
+    path = tmp_path / "bnscope.sqlite3"
+    store = Store(path)
+    run = store.create_run("a", {})
+    store.write([], [(run, 500, b"older")])
+    store.write([], [(run, 1000, b"newer")])
+    assert Store(path).checkpoint(run) == (1000, b"newer")
+
+
 def fill(store: Store, run_id: int, steps: int) -> None:
     for first in range(0, steps, 50_000):
         store.write([scalars(run_id, first + 1, first, min(50_000, steps - first))], [])

@@ -140,7 +140,7 @@ class Reader(threading.Thread):
         super().__init__(daemon=True)
         self.events_url = events_url
         self.last: int | None = None
-        self.events, self.cuts = 0, 0
+        self.events, self.bytes, self.cuts = 0, 0, 0
         self.gaps: list[tuple[int, int]] = []
         self.error: str | None = None
         self.stopping = threading.Event()
@@ -152,7 +152,7 @@ class Reader(threading.Thread):
                 with httpx.stream("GET", self.events_url, headers=headers, timeout=TIMEOUT) as response:
                     response.raise_for_status()
                     for event in sse_events(response):
-                        self._got(int(event["id"]), event["event"])
+                        self._got(int(event["id"]), event["event"], len(event["data"]))
                         if self.stopping.is_set():
                             return
             except (httpx.RemoteProtocolError, httpx.ReadError):
@@ -161,10 +161,10 @@ class Reader(threading.Thread):
                 self.error = f"{err!r} after {self.events} events"
                 return
 
-    def _got(self, event_id: int, kind: str) -> None:
+    def _got(self, event_id: int, kind: str, size: int) -> None:
         if self.last is not None and kind != "snapshot" and event_id != self.last + 1:
             self.gaps.append((self.last, event_id))
-        self.last, self.events = event_id, self.events + 1
+        self.last, self.events, self.bytes = event_id, self.events + 1, self.bytes + size
 
     def stop(self) -> None:
         self.stopping.set()
@@ -230,6 +230,7 @@ def attack(url: str, pid: int, run_id: int, counts: tuple[int, int, int] = COUNT
         "samples": percentiles(latencies["samples"]),
         "errors": errors,
         "reader": {"events": reader.events, "gaps": reader.gaps, "cuts": reader.cuts, "error": reader.error},
+        "stream_mb_s": reader.bytes / 1e6 / (time.monotonic() - started),
         "reconnects": reconnects,
         "streams_after": streams_after,
         "rss_start_mib": rss_start / 2**20,
@@ -267,7 +268,8 @@ def _reader(r: dict) -> str:
 def markdown(r: dict) -> str:
     quiet, hostile, env = r["quiet"], r["hostile"], r["env"]
     c = hostile["counts"]
-    bounds = {key.removeprefix("BNSCOPE_").lower(): value for key, value in env.items() if key != "BNSCOPE_AUTOSTART"}
+    shortened = {key.removeprefix("BNSCOPE_").lower(): value for key, value in env.items()}
+    bounds = ", ".join(f"{name} {value}" for name, value in shortened.items() if name != "autostart")
     released = "never" if hostile["released_s"] is None else f"{hostile['released_s']:.1f} s after the first connected"
     rows = [
         "| | the user's clients alone | beside the hostile clients |",
@@ -294,11 +296,14 @@ def markdown(r: dict) -> str:
     return (
         f"{c['readers']} stalled stream readers (a {RCVBUF // 1024} KiB receive buffer, never read), {c['heads']} slow "
         f"request heads and {c['bodies']} slow request bodies (a byte every {DRIP_S} s), from {c['addresses']} "
-        f"loopback addresses, all opened at once ({hostile['opened_s']:.1f} s), while one run streams (stats every "
-        f"{RUN['stats_every']} steps) and the user's clients, on 127.0.0.1, request /healthz and samples in turn and "
-        f"read the stream, for {hostile['window_s']:.0f} s; then up to {RELEASE_S:.0f} s for the server to let go. "
-        f"The server's bounds, shortened for a quick run: {', '.join(f'{k} {v}' for k, v in bounds.items())}.\n\n"
+        f"loopback addresses, all opened at once ({hostile['opened_s']:.1f} s), while one run streams "
+        f"{hostile['stream_mb_s']:.2f} MB/s (stats every {RUN['stats_every']} steps) and the user's clients, on "
+        f"127.0.0.1, request /healthz and samples in turn and read the stream, for {hostile['window_s']:.0f} s; then "
+        f"up to {RELEASE_S:.0f} s for the server to let go. The server's bounds, shortened for a quick test: "
+        f"{bounds}.\n\n"
         + "\n".join(rows)
         + f"\n\nReaders cut, reconnecting with Last-Event-ID, got first: {reconnects or 'none measured'} (a snapshot "
-        "when the id is older than the replay ring).\n\n" + "\n".join(timeline)
+        "when the id is older than the replay ring). A stalled reader is let go once the kernel's buffers for it are "
+        "full (~2.8 MB on Linux for a 4 KiB receive buffer: how long that takes depends on the stream's rate), then "
+        "within stream_queue_seconds + 1 s; a slow head or body within its timeout + 1 s.\n\n" + "\n".join(timeline)
     )

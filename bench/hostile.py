@@ -210,12 +210,9 @@ def attack(url: str, pid: int, run_id: int, counts: tuple[int, int, int] = COUNT
                     latencies[name].append(time.perf_counter() - t0)
                     if response.status_code != 200:
                         errors.append(f"{name}: {response.status_code} {response.text[:200]}")
-            released_s = None
-            while time.monotonic() < started + opened_s + window_s + RELEASE_S:
-                if sample(hostile) == 0:
-                    released_s = timeline[-1][0]
-                    break
+            while time.monotonic() < started + opened_s + window_s + RELEASE_S and sample(hostile):
                 time.sleep(SAMPLE_EVERY_S)
+            released_s = next((t for t, held, _ in timeline if held == 0), None)  # none are opened after
             rss_end = process.memory_info().rss
             reconnects = hostile.reconnect(3)
         reader.stop()

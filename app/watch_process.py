@@ -74,8 +74,15 @@ class ProcessSink:
             return  # never opened (or the child is already stopped)
         try:
             self._call("close")
-        finally:
+        except BaseException:
             self._stop_child()
+            raise
+        # everything is recorded: the child only has to exit, and its interpreter's teardown (~70 ms) is
+        # not the loop's to wait for; a daemon thread reaps it
+        child, self._child = self._child, None
+        for pipe in (child.stdin, child.stdout):
+            pipe.close()
+        threading.Thread(target=child.wait, name="bnscope-watch-reaper", daemon=True).start()
 
     def _call(self, method: str, *args):
         """One call of the sink's, in the child (or here, where no child could start). A batch (send's,

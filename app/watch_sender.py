@@ -17,8 +17,6 @@ import logging
 import os
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections import deque
 from pathlib import Path
 
@@ -273,6 +271,9 @@ class HttpSink:
         return {"type": "status", "step": self.step, "status": status, "message": message}
 
     def _post(self, path: str, body: str) -> dict:
+        import urllib.error  # here: a run recorded into a data directory never loads HTTP
+        import urllib.request
+
         headers = {"Content-Type": "application/json"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"

@@ -107,7 +107,7 @@ def test_a_streamed_run_trains_on_through_a_frozen_a_stopped_and_a_restarted_ser
         server.start()
         train(run, model, optimizer, g, 10)
         summary = run.close(timeout=30)
-        assert summary["dropped"] == 0 and run.step == 160
+        assert summary["dropped"] == 0 and run.steps == 160
 
         final = api(server, f"/api/runs/{run_id}")
         assert (final["status"], final["step"]) == ("finished", 160)

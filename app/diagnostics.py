@@ -140,7 +140,9 @@ class Probe:
     def __init__(self, layers: Layers):
         self._calls: list[list[torch.Tensor]] = [[] for _ in layers.activations]
         self._grads: list[dict[int, torch.Tensor]] = [{} for _ in layers.activations]
-        self._handles = [module.register_forward_hook(self._keeper(i)) for i, (_, _, module) in enumerate(layers.activations)]
+        self._handles = [
+            module.register_forward_hook(self._keeper(i)) for i, (_, _, module) in enumerate(layers.activations)
+        ]
 
     def _keeper(self, i: int):
         calls, grads = self._calls[i], self._grads[i]
@@ -367,8 +369,12 @@ def _image_digits(outputs: list, kinds: tuple[str, ...]) -> torch.Tensor | None:
 
 def _lecture_shaped(outputs: list, kinds: tuple[str, ...]) -> bool:
     """Every layer a tanh with one 2-D output, all of the same shape: the lecture's network."""
-    return (set(kinds) == {"tanh"} and all(isinstance(o, torch.Tensor) for o in outputs)
-            and len({o.shape for o in outputs}) == 1 and outputs[0].dim() == 2)  # fmt: skip
+    return (
+        set(kinds) == {"tanh"}
+        and all(isinstance(o, torch.Tensor) for o in outputs)
+        and len({o.shape for o in outputs}) == 1
+        and outputs[0].dim() == 2
+    )
 
 
 def _imageable(output: torch.Tensor) -> bool:
@@ -394,7 +400,12 @@ def _marks(outputs: list, kinds: tuple[str, ...]) -> tuple[torch.Tensor, torch.T
     a = torch.stack(outputs).abs_()  # (L, B, H)
     B, H = outputs[0].shape
     dead = ((a >= DEAD).sum(1) == B).sum(1)  # |t| >= 0.99 for every example (a count: faster than all())
-    return (a >= SATURATION).sum((1, 2)), dead, [H] * len(outputs), _hex_image(a > DEAD) if _imageable(outputs[0]) else None
+    return (
+        (a >= SATURATION).sum((1, 2)),
+        dead,
+        [H] * len(outputs),
+        _hex_image(a > DEAD) if _imageable(outputs[0]) else None,
+    )
 
 
 class _Packer:
@@ -442,7 +453,9 @@ def collect(layers: Layers, outputs: list, grads: list) -> dict:
 
 
 @torch.no_grad()
-def collect_with(layers: Layers, outputs: list, grads: list, extra: dict[str, torch.Tensor]) -> tuple[dict, dict[str, list]]:
+def collect_with(
+    layers: Layers, outputs: list, grads: list, extra: dict[str, torch.Tensor]
+) -> tuple[dict, dict[str, list]]:
     """`collect`, and the `extra` tensors (e.g. an update:data row) brought to the host in the same
     single copy: (the stats body, {key: values}).
 
@@ -460,8 +473,13 @@ def collect_with(layers: Layers, outputs: list, grads: list, extra: dict[str, to
     wgrads = [w.grad if w.grad is not None else torch.zeros_like(w) for w in ws]
     norm_modules = [m for _, _, m in layers.norms]
     running = [m for m in norm_modules if getattr(m, "running_mean", None) is not None]
-    affine = [t for m in norm_modules if getattr(m, "weight", None) is not None
-              for t in (m.weight, getattr(m, "bias", None)) if t is not None]  # fmt: skip
+    affine = [
+        t
+        for m in norm_modules
+        if getattr(m, "weight", None) is not None
+        for t in (m.weight, getattr(m, "bias", None))
+        if t is not None
+    ]
     binned = acts + agrads + wgrads
     packer = _Packer()
     if binned or affine:
@@ -481,7 +499,10 @@ def collect_with(layers: Layers, outputs: list, grads: list, extra: dict[str, to
             packer.add("image", digits.view(-1), form="text")
     if running:
         # reshaped: the lecture's own layer keeps them (1, C) once it has trained a step
-        packer.add("running", torch.cat([m.running_mean.reshape(-1) for m in running] + [m.running_var.reshape(-1) for m in running]))
+        packer.add(
+            "running",
+            torch.cat([m.running_mean.reshape(-1) for m in running] + [m.running_var.reshape(-1) for m in running]),
+        )
     for key, tensor in extra.items():
         packer.add(f"extra/{key}", tensor)
 
@@ -547,10 +568,18 @@ def _plan(sizes: tuple[int, ...], n_binned: int, device: torch.device) -> _Plan:
     binned = [[row for row in rows if row < n_binned] for rows in members]
     flat = lambda groups: [r for group in groups for r in group]  # noqa: E731
     binned_rows = torch.tensor(flat(binned), dtype=torch.long, device=device)
-    slots = [torch.tensor(rows, dtype=torch.float32, device=device).mul_(HIST_BINS).unsqueeze(1) for rows in binned if rows]
-    return _Plan(members, torch.argsort(torch.tensor(flat(members))).to(device), [len(rows) for rows in binned],
-                 binned_rows, torch.argsort(binned_rows), slots,
-                 torch.ones(sum(sizes[:n_binned]), dtype=torch.long, device=device))  # fmt: skip
+    slots = [
+        torch.tensor(rows, dtype=torch.float32, device=device).mul_(HIST_BINS).unsqueeze(1) for rows in binned if rows
+    ]
+    return _Plan(
+        members,
+        torch.argsort(torch.tensor(flat(members))).to(device),
+        [len(rows) for rows in binned],
+        binned_rows,
+        torch.argsort(binned_rows),
+        slots,
+        torch.ones(sum(sizes[:n_binned]), dtype=torch.long, device=device),
+    )
 
 
 class _Rows:
@@ -638,7 +667,9 @@ def _saturated(acts: list[torch.Tensor], kinds: tuple[str, ...]) -> torch.Tensor
         if lo == -hi:
             return (stacked.abs() >= hi).sum(1)
         return ((stacked <= lo) | (stacked >= hi)).sum(1)
-    return torch.stack([((a <= lo) | (a >= hi)).sum() for a, (lo, hi) in zip(acts, (FLAT.get(k, RELU_FLAT) for k in kinds))])
+    return torch.stack(
+        [((a <= lo) | (a >= hi)).sum() for a, (lo, hi) in zip(acts, (FLAT.get(k, RELU_FLAT) for k in kinds))]
+    )
 
 
 def _norms(layers: Layers, v: dict) -> list[dict]:

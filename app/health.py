@@ -282,8 +282,12 @@ def not_judged(stats: dict) -> list[dict]:
     rule calibrated on its kind (a ReLU's saturation: half its outputs at 0 is normal), and the
     network's gradient flow and its weights' update:data where no rule was calibrated on its kinds."""
     acts = stats["activations"]
-    out = [{"quantity": quantity, "label": a["name"]} for a in acts for quantity in LAYER_QUANTITIES
-           if not any(r.quantity == quantity and a["kind"] in r.kinds for r in RULES)]  # fmt: skip
+    out = [
+        {"quantity": quantity, "label": a["name"]}
+        for a in acts
+        for quantity in LAYER_QUANTITIES
+        if not any(r.quantity == quantity and a["kind"] in r.kinds for r in RULES)
+    ]
     kinds = {a["kind"] for a in acts}
     if _network_rule("gradient_flow", kinds) is None and len(acts) > 1:
         out.append({"quantity": "gradient_flow", "label": f"{acts[-1]['name']} / {acts[0]['name']}"})
@@ -330,4 +334,7 @@ class Recent:
     def badges(self, stats: dict) -> list[dict]:
         """Every badge at a stats event: [{rule, label, value, level}], as the page shows them."""
         measured = measure(stats, {name: list(values) for name, values in self.ud.items()})
-        return [{"rule": rule, "label": label, "value": value, "level": level} for rule, label, value, level in checks(measured)]
+        return [
+            {"rule": rule, "label": label, "value": value, "level": level}
+            for rule, label, value, level in checks(measured)
+        ]

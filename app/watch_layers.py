@@ -109,8 +109,11 @@ class WatchedLayers(WatchedRun):
                 self._before = diagnostics.snapshot(self.layers.params)  # the next sampled step's weights before it
 
     def _measure_layers(self, step: int) -> None:
-        kept = [(entry, entry[2].out) for entry in self.layers.activations  # a layer not called yet has no .out
-                if isinstance(getattr(entry[2], "out", None), torch.Tensor)]  # fmt: skip
+        kept = [
+            (entry, entry[2].out)
+            for entry in self.layers.activations  # a layer not called yet has no .out
+            if isinstance(getattr(entry[2], "out", None), torch.Tensor)
+        ]
         layers = diagnostics.Layers([entry for entry, _ in kept], self.layers.weights, self.layers.norms)
         outputs = [out.detach() for _, out in kept]
         grads = [out.grad.detach() if out.retains_grad and out.grad is not None else None for _, out in kept]

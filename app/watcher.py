@@ -49,9 +49,16 @@ log = logging.getLogger("bnscope.watch")
 SCALARS_SECONDS = 0.1  # how often the logged losses go out: ~10 updates a second for a live chart
 
 
-def watch(model: "nn.Module | list", optimizer: torch.optim.Optimizer | None = None, *, every: int = 100,
-          name: str | None = None, server: str | None = None, data_dir: str | Path | None = None,
-          weights: dict[str, torch.Tensor] | None = None) -> "WatchedRun":  # fmt: skip
+def watch(
+    model: "nn.Module | list",
+    optimizer: torch.optim.Optimizer | None = None,
+    *,
+    every: int = 100,
+    name: str | None = None,
+    server: str | None = None,
+    data_dir: str | Path | None = None,
+    weights: dict[str, torch.Tensor] | None = None,
+) -> "WatchedRun":
     """Watch `model` train: every `every` steps its activations, gradients, weights, update:data
     and BatchNorm statistics go to a running `bnscope serve` at `server` (a URL; the token from
     BNSCOPE_TOKEN), or, without a server, into `data_dir` (default ~/.bnscope) for a later
@@ -62,8 +69,14 @@ def watch(model: "nn.Module | list", optimizer: torch.optim.Optimizer | None = N
     (the lecture's {"C": C}); see bnscope.watch_layers."""
     lecture = isinstance(model, (list, tuple))
     if lecture:
-        if optimizer is not None or not model or not all(callable(getattr(layer, "parameters", None)) for layer in model):
-            raise TypeError("watch() takes an nn.Module, or a list of layers that each have .parameters() (no optimizer)")
+        if (
+            optimizer is not None
+            or not model
+            or not all(callable(getattr(layer, "parameters", None)) for layer in model)
+        ):
+            raise TypeError(
+                "watch() takes an nn.Module, or a list of layers that each have .parameters() (no optimizer)"
+            )
     elif not isinstance(model, nn.Module):
         raise TypeError(f"watch() takes an nn.Module or a list of layers, not {type(model).__name__}")
     elif weights is not None:
@@ -88,7 +101,9 @@ def watch(model: "nn.Module | list", optimizer: torch.optim.Optimizer | None = N
     else:
         from bnscope.config import Settings  # the server's own default data directory
 
-        sink = StoreSink(data_dir if data_dir is not None else Settings.model_fields["data_dir"].default, name, description)
+        sink = StoreSink(
+            data_dir if data_dir is not None else Settings.model_fields["data_dir"].default, name, description
+        )
     if lecture:
         from bnscope.watch_layers import WatchedLayers
 
@@ -100,8 +115,14 @@ class WatchedRun:
     """A watched model's run. `steps`: steps done. `log()` and `close()` never raise and never wait
     for the network; what could not be sent is reported by close()."""
 
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer | None, every: int, sender: Sender,
-                 layers: diagnostics.Layers | None = None):  # fmt: skip
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer | None,
+        every: int,
+        sender: Sender,
+        layers: diagnostics.Layers | None = None,
+    ):
         self.model, self.optimizer, self.every = model, optimizer, every
         self.layers = layers if layers is not None else diagnostics.find_layers(model)
         self.steps = 0
@@ -122,8 +143,10 @@ class WatchedRun:
         """The hooks that count steps and probe the sampled ones; the first sample armed."""
         hooks = [self.model.register_forward_pre_hook(self._forward_begins)]
         if self.optimizer is not None:
-            hooks += [self.optimizer.register_step_pre_hook(self._step_begins),
-                      self.optimizer.register_step_post_hook(self._step_ends)]  # fmt: skip
+            hooks += [
+                self.optimizer.register_step_pre_hook(self._step_begins),
+                self.optimizer.register_step_post_hook(self._step_ends),
+            ]
         else:
             hooks.append(self.model.register_forward_hook(self._forward_ends))
         self._arm()

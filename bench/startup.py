@@ -41,8 +41,13 @@ def measure(quick: bool = False, log=print) -> dict:
         }
         rates = interleaved({key: _timed(command) for key, command in commands.items()}, rounds, log=log)
         seconds = {key: [1 / r for r in values] for key, values in rates.items()}
-        rows.append({"steps": steps, "seconds": {key: spread(values) for key, values in seconds.items()},
-                     "ratio": ratios(seconds["bnscope"], seconds["bare"])})  # fmt: skip
+        rows.append(
+            {
+                "steps": steps,
+                "seconds": {key: spread(values) for key, values in seconds.items()},
+                "ratio": ratios(seconds["bnscope"], seconds["bare"]),
+            }
+        )
     return {"rounds": rounds, "rows": rows}
 
 
@@ -51,14 +56,22 @@ def _seconds(s: dict) -> str:
 
 
 def markdown(r: dict) -> str:
-    rows = [[f"{row['steps']:,}", _seconds(row["seconds"]["bare"]), _seconds(row["seconds"]["bnscope"]), report.x(row["ratio"])]
-            for row in r["rows"]]  # fmt: skip
+    rows = [
+        [
+            f"{row['steps']:,}",
+            _seconds(row["seconds"]["bare"]),
+            _seconds(row["seconds"]["bnscope"]),
+            report.x(row["ratio"]),
+        ]
+        for row in r["rows"]
+    ]
     met = r["rows"][0]["ratio"]["median"]
     return (
         f"Whole processes, {report.rounds(r['rounds'])} after a warm-up round, the two taking turns. `bare`: "
         "`python bench/bare_lecture.py names.txt --steps N`; `bnscope`: `python -m bnscope.cli train --steps N --quiet`.\n\n"
-        + report.table(["steps", "bare script, s (min–max)", "bnscope train, s (min–max)", "bnscope / bare (round by round)"],
-                       rows)  # fmt: skip
+        + report.table(
+            ["steps", "bare script, s (min–max)", "bnscope train, s (min–max)", "bnscope / bare (round by round)"], rows
+        )
         + f"\n\nTarget: `bnscope train --steps 1` ≤ {TARGET:g}× the bare script's time: {met:.2f}× "
         f"({'met' if met <= TARGET else '**missed**'})."
     )

@@ -62,7 +62,9 @@ class Network:
     def __init__(self, splits: Splits | None):
         if splits is not None:
             config = RunConfig()
-            self.model = MLP(vocab_size=VOCAB_SIZE, generator=torch.Generator().manual_seed(config.seed), **config.model_kwargs())
+            self.model = MLP(
+                vocab_size=VOCAB_SIZE, generator=torch.Generator().manual_seed(config.seed), **config.model_kwargs()
+            )
             self.optimizer = torch.optim.SGD(self.model.parameters(), lr=config.lr)
             self.X, self.Y, self.batch_size = splits.Xtr, splits.Ytr, config.batch_size
             self.activation = nn.Tanh
@@ -79,6 +81,7 @@ class Network:
     def hooked(self) -> bool:
         return any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks for m in self.model.modules()) or bool(
             self.optimizer._optimizer_step_pre_hooks or self.optimizer._optimizer_step_post_hooks)  # fmt: skip
+
 
 class Loop:
     """The user's loop. A variant adds to it at three points: before the forward, after the backward,
@@ -151,7 +154,9 @@ class Bnscope(Loop):
             self._watch()
 
     def _watch(self) -> None:
-        self.run = bnscope.watch(self.model, self.optimizer, every=self.every, data_dir=os.path.join(self.workdir, f"bnscope-{self.every}"))
+        self.run = bnscope.watch(
+            self.model, self.optimizer, every=self.every, data_dir=os.path.join(self.workdir, f"bnscope-{self.every}")
+        )
 
     def stepped(self, loss: float) -> None:
         self.run.log(loss=loss)
@@ -217,10 +222,12 @@ class TensorBoard(Loop):
 
     def begin(self) -> None:
         if self.step % EVERY == 0:  # this step's activations, with their gradients (the lecture's retain_grad)
+
             def keep(name):
                 def hook(module, inputs, out):
                     out.retain_grad()
                     self.outputs[name] = out
+
                 return hook
 
             self.hooks = [m.register_forward_hook(keep(name)) for name, m in self.activations]
@@ -244,7 +251,9 @@ class TensorBoard(Loop):
         self.writer.add_scalar("loss", loss, self.step)
         if self.step % EVERY == 0:
             for (name, p), old in zip(self.weights, self.before):
-                self.writer.add_scalar(f"update_to_data/{name}", ((p.detach() - old).std() / p.data.std()).log10().item(), self.step)
+                self.writer.add_scalar(
+                    f"update_to_data/{name}", ((p.detach() - old).std() / p.data.std()).log10().item(), self.step
+                )
             self.outputs.clear()
 
     def settle(self) -> None:
@@ -287,7 +296,11 @@ def measure(quick: bool = False, log=print) -> dict:
     out = {}
     with tempfile.TemporaryDirectory(prefix="bnscope-bench-watch-") as workdir:
         net = Network(splits)
-        variants = [Loop(net, workdir), *(Bnscope(net, workdir, every) for every in (100, 10, 1)), *_peers(net, workdir)]
+        variants = [
+            Loop(net, workdir),
+            *(Bnscope(net, workdir, every) for every in (100, 10, 1)),
+            *_peers(net, workdir),
+        ]
         out["lecture"] = _compare(net, variants, steps, rounds, log)
         small = Network(None)
         variants = [Loop(small, workdir), Bnscope(small, workdir, 100, timed_start=True), *_peers(small, workdir)]
@@ -297,18 +310,33 @@ def measure(quick: bool = False, log=print) -> dict:
 
 def markdown(r: dict) -> str:
     parts = []
-    for key, title, target in (("lecture", "The lecture's network (RunConfig's defaults), SGD", TARGET),
-                               ("small", "A small user MLP (20 → 64 → 64 → 5, ReLU), AdamW, batch 64; bnscope's "
-                                         "watch() and close() inside each window", TARGET_SMALL)):  # fmt: skip
+    for key, title, target in (
+        ("lecture", "The lecture's network (RunConfig's defaults), SGD", TARGET),
+        (
+            "small",
+            "A small user MLP (20 → 64 → 64 → 5, ReLU), AdamW, batch 64; bnscope's "
+            "watch() and close() inside each window",
+            TARGET_SMALL,
+        ),
+    ):
         n = r[key]
-        rows = [[label, report.rate(n["steps_per_s"][k]), report.x(n["ratios"][k]), report.x(n["cpu_ratios"][k])]
-                for k, label in n["labels"].items()]  # fmt: skip
+        rows = [
+            [label, report.rate(n["steps_per_s"][k]), report.x(n["ratios"][k]), report.x(n["cpu_ratios"][k])]
+            for k, label in n["labels"].items()
+        ]
         met = n["ratios"]["watch_100"]["median"]
         parts.append(
             f"**{title}.** Windows of {n['steps_per_window']:,} steps each, {report.rounds(n['rounds'])} after a "
             "warm-up round; bnscope records into a real store in a temporary data directory.\n\n"
-            + report.table(["variant", "steps/s, median (min–max)", "vs unwatched (round by round)",
-                            "vs unwatched, steps per CPU-second"], rows)  # fmt: skip
+            + report.table(
+                [
+                    "variant",
+                    "steps/s, median (min–max)",
+                    "vs unwatched (round by round)",
+                    "vs unwatched, steps per CPU-second",
+                ],
+                rows,
+            )
             + f"\n\nTarget: bnscope.watch every=100 ≥ {target:g}× the unwatched loop: {met:.2f}× "
             f"({'met' if met >= target else '**missed**'}). Events bnscope dropped: {sum(n['dropped'].values())}."
         )

@@ -46,8 +46,14 @@ class SmallCNN(nn.Module):
         self.pool = nn.MaxPool2d(2)
         # BatchNorm before the head's ReLU too: its inputs are all positive (pooled ReLUs), and without it
         # AdamW's first steps push most of its units below 0 for good (70 % dead by step 20)
-        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(0.2), nn.Linear(32 * 4 * 4, 64, bias=False), nn.BatchNorm1d(64),
-                                  nn.ReLU(), nn.Linear(64, CLASSES))  # fmt: skip
+        self.head = nn.Sequential(
+            nn.Flatten(),
+            nn.Dropout(0.2),
+            nn.Linear(32 * 4 * 4, 64, bias=False),
+            nn.BatchNorm1d(64),
+            nn.ReLU(),
+            nn.Linear(64, CLASSES),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pool(self.relu(self.bn1(self.conv1(x))))  # (B, 16, 8, 8)
@@ -72,7 +78,9 @@ def main() -> None:
     X, Y, Xval, Yval = X.to(device), Y.to(device), Xval.to(device), Yval.to(device)
     model = SmallCNN().to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    with bnscope.watch(model, optimizer, every=args.every, name="small CNN", server=args.server, data_dir=args.data_dir) as run:
+    with bnscope.watch(
+        model, optimizer, every=args.every, name="small CNN", server=args.server, data_dir=args.data_dir
+    ) as run:
         for step in range(args.steps):
             ix = torch.randint(0, X.shape[0], (64,), device=device)
             logits = model(X[ix])

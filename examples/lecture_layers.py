@@ -46,8 +46,14 @@ def main() -> None:
     for p in parameters:
         p.requires_grad = True
 
-    with bnscope.watch(layers, weights={"C": C}, every=args.every, name="lecture MLP (its own layers)",
-                       server=args.server, data_dir=args.data_dir) as run:  # fmt: skip
+    with bnscope.watch(
+        layers,
+        weights={"C": C},
+        every=args.every,
+        name="lecture MLP (its own layers)",
+        server=args.server,
+        data_dir=args.data_dir,
+    ) as run:
         for i in range(args.steps):
             ix = torch.randint(0, splits.Xtr.shape[0], (32,), generator=g)
             Xb, Yb = splits.Xtr[ix], splits.Ytr[ix]

@@ -37,8 +37,12 @@ from bnscope.models import MLP
 from bnscope.watcher import WatchedRun
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-SWAPS = {"sigmoid": (nn.Sigmoid, 1.0), "relu": (nn.ReLU, math.sqrt(2)), "gelu": (nn.GELU, math.sqrt(2)),
-         "silu": (nn.SiLU, math.sqrt(2))}  # fmt: skip
+SWAPS = {
+    "sigmoid": (nn.Sigmoid, 1.0),
+    "relu": (nn.ReLU, math.sqrt(2)),
+    "gelu": (nn.GELU, math.sqrt(2)),
+    "silu": (nn.SiLU, math.sqrt(2)),
+}
 
 
 def example(name: str):
@@ -126,8 +130,14 @@ def transformer(steps: int, broken: bool = False, every: int = 50):
                 block.mlp[0].weight.mul_(10.0)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.01)
     batches = _forever(lambda: (lambda ix: (X[ix], Y[ix]))(torch.randint(0, X.shape[0], (64,))))
-    return watched(model, optimizer, every, batches, lambda logits, y: F.cross_entropy(logits.view(-1, VOCAB_SIZE), y.view(-1)),
-                   steps)  # fmt: skip
+    return watched(
+        model,
+        optimizer,
+        every,
+        batches,
+        lambda logits, y: F.cross_entropy(logits.view(-1, VOCAB_SIZE), y.view(-1)),
+        steps,
+    )
 
 
 def mlp(kind: str, steps: int, batchnorm: bool = True, gain: float | None = None, every: int = 100):
@@ -139,7 +149,9 @@ def mlp(kind: str, steps: int, batchnorm: bool = True, gain: float | None = None
             model.layers[i] = SWAPS[kind][0]()
     splits = make_splits(read_names(), config.block_size)
     g = torch.Generator().manual_seed(config.seed)
-    batches = _forever(lambda: (lambda ix: (splits.Xtr[ix], splits.Ytr[ix]))(torch.randint(0, splits.Xtr.shape[0], (32,), generator=g)))
+    batches = _forever(
+        lambda: (lambda ix: (splits.Xtr[ix], splits.Ytr[ix]))(torch.randint(0, splits.Xtr.shape[0], (32,), generator=g))
+    )
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr)
     return watched(model, optimizer, every, batches, F.cross_entropy, steps)
 
@@ -174,7 +186,9 @@ def table(raw) -> list[str]:
     for measure, (first, run) in by_measure.items():
         if run:
             at0 = f"{min(first):.3g}..{max(first):.3g}" if first else "-"
-            lines.append(f"  {measure:22s} step 0 {at0:18s} run {min(run):.3g} / {statistics.median(run):.3g} / {max(run):.3g}")
+            lines.append(
+                f"  {measure:22s} step 0 {at0:18s} run {min(run):.3g} / {statistics.median(run):.3g} / {max(run):.3g}"
+            )
     return lines
 
 
@@ -196,8 +210,10 @@ def main(argv: list[str] | None = None) -> None:
         at0 = sorted({f"{c[0]} {c[1]} {c[3]}" for step, c in bad if step == 0})
         ok = not bad if healthy else any(c[3] == "red" for step, c in bad if step == 0)
         failed += not ok
-        print(f"{'ok  ' if ok else 'FAIL'} {name}: {len(history)} stats steps, {time.perf_counter() - started:.0f} s; "
-              + (f"{len(bad)} badges not ok" + (f", first {bad[0]}" if bad else "") if healthy else f"at step 0: {at0}"))
+        print(
+            f"{'ok  ' if ok else 'FAIL'} {name}: {len(history)} stats steps, {time.perf_counter() - started:.0f} s; "
+            + (f"{len(bad)} badges not ok" + (f", first {bad[0]}" if bad else "") if healthy else f"at step 0: {at0}")
+        )
         print("\n".join(table(recorder.raw)))
     sys.exit(1 if failed else 0)
 

@@ -66,8 +66,16 @@ def test_sigmoids_saturate_red_without_batchnorm_at_gain_5_and_not_with_it():
 
 
 def activation(kind: str, **values) -> dict:
-    return {"name": f"{kind}1", "kind": kind, "units": 10, "saturation": 50.0, "dead": 0, "std": 0.6, "grad_std": 1.0,
-            **values}  # fmt: skip
+    return {
+        "name": f"{kind}1",
+        "kind": kind,
+        "units": 10,
+        "saturation": 50.0,
+        "dead": 0,
+        "std": 0.6,
+        "grad_std": 1.0,
+        **values,
+    }
 
 
 def stats(*acts, weights=("w",)) -> dict:
@@ -79,7 +87,11 @@ def test_what_no_rule_was_calibrated_on_is_not_judged():
     relu = stats(activation("relu", saturation=80.0), activation("relu", name="relu2"))
     assert "saturation" not in health.measure(relu, {"w": [-1.0]})
     assert {(n["quantity"], n["label"]) for n in health.not_judged(relu)} == {
-        ("saturation", "relu1"), ("saturation", "relu2"), ("gradient_flow", "relu2 / relu1"), ("update_to_data", "w")}
+        ("saturation", "relu1"),
+        ("saturation", "relu2"),
+        ("gradient_flow", "relu2 / relu1"),
+        ("update_to_data", "w"),
+    }
     # a kind no rule knows: everything not judged; a network of tanhs: everything judged
     elu = stats(activation("elu"))
     assert not health.measure(elu, {}) and len(health.not_judged(elu)) == 4
@@ -101,6 +113,10 @@ LEVELS = {  # values a badge shows and the level each must get, written out from
 
 @pytest.mark.parametrize("rule_id", LEVELS)
 def test_values_from_the_calibration_get_their_level(rule_id):
-    wrong = [(value, level, judged) for level, values in LEVELS[rule_id].items() for value in values
-             if (judged := health.verdict(rule_id, value)) != level]  # fmt: skip
+    wrong = [
+        (value, level, judged)
+        for level, values in LEVELS[rule_id].items()
+        for value in values
+        if (judged := health.verdict(rule_id, value)) != level
+    ]
     assert not wrong, f"{rule_id}: (value, expected, judged) {wrong}"

@@ -75,11 +75,18 @@ def lecture_network(n_embd=10, n_hidden=100, block_size=3, vocab_size=27):
     g = torch.Generator().manual_seed(2147483647)  # for reproducibility
     C = torch.randn((vocab_size, n_embd), generator=g)
     layers = [
-        Linear(n_embd * block_size, n_hidden, bias=False, generator=g), BatchNorm1d(n_hidden), Tanh(),
-        Linear(n_hidden, n_hidden, bias=False, generator=g), BatchNorm1d(n_hidden), Tanh(),
-        Linear(n_hidden, n_hidden, bias=False, generator=g), BatchNorm1d(n_hidden), Tanh(),
-        Linear(n_hidden, vocab_size, bias=False, generator=g), BatchNorm1d(vocab_size),
-    ]  # fmt: skip
+        Linear(n_embd * block_size, n_hidden, bias=False, generator=g),
+        BatchNorm1d(n_hidden),
+        Tanh(),
+        Linear(n_hidden, n_hidden, bias=False, generator=g),
+        BatchNorm1d(n_hidden),
+        Tanh(),
+        Linear(n_hidden, n_hidden, bias=False, generator=g),
+        BatchNorm1d(n_hidden),
+        Tanh(),
+        Linear(n_hidden, vocab_size, bias=False, generator=g),
+        BatchNorm1d(vocab_size),
+    ]
     with torch.no_grad():
         layers[-1].gamma *= 0.1  # last layer: make less confident
         for layer in layers[:-1]:
@@ -93,7 +100,12 @@ def lecture_network(n_embd=10, n_hidden=100, block_size=3, vocab_size=27):
 
 TANHS = {2: "tanh1 · layers[2]", 5: "tanh2 · layers[5]", 8: "tanh3 · layers[8]"}  # position -> the run's name
 LINEARS = {0: "linear1 · layers[0]", 3: "linear2 · layers[3]", 6: "linear3 · layers[6]", 9: "linear4 · layers[9]"}
-NORMS = {1: "batchnorm1 · layers[1]", 4: "batchnorm2 · layers[4]", 7: "batchnorm3 · layers[7]", 10: "batchnorm4 · layers[10]"}
+NORMS = {
+    1: "batchnorm1 · layers[1]",
+    4: "batchnorm2 · layers[4]",
+    7: "batchnorm3 · layers[7]",
+    10: "batchnorm4 · layers[10]",
+}
 
 
 def lecture_cells(C, layers, parameters, lr) -> dict:
@@ -103,21 +115,41 @@ def lecture_cells(C, layers, parameters, lr) -> dict:
         if isinstance(layer, Tanh):
             t, dt = layer.out, layer.out.grad
             hy = torch.histc(t.detach(), bins=50, min=-1.0, max=1.0)  # the lecture's torch.histogram, on tanh's range
-            acts[TANHS[i]] = {"mean": t.mean().item(), "std": t.std().item(),
-                              "saturation": (t.abs() > 0.97).float().mean().item() * 100,
-                              "grad_mean": dt.mean().item(), "grad_std": dt.std().item(), "hist": hy.int().tolist(),
-                              "dead": int((t.abs() > 0.99).all(0).sum())}  # fmt: skip
+            acts[TANHS[i]] = {
+                "mean": t.mean().item(),
+                "std": t.std().item(),
+                "saturation": (t.abs() > 0.97).float().mean().item() * 100,
+                "grad_mean": dt.mean().item(),
+                "grad_std": dt.std().item(),
+                "hist": hy.int().tolist(),
+                "dead": int((t.abs() > 0.99).all(0).sum()),
+            }
     weights = {}
     for p in parameters:  # the weights' gradient statistics: 2-D parameters only
         if p.ndim == 2:
-            name = "C" if p is C else LINEARS[next(i for i, layer in enumerate(layers) if any(p is q for q in layer.parameters()))]
+            name = (
+                "C"
+                if p is C
+                else LINEARS[next(i for i, layer in enumerate(layers) if any(p is q for q in layer.parameters()))]
+            )
             t = p.grad
-            weights[name] = {"grad_mean": t.mean().item(), "grad_std": t.std().item(), "grad_to_data": (t.std() / p.std()).item(),
-                             "ud": ((lr * p.grad).std() / p.data.std()).log10().item()}  # fmt: skip
-    norms = {NORMS[i]: {"gain_mean": layer.gamma.mean().item(), "gain_std": layer.gamma.std().item(),
-                        "bias_mean": layer.beta.mean().item(), "mean_of_running_var": layer.running_var.mean().item(),
-                        "running_mean": layer.running_mean.view(-1).tolist()}
-             for i, layer in enumerate(layers) if isinstance(layer, BatchNorm1d)}  # fmt: skip
+            weights[name] = {
+                "grad_mean": t.mean().item(),
+                "grad_std": t.std().item(),
+                "grad_to_data": (t.std() / p.std()).item(),
+                "ud": ((lr * p.grad).std() / p.data.std()).log10().item(),
+            }
+    norms = {
+        NORMS[i]: {
+            "gain_mean": layer.gamma.mean().item(),
+            "gain_std": layer.gamma.std().item(),
+            "bias_mean": layer.beta.mean().item(),
+            "mean_of_running_var": layer.running_var.mean().item(),
+            "running_mean": layer.running_mean.view(-1).tolist(),
+        }
+        for i, layer in enumerate(layers)
+        if isinstance(layer, BatchNorm1d)
+    }
     return {"activations": acts, "weights": weights, "norms": norms}
 
 
@@ -218,8 +250,22 @@ def test_a_list_that_is_not_layers_is_refused(tmp_path):
 
 
 def test_the_lecture_layers_example_records_its_layers(tmp_path):
-    result = subprocess.run([sys.executable, str(REPO / "examples" / "lecture_layers.py"), "--data-dir", str(tmp_path),
-                             "--steps", "12", "--every", "5"], capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "examples" / "lecture_layers.py"),
+            "--data-dir",
+            str(tmp_path),
+            "--steps",
+            "12",
+            "--every",
+            "5",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "0 dropped" in result.stdout
     (row,) = Store(tmp_path / "bnscope.sqlite3").runs()

@@ -10,7 +10,9 @@ import time
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 
+from bnscope.server import create_app
 from tests.web.conftest import SMALL, live_server, sse_events, wait_for
 
 CONFIG = {**SMALL, "steps": 12_000}  # still training seconds after it starts
@@ -161,6 +163,16 @@ def test_a_run_paused_when_the_server_was_killed_is_interrupted_after_the_restar
         assert httpx.post(f"{server.url}/api/runs/{run['id']}/resume").status_code == 200
         wait_for(lambda: status_of(server, run["id"])["status"] == "running")
         assert httpx.post(f"{server.url}/api/runs/{run['id']}/stop").json()["status"] == "stopped"
+
+
+def test_a_watched_run_interrupted_by_a_restart_is_left_to_its_own_process(settings):
+    with TestClient(create_app(settings)) as client:
+        run = client.post("/api/watched", json={"name": "my cnn", "description": {"model": "CNN"}}).json()
+    with TestClient(create_app(settings)) as client:
+        assert client.get(f"/api/runs/{run['id']}").json()["status"] == "interrupted"
+        refused = client.post(f"/api/runs/{run['id']}/resume")  # bnscope cannot train the user's network
+        assert refused.status_code == 409 and "resumed" in refused.json()["detail"]
+        assert client.get("/healthz").json()["queued"] == 0
 
 
 @pytest.mark.slow

@@ -106,7 +106,9 @@ def test_a_member_that_diverges_touches_no_other(splits):
     beside = train_stacked([healthy[0], exploding, healthy[1]], splits)
     without = train_stacked(healthy, splits)
     assert final(beside[1]) == "diverged"
-    assert losses(beside[0]) == losses(without[0]) and losses(beside[2]) == losses(without[1])  # bit for bit
+    # the same to float rounding (a stack of another size may sum in another order); a NaN test is below
+    assert losses(beside[0]) == pytest.approx(losses(without[0]), abs=1e-5)
+    assert losses(beside[2]) == pytest.approx(losses(without[1]), abs=1e-5)
     assert final(beside[0]) == final(beside[2]) == "finished"
 
 
@@ -134,9 +136,9 @@ def test_a_member_gone_to_nan_leaves_the_others_bit_for_bit(splits, make_mlp):
         if poison:
             net.W[0][0].fill_(float("nan"))  # member 0's first weight
         ix = torch.randint(0, splits.Xtr.shape[0], (2, 32), generator=torch.Generator().manual_seed(0))
-        lr, train = torch.tensor([0.1, 0.1]), torch.tensor([True, True])
-        net.step(splits.Xtr[ix], splits.Ytr[ix], lr, train)
-        return net.step(splits.Xtr[ix], splits.Ytr[ix], lr, train)
+        net.set_rates([0.1, 0.1], [True, True])
+        net.step(splits.Xtr[ix], splits.Ytr[ix])
+        return net.step(splits.Xtr[ix], splits.Ytr[ix])
 
     poisoned, clean = two_steps(True), two_steps(False)
     assert poisoned[0].isnan() and poisoned[1] == clean[1]

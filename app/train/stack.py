@@ -128,9 +128,12 @@ class StackTrainer:
         R, B = len(self.rows), self.members[self.rows[0]].config.batch_size
         # minibatch construct: one draw a group of members that share a generator (rows: (R, B))
         draws = [torch.randint(0, self.Xtr.shape[0], (B,), generator=gen) for gen, _ in self._groups]
-        ix = torch.stack(draws + [torch.zeros(B, dtype=torch.long)])[self._group_of_row].to(self.device)
+        if len(draws) == 1 and len(self._training) == R:  # one batch order for all: no gather
+            ix = draws[0].to(self.device).expand(R, B)
+        else:
+            ix = torch.stack(draws + [torch.zeros(B, dtype=torch.long)])[self._group_of_row].to(self.device)
         Xb, Yb = self.Xtr[ix], self.Ytr[ix]  # (R, B, block_size), (R, B)
-        loss = self.net.step(Xb, Yb, self._lr, self._train)  # forward, backward, update: (R,)
+        loss = self.net.step(Xb, Yb)  # forward, backward, update: (R,)
         training = [self._row(r) for r in self._training]
         stats = [m for m in training if m.due(m.config.stats_every)]
         ud = [(r, self._row(r).step) for r in self._training if self._row(r).due(self._row(r).config.update_every)]
@@ -167,11 +170,11 @@ class StackTrainer:
             m = self._row(p)
             layers = m.layers
             activations += layers.activations
-            outputs += [h[p] for h in net.h]  # (B, n_hidden) each
-            grads += [dh[p] for dh in net.dh]
+            outputs += [h[p].T for h in net.h]  # (B, n_hidden) each, as a single run's
+            grads += [dh[p].T for dh in net.dh]
             for (name, kind, _), l in zip(layers.weights, [None] + list(range(net.n_linear))):
-                w = net.C[p] if l is None else net.W[l][p].T  # torch's orientation: (fan_out, fan_in)
-                w.grad = net.grads["C"][0][p] if l is None else net.grads["W"][l][p].T
+                w = net.C[p] if l is None else net.W[l][p]  # (fan_out, fan_in), as nn.Linear's
+                w.grad = net.grads["C"][0][p] if l is None else net.grads["W"][l][p]
                 weights.append((name, kind, w))
             for (name, kind, _), l in zip(layers.norms, range(net.n_linear)):
                 norms.append((name, kind, _NormView(net, l, p)))
@@ -193,7 +196,7 @@ class StackTrainer:
         flat = [t[r] for r in range(R) for t in grads] + [t[r] for r in range(R) for t in data]
         _, std = diagnostics._mean_std(flat)
         grad_std, data_std = std.view(2, R, -1)
-        return (self._lr.view(R, 1) * grad_std / data_std).log10()
+        return (net._lr.view(R, 1) * grad_std / data_std).log10()
 
     # ---- events -------------------------------------------------------------------------------------
     def _flush(self) -> None:
@@ -252,7 +255,7 @@ class StackTrainer:
         keep = [p for p in range(len(self.rows)) if self._row(p).outcome is None]
         self.rows = [self.rows[p] for p in keep]
         if self.rows:
-            self.net.keep(torch.tensor(keep, device=self.device))
+            self.net.keep(keep)
         self._regroup()
 
     # ---- between steps: the user's commands ---------------------------------------------------------
@@ -327,11 +330,11 @@ class StackTrainer:
             for p in positions:
                 group_of[p] = g
         self._group_of_row = torch.tensor(group_of, dtype=torch.long)
-        self._train = torch.tensor([not self._row(p).paused for p in range(len(self.rows))], device=self.device)
         self._set_lr()
 
     def _set_lr(self) -> None:
-        self._lr = torch.tensor([self._row(p).lr for p in range(len(self.rows))], device=self.device)
+        members = [self._row(p) for p in range(len(self.rows))]
+        self.net.set_rates([m.lr for m in members], [not m.paused for m in members])
         self._lr_changed = False
 
 
@@ -339,5 +342,5 @@ class _NormView:
     """A member's BatchNorm l as diagnostics reads a norm module: running statistics, gain and bias."""
 
     def __init__(self, net: StackedMLP, l: int, p: int):
-        self.running_mean, self.running_var = net.running_mean[l][p, 0], net.running_var[l][p, 0]
-        self.weight, self.bias = net.gamma[l][p, 0], net.beta[l][p, 0]
+        self.running_mean, self.running_var = net.running_mean[l][p], net.running_var[l][p]
+        self.weight, self.bias = net.gamma[l][p], net.beta[l][p]

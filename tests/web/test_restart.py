@@ -200,6 +200,32 @@ def test_ctrl_c_to_the_process_group_leaves_every_run_interrupted_and_resuming_e
 
 
 @pytest.mark.slow
+def test_ctrl_c_to_the_process_group_interrupts_a_stacked_sweep_and_it_resumes_exactly(tmp_path):
+    sweep = {"config": SHORT, "vary": {"gain": [1.0, 3.0]}}
+    env = {**ENV, "BNSCOPE_MAX_RUNS": "1"}  # one slot: the members train stacked, in one worker
+    with live_server(tmp_path / "data", env=env, own_group=True) as server:
+        made = httpx.post(f"{server.url}/api/sweeps", json=sweep, timeout=30).json()
+        for run_id in made["runs"]:
+            wait_for(lambda: status_of(server, run_id)["step"] > 700)
+        workers = {status_of(server, run_id)["worker"]["pid"] for run_id in made["runs"]}
+        assert len(workers) == 1, f"the members train in the workers {workers}, not stacked in one"
+        (worker,) = workers
+        os.killpg(server.process.pid, signal.SIGINT)
+        server.process.wait(timeout=15)
+        wait_for(lambda: not alive(worker), timeout=10)
+
+        server.start()
+        for run_id in made["runs"]:
+            assert_interrupted(status_of(server, run_id), "Ctrl-C to a stacked sweep")
+        assert httpx.post(f"{server.url}/api/sweeps/{made['id']}/resume", timeout=30).status_code == 200
+        twin = httpx.post(f"{server.url}/api/sweeps", json=sweep, timeout=30).json()  # stacked as well, never stopped
+        for run_id in made["runs"] + twin["runs"]:
+            wait_for(lambda: status_of(server, run_id)["status"] == "finished", timeout=240)
+        for resumed, uninterrupted in zip(made["runs"], twin["runs"]):
+            assert losses(server, resumed) == losses(server, uninterrupted), f"member {resumed} did not resume exactly"
+
+
+@pytest.mark.slow
 def test_sigterm_to_one_worker_interrupts_its_run_alone_and_it_resumes_exactly(tmp_path):
     with live_server(tmp_path / "data", env=ENV) as server:
         victim = httpx.post(f"{server.url}/api/runs", json={"config": SHORT}).json()

@@ -2,15 +2,18 @@
 
     python -m bench --only watch        # or: python -m bench.watch [--quick]
 
-Every variant trains the lecture's network written with torch.nn (bnscope.models.MLP, RunConfig's
-defaults) with autograd and torch.optim.SGD, on names.txt, one torch thread, on the CPU, calling
+Two networks, each with its own variants: the lecture's, written with torch.nn (bnscope.models.MLP,
+RunConfig's defaults), trained with torch.optim.SGD on names.txt; and a small user MLP (20 -> 64 -> 64
+-> 5, ReLU, AdamW, batch 64, a random teacher's labels), where bnscope's watch() and close() (the
+recording process's start and end) fall inside every window. Autograd, one torch thread, on the CPU,
 loss.item() every step. They all train one and the same network, optimizer and minibatch stream in
 turn (five copies of the unwatched loop differ by up to 5% for where their tensors lie in memory,
 more than the cost measured here). A variant attaches before its window and detaches after it,
 untimed (what a user does once, before and after training); each window is exactly `steps` steps
 (2,000 in a full run: a multiple of every cadence, so every window holds the same samples), timed
 until what it logged is delivered (bnscope: run.flush(), the store written; TensorBoard: the
-writer's flush), the variants taking turns A B C ..., A B C ... after a warm-up round. Ratios are taken round by round against the unwatched loop:
+writer's flush), the variants taking turns A B C ..., A B C ... after a warm-up round. Ratios are
+taken round by round against the unwatched loop:
 
   unwatched                     the loop alone
   bnscope.watch every=N         bnscope.watch(model, optimizer, every=N, data_dir=<temp dir>): a real
@@ -87,7 +90,7 @@ class Loop:
     """The user's loop. A variant adds to it at three points: before the forward, after the backward,
     after the optimizer's step; and attaches before a window, detaches after it."""
 
-    key, name = "unwatched", "unwatched (torch.nn, autograd, torch.optim.SGD)"
+    key, name = "unwatched", "unwatched (torch.nn, autograd, the network's torch.optim optimizer)"
 
     def __init__(self, net: Network, workdir: str):
         self.net = net

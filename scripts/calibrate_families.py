@@ -99,9 +99,11 @@ def watched(model: nn.Module, optimizer, every: int, batches, loss_of, steps: in
     return recorder
 
 
-def _forever(sample):
+def minibatches(X: torch.Tensor, Y: torch.Tensor, size: int, generator: torch.Generator | None = None):
+    """Random minibatches of (X, Y), for ever."""
     while True:
-        yield sample()
+        ix = torch.randint(0, X.shape[0], (size,), generator=generator)
+        yield X[ix], Y[ix]
 
 
 def cnn(steps: int, broken: bool = False, every: int = 20):
@@ -115,7 +117,7 @@ def cnn(steps: int, broken: bool = False, every: int = 20):
             for bn in (model.bn1, model.bn2, model.head[3]):
                 bn.bias.fill_(-5.0)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    batches = _forever(lambda: (lambda ix: (X[ix], Y[ix]))(torch.randint(0, X.shape[0], (64,))))
+    batches = minibatches(X, Y, 64)
     return watched(model, optimizer, every, batches, F.cross_entropy, steps)
 
 
@@ -129,7 +131,7 @@ def transformer(steps: int, broken: bool = False, every: int = 50):
             for block in model.blocks:
                 block.mlp[0].weight.mul_(10.0)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.01)
-    batches = _forever(lambda: (lambda ix: (X[ix], Y[ix]))(torch.randint(0, X.shape[0], (64,))))
+    batches = minibatches(X, Y, 64)
     return watched(
         model,
         optimizer,
@@ -149,9 +151,7 @@ def mlp(kind: str, steps: int, batchnorm: bool = True, gain: float | None = None
             model.layers[i] = SWAPS[kind][0]()
     splits = make_splits(read_names(), config.block_size)
     g = torch.Generator().manual_seed(config.seed)
-    batches = _forever(
-        lambda: (lambda ix: (splits.Xtr[ix], splits.Ytr[ix]))(torch.randint(0, splits.Xtr.shape[0], (32,), generator=g))
-    )
+    batches = minibatches(splits.Xtr, splits.Ytr, 32, g)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr)
     return watched(model, optimizer, every, batches, F.cross_entropy, steps)
 

@@ -56,6 +56,15 @@ def sse_events(response: httpx.Response):
             event[name] = value.removeprefix(" ")
 
 
+def server_sockets(port: int, addresses: set[str]) -> int:
+    """The sockets of the server on `port` to clients at `addresses`, machine-wide: those it has open and
+    the orphans the kernel still holds unsent data for after a graceful close (FIN_WAIT1), not the
+    dataless ends of a close (FIN_WAIT2, TIME_WAIT)."""
+    gone = (psutil.CONN_FIN_WAIT2, psutil.CONN_TIME_WAIT)
+    ours = [c for c in psutil.net_connections("tcp") if c.laddr.port == port and c.raddr and c.raddr.ip in addresses]
+    return sum(1 for c in ours if c.status not in gone)
+
+
 class Hostile:
     """The hostile clients, opened on entering, closed on leaving; a thread drips the slow ones."""
 
@@ -105,10 +114,6 @@ class Hostile:
                     sock.send(b"x" if sock in self.slow[: self.counts[1]] else b" ")
                 except OSError:
                     live.remove(sock)
-
-    def held(self, process: psutil.Process) -> int:
-        """The server's sockets to the hostile clients, in any state."""
-        return sum(1 for c in process.net_connections("tcp") if c.raddr and c.raddr.ip in self.addresses)
 
     def reconnect(self, count: int) -> list[dict]:
         """Some cut readers wake up: the events that had reached them, then the reset; each reconnects with
@@ -189,7 +194,7 @@ def attack(url: str, pid: int, run_id: int, counts: tuple[int, int, int] = COUNT
         timeline: list[tuple[float, int, float]] = []  # (seconds since the attack began, held, RSS MiB)
 
         def sample(hostile: Hostile) -> int:
-            held = hostile.held(process)
+            held = server_sockets(hostile.port, hostile.addresses)
             timeline.append((time.monotonic() - started, held, process.memory_info().rss / 2**20))
             return held
 

@@ -7,12 +7,11 @@ Clients connect from addresses of 127.0.0.0/8 other than 127.0.0.1 to stand for 
 import socket
 
 import httpx
-import psutil
 import pytest
 
-from bench.hostile import ENV, RCVBUF, RUN, attack
+from bench.hostile import ENV, RCVBUF, RUN, attack, server_sockets
 from bnscope.hub import RING_BYTES
-from tests.web.conftest import SMALL, live_server, wait_for
+from tests.web.conftest import SMALL, live_server, sse_events, wait_for
 
 CAPS = {
     "BNSCOPE_AUTOSTART": "false",
@@ -23,6 +22,7 @@ CAPS = {
     "BNSCOPE_MAX_CONNECTIONS_PER_ADDRESS": "3",
     "BNSCOPE_MAX_STREAMS": "4",
     "BNSCOPE_MAX_STREAMS_PER_ADDRESS": "2",
+    "BNSCOPE_STREAM_QUEUE_SECONDS": "1",  # dropped by time, not bytes: only once its socket takes nothing
 }
 
 
@@ -70,10 +70,9 @@ def connect_from(address: str, port: int, rcvbuf: int | None = None) -> socket.s
     return sock
 
 
-def held_from(server, addresses: set[str]) -> int:
-    """The server's sockets to clients at these addresses."""
-    connections = psutil.Process(server.process.pid).net_connections("tcp")
-    return sum(1 for c in connections if c.raddr and c.raddr.ip in addresses)
+def let_go(server, address: str, within_s: float) -> None:
+    """Wait until the server holds no socket to `address`, an orphan with unsent data included."""
+    wait_for(lambda: server_sockets(server.port, {address}) == 0, timeout=within_s)
 
 
 def refused(response: httpx.Response, status: int) -> bool:
@@ -107,17 +106,17 @@ def test_connections_past_the_caps_get_429_per_address_and_503_overall(capped):
             sock.settimeout(10)
             return sock.recv(65536)
 
-    wait_for(lambda: held_from(capped, {"127.0.0.1"}) == 0)  # earlier tests' connections are gone
+    wait_for(lambda: server_sockets(capped.port, {"127.0.0.1"}) == 0)  # earlier tests' connections are gone
     idle = [connect_from(address, capped.port) for address in ["127.0.0.31"] * 3 + ["127.0.0.32"] * 3]
     try:
-        wait_for(lambda: held_from(capped, {"127.0.0.31", "127.0.0.32"}) == 6)
+        wait_for(lambda: server_sockets(capped.port, {"127.0.0.31", "127.0.0.32"}) == 6)
         assert answer("127.0.0.31").startswith(b"HTTP/1.1 429")  # a fourth from one address
         response = answer("127.0.0.33")
         assert response.startswith(b"HTTP/1.1 503") and b"retry-after: 5" in response.lower()  # a seventh in all
-        wait_for(lambda: held_from(capped, {"127.0.0.31", "127.0.0.33"}) == 3)  # the answered ones are gone
+        wait_for(lambda: server_sockets(capped.port, {"127.0.0.31", "127.0.0.33"}) == 3)  # the answered ones are gone
         # past twice the cap, a new connection is reset at once, unanswered
         extra = [connect_from(f"127.0.0.{34 + i}", capped.port) for i in range(8)]
-        wait_for(lambda: held_from(capped, {f"127.0.0.{34 + i}" for i in range(8)}) == 6)
+        wait_for(lambda: server_sockets(capped.port, {f"127.0.0.{34 + i}" for i in range(8)}) == 6)
         cut = []
         for sock in extra:
             sock.settimeout(0.2)
@@ -139,7 +138,7 @@ def test_a_slow_request_body_is_cut_after_the_body_timeout(capped):
     with connect_from("127.0.0.41", capped.port) as sock:
         head = f"POST /api/runs HTTP/1.1\r\nHost: 127.0.0.1:{capped.port}\r\nContent-Type: application/json\r\n"
         sock.sendall(f"{head}Content-Length: 100\r\n\r\n{{".encode())  # then nothing more
-        wait_for(lambda: held_from(capped, {"127.0.0.41"}) == 0, timeout=float(CAPS["BNSCOPE_BODY_TIMEOUT_S"]) + 3)
+        let_go(capped, "127.0.0.41", within_s=float(CAPS["BNSCOPE_BODY_TIMEOUT_S"]) + 3)
         with pytest.raises(ConnectionResetError):
             sock.recv(1)
 
@@ -148,9 +147,28 @@ def test_a_response_its_client_takes_nothing_of_is_cut_after_the_send_timeout(ca
     # Plotly.js (~4.6 MB) outgrows the socket buffers: the server's copy waits for a client that never reads
     with connect_from("127.0.0.51", capped.port, rcvbuf=RCVBUF) as sock:
         sock.sendall(f"GET /vendor/plotly.min.js HTTP/1.1\r\nHost: 127.0.0.1:{capped.port}\r\n\r\n".encode())
-        wait_for(lambda: held_from(capped, {"127.0.0.51"}) == 1, timeout=5)
-        wait_for(lambda: held_from(capped, {"127.0.0.51"}) == 0, timeout=float(CAPS["BNSCOPE_SEND_TIMEOUT_S"]) + 3)
+        wait_for(lambda: server_sockets(capped.port, {"127.0.0.51"}) == 1, timeout=5)
+        let_go(capped, "127.0.0.51", within_s=float(CAPS["BNSCOPE_SEND_TIMEOUT_S"]) + 3)
         sock.settimeout(5)
         with pytest.raises(ConnectionResetError):  # what reached it, then the reset
             while sock.recv(65536):
                 pass
+
+
+def test_a_reader_that_stops_reading_is_reset_and_resumes_without_a_gap(capped):
+    run_id = httpx.post(f"{capped.url}/api/runs", json={"config": RUN}).json()["id"]
+    events = f"{capped.url}/api/runs/{run_id}/events"
+    try:
+        with client_from("127.0.0.61") as client, client.stream("GET", events) as stalled:
+            assert stalled.status_code == 200
+            # never read: the socket buffers fill, its queue passes its bounds, and the server lets it go for good
+            let_go(capped, "127.0.0.61", within_s=60)
+            ids = []
+            with pytest.raises(httpx.ReadError):  # what had reached it, then a reset: not a clean end
+                ids.extend(int(event["id"]) for event in sse_events(stalled))
+        assert ids == list(range(ids[0], ids[-1] + 1))
+        with httpx.stream("GET", events, headers={"Last-Event-ID": str(ids[-1])}, timeout=30) as again:
+            first = next(sse_events(again))
+        assert int(first["id"]) == ids[-1] + 1 or (first["event"] == "snapshot" and int(first["id"]) >= ids[-1])
+    finally:
+        httpx.post(f"{capped.url}/api/runs/{run_id}/stop")

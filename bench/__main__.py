@@ -35,6 +35,7 @@ from bench import (
     sampling,
     scale,
     startup,
+    stats_cost,
     sweeps,
     throughput,
     watch,
@@ -95,6 +96,7 @@ SECTIONS = [
     Section("quality", "Learning quality over 3 seeds", _quality, report.quality),
     Section("watch", watch.TITLE, lambda c: watch.measure(c.quick), watch.markdown),
     Section("startup", startup.TITLE, lambda c: startup.measure(c.quick), startup.markdown),
+    Section("stats", stats_cost.TITLE, lambda c: stats_cost.measure(c.quick), stats_cost.markdown),
     Section("hostile", hostile.TITLE, lambda c: hostile.measure(c.quick), hostile.markdown),
     Section("sweeps", sweeps.TITLE, lambda c: sweeps.measure(c.quick), sweeps.markdown),
 ]  # fmt: skip

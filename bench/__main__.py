@@ -7,7 +7,7 @@
     python -m bench --lecture-names PATH     # the lecture's names file for the learning-quality section
 
 Sections, in order: throughput, event_cost, latency, sampling, workers, ray, page, scale, quality,
-watch, startup, hostile, sweeps. The served sections (latency, sampling, workers, ray, page) share one real `bnscope serve`
+watch, startup, stats, hostile, sweeps. The served sections (latency, sampling, workers, ray, page) share one real `bnscope serve`
 (process backend, BNSCOPE_MAX_RUNS=4) and its runs (bench.server); hostile has a server of its own,
 with bounds shortened for the run. The peers (TensorBoard, W&B
 offline), Chromium's playwright and Ray come with `pip install -e ".[bench]"`; a peer that is not

@@ -305,7 +305,8 @@ def markdown(r: dict) -> str:
         f"{bounds}.\n\n"
         + "\n".join(rows)
         + f"\n\nReaders cut, reconnecting with Last-Event-ID, got first: {reconnects or 'none measured'} (a snapshot "
-        "when the id is older than the replay ring). A stalled reader is let go once the kernel's buffers for it are "
-        "full (~2.8 MB on Linux for a 4 KiB receive buffer: how long that takes depends on the stream's rate), then "
-        "within stream_queue_seconds + 1 s; a slow head or body within its timeout + 1 s.\n\n" + "\n".join(timeline)
+        "when the id is older than the replay ring). A stalled reader is let go at the latest once the kernel's "
+        "buffers for it are full (up to ~2.8 MB on Linux for a 4 KiB receive buffer: how long that takes depends on "
+        "the stream's rate), then within stream_queue_seconds + 1 s; a slow head or body within its timeout + 1 s.\n\n"
+        + "\n".join(timeline)
     )

@@ -557,6 +557,8 @@ class _Plan:
     binned_order: torch.Tensor  # ...and back to their own order
     slots: list[torch.Tensor]  # (b, 1) each binned row's first histogram slot (row * HIST_BINS), a group each
     ones: torch.Tensor  # as many ones as binned values, to count them with
+    sizes: torch.Tensor  # each row's size, in the groups' order
+    divisors: torch.Tensor  # ...less one (at least 1): the unbiased variance's
 
 
 @functools.lru_cache(maxsize=32)
@@ -571,6 +573,7 @@ def _plan(sizes: tuple[int, ...], n_binned: int, device: torch.device) -> _Plan:
     slots = [
         torch.tensor(rows, dtype=torch.float32, device=device).mul_(HIST_BINS).unsqueeze(1) for rows in binned if rows
     ]
+    grouped = torch.tensor([float(sizes[r]) for r in flat(members)], device=device)
     return _Plan(
         members,
         torch.argsort(torch.tensor(flat(members))).to(device),
@@ -579,6 +582,8 @@ def _plan(sizes: tuple[int, ...], n_binned: int, device: torch.device) -> _Plan:
         torch.argsort(binned_rows),
         slots,
         torch.ones(sum(sizes[:n_binned]), dtype=torch.long, device=device),
+        grouped,
+        (grouped - 1).clamp(min=1),
     )
 
 
@@ -602,8 +607,7 @@ class _Rows:
         """(T,) each row's mean and std (unbiased, as torch.std). Small rows (a norm's gain and bias,
         whose mean sits far from 0 next to their spread) in two passes, exact; big ones (activations,
         gradients, weights: means near 0 next to their spread) from the sum of squares, one pass."""
-        n = torch.tensor([g.shape[1] for g in self.groups for _ in range(g.shape[0])], dtype=torch.float32)
-        mean = self.sums / n.to(self.sums.device)
+        mean = self.sums / self.plan.sizes
         squares, at = [], 0
         for g in self.groups:
             rows = mean[at : at + g.shape[0]]
@@ -613,7 +617,7 @@ class _Rows:
             else:
                 squares.append(torch.linalg.vector_norm(g, dim=1).square_() - rows * rows * g.shape[1])
             at += g.shape[0]
-        std = (torch.cat(squares).clamp_(min=0) / (n - 1).clamp_(min=1).to(mean.device)).sqrt_()
+        std = (torch.cat(squares).clamp_(min=0) / self.plan.divisors).sqrt_()
         return mean[self.plan.order], std[self.plan.order]
 
     def ranges(self, kinds: tuple[str, ...]) -> torch.Tensor:

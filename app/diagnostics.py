@@ -33,7 +33,7 @@ SATURATION = 0.97  # the lecture's "saturated" tanh: |t| > 0.97
 DEAD = 0.99  # the lecture's white pixel |t| > 0.99; a unit white for the whole batch is dead
 MAX_IMAGE_BITS = 1 << 16  # the |t| > 0.99 image is sent for batches * units up to this...
 MAX_IMAGE_ROWS = 1024  # ...and batches and hex digits (4 units each) a row up to this
-SMALL_ROW = 1024  # a row this small has its std in two passes (see _Rows.mean_std)
+SMALL_ROW = 1024  # a row this small has its std summed in float64 (see _Rows.mean_std)
 
 # activation modules by kind; a subclass not listed is found by isinstance, in this order
 ACTIVATIONS: dict[type, str] = {
@@ -573,7 +573,7 @@ def _plan(sizes: tuple[int, ...], n_binned: int, device: torch.device) -> _Plan:
     slots = [
         torch.tensor(rows, dtype=torch.float32, device=device).mul_(HIST_BINS).unsqueeze(1) for rows in binned if rows
     ]
-    grouped = torch.tensor([float(sizes[r]) for r in flat(members)], device=device)
+    grouped = torch.tensor([float(sizes[r]) for r in flat(members)], dtype=torch.float64, device=device)
     return _Plan(
         members,
         torch.argsort(torch.tensor(flat(members))).to(device),
@@ -604,21 +604,21 @@ class _Rows:
         self.dirty = device.type != "cpu" or not bool(self.sums.isfinite().all())
 
     def mean_std(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(T,) each row's mean and std (unbiased, as torch.std). Small rows (a norm's gain and bias,
-        whose mean sits far from 0 next to their spread) in two passes, exact; big ones (activations,
-        gradients, weights: means near 0 next to their spread) from the sum of squares, one pass."""
-        mean = self.sums / self.plan.sizes
-        squares, at = [], 0
-        for g in self.groups:
-            rows = mean[at : at + g.shape[0]]
+        """(T,) each row's mean and std (unbiased, as torch.std), from its sum and sum of squares: one
+        op a group. Small rows (a norm's gain and bias, whose mean sits far from 0 next to their spread,
+        where float32's sum of squares would cancel) are summed in float64; big ones (activations,
+        gradients, weights: means near 0 next to their spread) in float32."""
+        sums, squares = [], []
+        for g, total in zip(self.groups, self.sums.split([g.shape[0] for g in self.groups])):
             if g.shape[1] <= SMALL_ROW:
-                centred = g - rows.unsqueeze(1)
-                squares.append((centred * centred).sum(1))
-            else:
-                squares.append(torch.linalg.vector_norm(g, dim=1).square_() - rows * rows * g.shape[1])
-            at += g.shape[0]
-        std = (torch.cat(squares).clamp_(min=0) / self.plan.divisors).sqrt_()
-        return mean[self.plan.order], std[self.plan.order]
+                g = g.double()
+                total = g.sum(1)
+            sums.append(total.double())
+            squares.append(torch.linalg.vector_norm(g, dim=1).double().square_())
+        total, square = torch.cat(sums), torch.cat(squares)
+        mean = total / self.plan.sizes
+        var = (square - total * mean).div_(self.plan.divisors).clamp_(min=0)
+        return mean.float()[self.plan.order], var.sqrt_().float()[self.plan.order]
 
     def ranges(self, kinds: tuple[str, ...]) -> torch.Tensor:
         """(n_binned, 2) each binned row's histogram range: for the first len(kinds) rows (activations)

@@ -7,7 +7,7 @@
     python -m bench --lecture-names PATH     # the lecture's names file for the learning-quality section
 
 Sections, in order: throughput, event_cost, latency, sampling, workers, ray, page, scale, quality,
-watch, startup, stats, hostile, sweeps. The served sections (latency, sampling, workers, ray, page) share one real `bnscope serve`
+watch, startup, hostile, sweeps, stats. The served sections (latency, sampling, workers, ray, page) share one real `bnscope serve`
 (process backend, BNSCOPE_MAX_RUNS=4) and its runs (bench.server); hostile has a server of its own,
 with bounds shortened for the run. The peers (TensorBoard, W&B
 offline), Chromium's playwright and Ray come with `pip install -e ".[bench]"`; a peer that is not
@@ -96,9 +96,9 @@ SECTIONS = [
     Section("quality", "Learning quality over 3 seeds", _quality, report.quality),
     Section("watch", watch.TITLE, lambda c: watch.measure(c.quick), watch.markdown),
     Section("startup", startup.TITLE, lambda c: startup.measure(c.quick), startup.markdown),
-    Section("stats", stats_cost.TITLE, lambda c: stats_cost.measure(c.quick), stats_cost.markdown),
     Section("hostile", hostile.TITLE, lambda c: hostile.measure(c.quick), hostile.markdown),
     Section("sweeps", sweeps.TITLE, lambda c: sweeps.measure(c.quick), sweeps.markdown),
+    Section("stats", stats_cost.TITLE, lambda c: stats_cost.measure(c.quick), stats_cost.markdown),
 ]  # fmt: skip
 
 

@@ -166,7 +166,8 @@ class Bnscope(Loop):
 
     def settle(self) -> None:
         if self.timed_start:
-            self.helper_seconds = self._recorder_cpu()  # all its work but close()'s last write
+            self.run.flush(timeout=60)  # the recording process has started and written everything but the end
+            self.helper_seconds = self._recorder_cpu()
             self.dropped += self.run.close(timeout=60)["dropped"]
         else:
             self.run.flush(timeout=60)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
-from bnscope import stacking
+from bnscope import stacking, sweep_summary
 from bnscope.config import RunConfig, Settings, describe_errors
 from bnscope.data import Splits, make_splits
 from bnscope.events import ACTIVE, ENDED, INTERNAL, RunState, series_points, wire
@@ -217,6 +217,14 @@ class RunService:
 
     def sweeps(self) -> list[dict]:
         return [{**s, "runs": [r.id for r in self.runs.values() if r.sweep_id == s["id"]]} for s in self.store.sweeps()]
+
+    def sweep_summary(self, sweep_id: int, step: int | None) -> dict:
+        """Every member's measures at `step`, and each group's (members that differ only by seed)."""
+        sweep = next((s for s in self.sweeps() if s["id"] == sweep_id), None)
+        if sweep is None or not sweep["runs"]:
+            raise NotFound(f"no sweep with id {sweep_id}")
+        self.writer.flush()  # the newest statistics every member sent are in the store: the default step is current
+        return sweep_summary.summary(self.store, sweep, [self.describe(self.runs[i]) for i in sweep["runs"]], step)
 
     def _trainer_config(self, run_id: int) -> dict:
         run = self.get(run_id)

@@ -14,7 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 
 from bnscope import PACKAGE_DIR, __version__
-from bnscope.api.routes import docs, events, pages, report, runs
+from bnscope.api.routes import docs, events, pages, report, runs, sweeps
 from bnscope.api.routes import health as health_rules
 from bnscope.api.errors import add_error_handlers, too_many_requests
 from bnscope.api.http import LOG_CONFIG, bounded_protocol
@@ -72,6 +72,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     app.state.streams = Slots("streams", settings.max_streams, settings.max_streams_per_address)
     app.include_router(pages.health)
     app.include_router(runs.router)
+    app.include_router(sweeps.router)
     app.include_router(report.router)
     app.include_router(health_rules.router)
     app.include_router(events.router)

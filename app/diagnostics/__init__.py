@@ -1,0 +1,223 @@
+"""What the lecture plots, for any nn.Module: computed on the tensor side, converted to Python once.
+
+  activations  every activation module's output: mean, std, saturation % (the flat part of its
+               function: tanh |t| > 0.97, sigmoid < 0.03 or > 0.97, ReLU family <= 0), a histogram,
+               dead units; and the gradient flowing into it (mean, std, histogram)
+  weights      every weight matrix or kernel (>= 2-D): its gradient's mean, std and histogram, and
+               grad:data = std(grad) / std(weight)
+  updates      update:data = log10(std(lr * grad) / std(weight)) per weight (~ -3 is healthy)
+  norms        every normalisation layer: running mean / var (BatchNorm) and its affine gain and bias
+
+`lecture_layers(mlp)` names the lecture network's layers as the lecture does (tanh3, linear2,
+batchnorm1, C); `find_layers(model)` names any model's by their qualified module names. The
+trainer hands `collect` the tensors its fused step kept; a `Probe` keeps them for an autograd step
+(hooks that exist only while it is open: bnscope.watch opens one on sampled steps only). The event
+types are in bnscope.events.
+
+None of this runs on an ordinary step. Each statistic is computed for all layers at once (rows of
+one size stacked: one op a size, bnscope.diagnostics.rows) and brought to the host in a single copy:
+on a small network the cost is the number of torch ops, not the arithmetic.
+
+  kinds   the layer kinds and each activation function's flat part and bounds
+  layers  Layers, lecture_layers, find_layers, Probe
+  rows    _Rows: means, stds, ranges and histograms of every row
+  marks   saturation, dead units and the |t| > 0.99 image
+  flat    update:data, and the flat form the stacked trainer uses
+"""
+
+import math
+
+import torch
+
+from bnscope.diagnostics.flat import (  # noqa: F401 - the stacked trainer's helpers, here as before
+    _act_ranges,
+    _bounds,
+    _counts,
+    _flat,
+    _histograms,
+    _mean_std,
+    _row_index,
+    _row_ranges,
+    _thresholds,
+    snapshot,
+    step_to_data,
+    update_to_data,
+)
+from bnscope.diagnostics.kinds import (  # noqa: F401
+    ACTIVATIONS,
+    BOUNDS,
+    DEAD,
+    DEAD_FLAT,
+    FLAT,
+    HIST_BINS,
+    MAX_IMAGE_BITS,
+    MAX_IMAGE_ROWS,
+    NORMS,
+    RELU_FLAT,
+    SATURATION,
+    SMALL_ROW,
+    WEIGHTED,
+)
+from bnscope.diagnostics.layers import Layers, Probe, find_layers, lecture_layers, probe  # noqa: F401
+from bnscope.diagnostics.marks import _dead_units, _image_digits, _marks, _one  # noqa: F401
+from bnscope.diagnostics.rows import _Rows
+
+
+class _Packer:
+    """Collects tensors and brings them all to the host in a single copy: on a GPU, the one
+    device-to-host copy (and synchronisation) of a statistics step. They come back as lists of floats,
+    or of ints (`form="int"`: counts, exact up to 2**24), or as a str (`form="text"`: ASCII codes)."""
+
+    def __init__(self):
+        self.parts: list[tuple[str, torch.Tensor, str]] = []
+
+    def add(self, key: str, tensor: torch.Tensor, form: str = "float") -> None:
+        self.parts.append((key, tensor.float(), form))
+
+    def unpack(self) -> dict:
+        if not self.parts:
+            return {}
+        parts = sorted(self.parts, key=lambda part: part[2] != "float")  # the floats first, converted at once
+        host = torch.cat([t.reshape(-1) for _, t, _ in parts]).cpu()
+        floats = host[: sum(t.numel() for _, t, form in parts if form == "float")].tolist()
+        out, offset = {}, 0
+        for key, t, form in parts:
+            n = t.numel()
+            if form == "text":
+                out[key] = host[offset : offset + n].to(torch.uint8).numpy().tobytes().decode("ascii")
+            else:
+                values = floats[offset : offset + n] if form == "float" else host[offset : offset + n].long().tolist()
+                if t.dim() == 2:
+                    cols = t.shape[1]
+                    values = [values[r * cols : (r + 1) * cols] for r in range(t.shape[0])]
+                out[key] = values
+            offset += n
+        return out
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+def collect(layers: Layers, outputs: list, grads: list) -> dict:
+    """Statistics after a backward pass: the body of a `stats` event (bnscope.events.StatsEvent:
+    activations, weights, norms). `outputs[i]` is the i-th activation's output (dim 0 the batch; a
+    list: a shared module's calls) and `grads[i]` the loss's gradient w.r.t. it, shaped alike (None:
+    not measured). Values that are not finite come out as None; histograms never fail."""
+    return collect_with(layers, outputs, grads, {})[0]
+
+
+@torch.no_grad()
+def collect_with(
+    layers: Layers, outputs: list, grads: list, extra: dict[str, torch.Tensor]
+) -> tuple[dict, dict[str, list]]:
+    """`collect`, and the `extra` tensors (e.g. an update:data row) brought to the host in the same
+    single copy: (the stats body, {key: values}).
+
+    Every tensor is a row: the activations, their gradients and the weights' gradients (which get
+    histograms), then the weights and the norms' gain and bias (a mean and a std each). Rows of one
+    size are stacked (_Rows), so each statistic is one op a size: the lecture's network is ~60 ops
+    whatever its depth."""
+    names = [name for name, _, _ in layers.activations]
+    kinds = tuple(kind for _, kind, _ in layers.activations)
+    acts = [_one(o) for o in outputs]
+    L, ws = len(acts), layers.params
+    W = len(ws)
+    measured = [g is not None for g in grads]
+    agrads = [_one(g) if g is not None else torch.zeros_like(a) for a, g in zip(acts, grads)]
+    wgrads = [w.grad if w.grad is not None else torch.zeros_like(w) for w in ws]
+    norm_modules = [m for _, _, m in layers.norms]
+    running = [m for m in norm_modules if getattr(m, "running_mean", None) is not None]
+    affine = [
+        t
+        for m in norm_modules
+        if getattr(m, "weight", None) is not None
+        for t in (m.weight, getattr(m, "bias", None))
+        if t is not None
+    ]
+    binned = acts + agrads + wgrads
+    packer = _Packer()
+    if binned or affine:
+        rows = _Rows(binned + [w.detach() for w in ws] + [t.detach() for t in affine], len(binned))
+        mean, std = rows.mean_std()
+        packer.add("mean", mean)
+        packer.add("std", std)
+        if binned:
+            ranges = rows.ranges(kinds)
+            packer.add("hist", rows.histograms(ranges), form="int")
+            packer.add("range", ranges)
+    if L:
+        saturated, dead, units, digits = _marks(outputs, kinds)
+        packer.add("saturated", saturated)
+        packer.add("dead", dead)
+        if digits is not None:
+            packer.add("image", digits.view(-1), form="text")
+    if running:
+        # reshaped: the lecture's own layer keeps them (1, C) once it has trained a step
+        packer.add(
+            "running",
+            torch.cat([m.running_mean.reshape(-1) for m in running] + [m.running_var.reshape(-1) for m in running]),
+        )
+    for key, tensor in extra.items():
+        packer.add(f"extra/{key}", tensor)
+
+    v = packer.unpack()
+    images: list[list[str]] = []
+    if "image" in v:
+        text = v["image"]
+        B = outputs[0].shape[0]
+        cols = len(text) // (L * B)
+        rows_ = [text[r * cols : (r + 1) * cols] for r in range(L * B)]
+        images = [rows_[i * B : (i + 1) * B] for i in range(L)]
+    hist = v.get("hist", [])
+    means, stds, ranges = v.get("mean", []), v.get("std", []), v.get("range", [])
+    activations = []
+    for i, (name, kind) in enumerate(zip(names, kinds)):
+        g = L + i  # its gradient's row
+        entry = {
+            "name": name, "kind": kind, "units": units[i],
+            "mean": _finite(means[i]), "std": _finite(stds[i]),
+            "saturation": v["saturated"][i] * 100 / max(acts[i].numel(), 1), "dead": int(v["dead"][i]),
+            "hist": hist[i], "range": ranges[i],
+            "grad_mean": _finite(means[g]) if measured[i] else None,
+            "grad_std": _finite(stds[g]) if measured[i] else None,
+            "grad_hist": hist[g], "grad_range": ranges[g],
+        }  # fmt: skip
+        if images:
+            entry["image"] = images[i]
+        activations.append(entry)
+    weights = []
+    for i, (name, kind, w) in enumerate(layers.weights):
+        g, d = 2 * L + i, 2 * L + W + i  # its gradient's row, its own
+        weights.append({
+            "name": name, "kind": kind, "shape": list(w.shape), "data_std": _finite(stds[d]),
+            "grad_mean": _finite(means[g]), "grad_std": _finite(stds[g]),
+            "grad_to_data": _finite(stds[g] / stds[d]) if stds[d] else None,
+            "grad_hist": hist[g], "grad_range": ranges[g],
+        })  # fmt: skip
+    first = 2 * L + 2 * W  # the gains' and biases' rows
+    v["affine"] = [[means[r], stds[r]] for r in range(first, first + len(affine))]
+    body = {"activations": activations, "weights": weights, "norms": _norms(layers, v)}
+    return body, {key: v[f"extra/{key}"] for key in extra}
+
+
+def _norms(layers: Layers, v: dict) -> list[dict]:
+    running, half, offset = v.get("running", []), len(v.get("running", [])) // 2, 0
+    affine, a = v.get("affine", []), 0
+    out = []
+    for name, kind, m in layers.norms:
+        entry: dict = {"name": name, "kind": kind}
+        if getattr(m, "running_mean", None) is not None:
+            n = m.running_mean.numel()
+            mean, var = running[offset : offset + n], running[half + offset : half + offset + n]
+            offset += n
+            entry.update(running_mean=mean, running_var=var, mean_of_running_mean=_finite(sum(mean) / n),
+                         mean_of_running_var=_finite(sum(var) / n))  # fmt: skip
+        if getattr(m, "weight", None) is not None:  # torch's weight / bias: the lecture's bngain / bnbias
+            entry.update(gain_mean=_finite(affine[a][0]), gain_std=_finite(affine[a][1]))
+            a += 1
+            if getattr(m, "bias", None) is not None:
+                entry.update(bias_mean=_finite(affine[a][0]), bias_std=_finite(affine[a][1]))
+                a += 1
+        out.append(entry)
+    return out

@@ -45,13 +45,15 @@ def evenly(items: list, max_count: int) -> list:
     return [items[i] for i in picks]
 
 
-def series(store: Store, run_id: int, start: int, end: int, max_points: int) -> dict:
-    """Every series of a run over [start, end) at the bucket width the budget gives:
+def series(store: Store, run_id: int, start: int, end: int, max_points: int, names: list[str] | None = None) -> dict:
+    """Every series of a run (or those in `names`) over [start, end) at the bucket width the budget gives:
     {"start", "end", "bucket", "series": {name: {"steps", "values"}}} (start aligned down to a bucket)."""
     bucket = bucket_for(start, end, max_points)
     start = start // bucket * bucket
     out = {}
     for name in store.series_names(run_id):
+        if names is not None and name not in names:
+            continue
         steps, values = store.series(run_id, name, start, end, bucket)
         out[name] = {"steps": steps, "values": values}
     return {"start": start, "end": end, "bucket": bucket, "series": out}

@@ -522,7 +522,7 @@ class RunService:
 
     # ---- reading back ---------------------------------------------------------------------------------
     def history(self, run_id: int, start: int = 0, end: int | None = None, max_points: int = HISTORY_POINTS,
-                max_histograms: int = HISTORY_HISTOGRAMS) -> dict:  # fmt: skip
+                max_histograms: int = HISTORY_HISTOGRAMS, names: list[str] | None = None) -> dict:  # fmt: skip
         """Every series over [start, end) (default: the whole run) at one resolution, the statistics steps,
         the latest statistics and the timeline. `last_event_id`: where the live stream picks up."""
         run = self.get(run_id)
@@ -530,7 +530,7 @@ class RunService:
         with self.store.reading():
             stored = self.store.run(run_id)
             end = end if end is not None else max(stored["step"], run.state.step, start + 1)
-            answer = series_of(self.store, run_id, start, end, max_points)
+            answer = series_of(self.store, run_id, start, end, max_points, names)
             stats_steps = [s for s in self.store.stats_steps(run_id) if start <= s < end]
             latest = self.store.stats_at(run_id, stats_steps[-1]) if stats_steps else None
             timeline = self.store.timeline(run_id)

@@ -14,6 +14,8 @@ import { RunTable } from "./runtable.js";
 import { SamplesBox } from "./samples.js";
 import { SettingsForm } from "./settings.js";
 import { Sweeps } from "./sweeps.js";
+import { SweepView } from "./sweepview.js";
+import { showPresets } from "./presets.js";
 import { $, buildOnce, describeSettings, el, formatInt, setText } from "./util.js";
 
 const FRAME_MS = 400; // at most 2.5 redraws a second...
@@ -64,6 +66,9 @@ const sweeps = new Sweeps($("sweep-explorer"), $("sweep-form"), {
   replace, select: (ids) => select(ids), notify, refresh: refreshRuns,
 });
 new SamplesBox(() => currentView().runs, notify);
+const sweepView = new SweepView($("panel-sweep"), { redraw: scheduleDraw });
+panels.push({ section: $("panel-sweep"), draw: (view) => sweepView.draw(view, state.sweeps, state.runs) });
+showPresets($("presets"), notify);
 
 // ---- the runs, the selection and the address ---------------------------------------------------------
 
@@ -80,7 +85,8 @@ async function refreshRuns() {
   if (!state.loaded) {
     state.loaded = true;
     const asked = (new URLSearchParams(location.search).get("runs") ?? "").split(",").map(Number).filter(Boolean);
-    state.selection = asked.length ? asked : defaultSelection();
+    const sweep = state.sweeps.find((s) => s.id === sweepView.id);
+    state.selection = asked.length ? asked : sweep ? sweep.runs.slice(0, MAX_RUNS) : defaultSelection();
   }
   const known = new Set(state.runs.map((r) => r.id));
   if (state.selection.some((id) => !known.has(id))) state.selection = state.selection.filter((id) => known.has(id));
@@ -134,8 +140,11 @@ function syncLives() {
     live.setStreaming(stream);
   }
   applyRange();
-  const address = state.selection.length ? `?runs=${state.selection.join(",")}` : location.pathname;
-  if (location.search !== (state.selection.length ? address : "")) history.replaceState(null, "", address);
+  const params = new URLSearchParams(location.search); // the sweep view's own (sweep, measure, mode) stay
+  if (state.selection.length) params.set("runs", state.selection.join(","));
+  else params.delete("runs");
+  const search = params.toString().replaceAll("%2C", ",");
+  if (location.search !== (search ? `?${search}` : "")) history.replaceState(null, "", search ? `?${search}` : location.pathname);
 }
 
 let reconcileTimer = null;

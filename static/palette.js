@@ -13,6 +13,13 @@ export function tint(slot, amount) {
   return `rgb(${channel(0)}, ${channel(1)}, ${channel(2)})`;
 }
 
+/** The run's colour, see-through: a band behind its line. */
+export function translucent(slot, alpha) {
+  const hex = runColor(slot);
+  const channel = (i) => parseInt(hex.slice(1 + 2 * i, 3 + 2 * i), 16);
+  return `rgba(${channel(0)}, ${channel(1)}, ${channel(2)}, ${alpha})`;
+}
+
 /** A run's layers share its hue, from light (first layer) to its full colour (last): depth reads at a glance. */
 export const layerColor = (slot, index, count) => tint(slot, count > 1 ? 0.6 * (1 - index / (count - 1)) : 0);
 

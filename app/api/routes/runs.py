@@ -2,7 +2,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response, status
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import AfterValidator
+from pydantic import AfterValidator, Field
 
 from bnscope.api.deps import Service
 from bnscope.api.schemas import (
@@ -123,13 +123,14 @@ def run_history(
     end: Annotated[int | None, Query(ge=1, le=JSON_INT, description="the step after the last (default: the run's step)")] = None,
     max_points: Annotated[int, Query(ge=2, le=10_000, description="points per series at most")] = HISTORY_POINTS,
     max_histograms: Annotated[int, Query(ge=1, le=HISTORY_HISTOGRAMS, description="statistics steps listed at most")] = HISTORY_HISTOGRAMS,
+    series: Annotated[list[Annotated[str, Field(max_length=200)]] | None, Query(max_length=64, description="only these series (repeat the parameter); default: every one")] = None,
 ):
     """Every series over [start, end) averaged over buckets of `bucket` steps (a power of two, the
     smallest that keeps each series within max_points): two runs asked for over the same range come back
     at the same steps. Also the statistics steps, the latest statistics and the timeline.
     `last_event_id`: pass it to /events as `after` to continue live without a gap. An `end` at or
     before `start` is an empty range."""
-    return JSONResponse(service.history(run_id, start, end, max_points, max_histograms))  # plain JSON: 100k+ numbers
+    return JSONResponse(service.history(run_id, start, end, max_points, max_histograms, series))  # plain JSON: 100k+ numbers
 
 
 @router.get("/runs/{run_id}/stats", response_model=StatsEvent, responses=NOT_FOUND)

@@ -188,15 +188,12 @@ class StackTrainer:
         return out
 
     def _update_to_data(self) -> torch.Tensor:
-        """log10(std(lr * grad) / std(weight)) of C and every Linear weight of every member: (R, W)."""
+        """log10(std(lr * grad) / std(weight)) of C and every Linear weight of every member: (R, W), a std
+        over each member's slice of each stacked tensor (two ops a weight, whatever R)."""
         net = self.net
-        grads = [net.grads["C"][0], *net.grads["W"]]
-        data = [net.C, *net.W]
-        R = net.R
-        flat = [t[r] for r in range(R) for t in grads] + [t[r] for r in range(R) for t in data]
-        _, std = diagnostics._mean_std(flat)
-        grad_std, data_std = std.view(2, R, -1)
-        return (net._lr.view(R, 1) * grad_std / data_std).log10()
+        grad_std = torch.stack([g.flatten(1).std(1) for g in (net.grads["C"][0], *net.grads["W"])], 1)
+        data_std = torch.stack([w.flatten(1).std(1) for w in (net.C, *net.W)], 1)
+        return (net._lr.view(-1, 1) * grad_std / data_std).log10()
 
     # ---- events -------------------------------------------------------------------------------------
     def _flush(self) -> None:

@@ -80,20 +80,21 @@ def _wall(server: BenchServer, make, steps: int) -> float:
 
 
 def _served(quick: bool, log) -> dict:
-    window, rounds, steps = (2.0, 1, 300) if quick else (12.0, 3, 20_000)
+    window, rounds, steps = (1.0, 1, 200) if quick else (12.0, 3, 20_000)
+    net = {"n_hidden": 16, "n_layers": 1} if quick else {}  # a smoke run: the tiniest network
     members = 2 * len(GRID["gain"])
     with BenchServer() as server:
         slots = psutil.cpu_count() or 1
 
         def one(steps: int = 10_000_000):
-            return [server.create(steps=steps)["id"]], 1
+            return [server.create(steps=steps, **net)["id"]], 1
 
         def singles(steps: int = 10_000_000):  # 0.2's sweep: one run a member, behind the slots
             configs = [{"gain": g, "batchnorm": bn} for g in GRID["gain"] for bn in GRID["batchnorm"]]
-            return [server.create(steps=steps, **c)["id"] for c in configs], slots
+            return [server.create(steps=steps, **net, **c)["id"] for c in configs], slots
 
         def grid(steps: int = 10_000_000):
-            body = {"config": {"steps": steps}, "vary": GRID}
+            body = {"config": {"steps": steps, **net}, "vary": GRID}
             return server._ok(server.http.post("/api/sweeps", json=body))["runs"], members
 
         variants = {"one run alone": one, "10 runs, a process each (0.2)": singles, "grid of 10, stacked": grid}

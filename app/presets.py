@@ -82,8 +82,8 @@ PRESETS: list[dict] = [
         "id": "lr-vs-update-ratio",
         "kind": "sweep",
         "name": "5. the learning rate against update:data",
-        "text": "update:data, log10(std(lr x grad) / std(weight)), rises with the learning rate, about a decade per "
-        "decade up to 0.1. The lecture's rule of thumb puts it near -3: lr 0.01 stays below it, 0.1 above (the "
+        "text": "update:data, log10(std(lr x grad) / std(weight)), rises with the learning rate, a decade or a "
+        "little more per decade up to 0.1. The lecture's rule of thumb puts it near -3: lr 0.01 stays below it, 0.1 above (the "
         "default), and at 0.001 the dev loss is still far above the others after 2,000 steps.",
         "body": {"config": {"steps": 2000}, "vary": {"lr": [0.001, 0.01, 0.1, 1.0]}},
     },

@@ -5,12 +5,11 @@ import hashlib
 import subprocess
 import sys
 
+from bench.__main__ import SECTIONS as BENCH_SECTIONS
 from tests.conftest import REPO
 
-SECTIONS = ["Headline figures", "Targets", "1. Training step and logging overhead", "2. Server CPU per event",
-            "3. Event latency, step → client", "4. Sampling latency through the API", "5. Workers: runs at once",
-            "6. Ray (local) against worker processes", "7. Page cost", "8. Scale: one run to 1M steps",
-            "9. Learning quality over 3 seeds", "10. watch(): a user's own loop watched, against wandb.watch and TensorBoard"]  # fmt: skip
+# every section python -m bench has, numbered in its order, after the two summaries
+SECTIONS = ["Headline figures", "Targets"] + [f"{i}. {section.title}" for i, section in enumerate(BENCH_SECTIONS, 1)]
 ROWS = [
     # throughput: every variant and every ratio
     "`autograd`:", "`fused`:", "`trainer`:", "`fused_tb`:", "`autograd_tb`:",
@@ -24,8 +23,8 @@ ROWS = [
     "1 run training, no stream clients", "2 runs training, 20 stream clients reading", "| 1,000 |",
     "1 run training at once", "2 runs training at once", "4 runs training at once", "1 run, the trainer in-process",
     "With 4 runs training: stats events", "steps/s, one run", "start-up: server launch", "Ray's memory",
-    # scale, quality
-    "| 600 |", "| names.txt |",
+    # scale, quality, sweeps
+    "| 600 |", "| names.txt |", "| grid of 10, stacked |", "10 runs, a process each (0.2)", "| members R |",
 ]  # fmt: skip
 
 

@@ -216,7 +216,24 @@ def quality(r: dict) -> str:
         f"The trainings ran {r['parallel']} at a time in worker processes (losses do not depend on speed); all of them "
         f"took {r['wall_s'] / 60:.1f} min. For reference only, not a peer: the lecture reports dev {r['lecture_dev']} on "
         "makemore-names.txt for its own, smaller network (one hidden layer with BatchNorm), not this five-layer one."
-        + skipped
+        + skipped + "\n\n" + _stacked_quality(r)
+    )
+
+
+def _stacked_quality(r: dict) -> str:
+    """The same seeds as the members of one stack (a sweep over the seed), against the single runs."""
+    spread = lambda s: f"{s['mean']:.4f} ± {s['std']:.4f} ({s['min']:.4f}–{s['max']:.4f})"  # noqa: E731
+    rows = []
+    for f in r["files"]:
+        each = ", ".join(f"{seed}: {f['single_dev_each'][seed]:.4f} / {dev:.4f}" for seed, dev in f["stacked_dev_each"].items())
+        gap = (f["stacked_dev"]["mean"] - f["dev"]["mean"]) / f["dev"]["std"]
+        rows.append([f["names"], spread(f["stacked_dev"]), spread(f["stacked_test"]), each, f"{gap:+.1f}",
+                     f"{f['stacked_wall_s']:.0f} s"])
+    return (
+        "The same seeds trained as the members of one stack (a sweep over the seed, as the server trains it: "
+        "bnscope.train.stack, one process, every member's diagnostics):\n\n"
+        + table(["names file", "dev, members", "test, members", "dev by seed: single run / member",
+                 "members' mean dev − single runs', in single-run std", "stack wall time"], rows)
     )
 
 

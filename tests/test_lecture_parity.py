@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from bnscope import cli
-from bnscope.api.schemas import RunCreate
+from bnscope.api.schemas import RunCreate, SweepCreate
 from bnscope.config import RunConfig
 from bnscope.data import decode, make_splits, read_names
 from bnscope.models import lecture
@@ -203,10 +203,12 @@ def test_the_command_line_prints_the_notebooks_losses_and_names(lecture_splits, 
 # ---- on the small names list: no file needed ------------------------------------------------------------
 
 
-def test_every_preset_is_a_run_body_and_the_first_is_the_lectures_recommendation_the_defaults():
+def test_every_preset_is_a_run_or_sweep_body_and_the_first_is_the_lectures_recommendation_the_defaults():
     for preset in PRESETS:
-        assert set(preset) == {"id", "name", "text", "body"} and preset["text"].endswith(".")
-        RunCreate(**preset["body"])  # what POST /api/runs takes
+        assert set(preset) == {"id", "kind", "name", "text", "body"} and preset["text"].endswith(".")
+        # what POST /api/runs or POST /api/sweeps takes
+        {"run": RunCreate, "sweep": SweepCreate}[preset["kind"]](**preset["body"])
+    assert PRESETS[0]["kind"] == "run"
     assert RunConfig(**PRESETS[0]["body"]["config"]) == RunConfig() and RunConfig().gain == 5 / 3
 
 

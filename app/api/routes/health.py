@@ -11,7 +11,9 @@ Bound = float | None  # None: unbounded on that side
 
 
 class RuleOut(BaseModel):
-    id: str = Field(description="saturation, dead, activation_std, gradient_flow or update_to_data")
+    id: str = Field(description="the rule: its quantity, prefixed by its activation family where several judge it")
+    quantity: str = Field(description="saturation, dead, activation_std, gradient_flow or update_to_data")
+    kinds: list[str] = Field(description="the activation kinds it was calibrated on, and judges (no other)")
     title: str
     panel: str = Field(description="id of the page's panel that shows the quantity")
     measure: str = Field(description="what the value is, and its unit")

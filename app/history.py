@@ -13,7 +13,7 @@ import heapq
 import json
 from typing import TextIO
 
-from bnscope.hub import to_json
+from bnscope.jsonenc import to_json
 from bnscope.store import Store
 
 HISTORY_POINTS = 2000  # points per series in a history answer (W&B draws <= 1,500 a line)

@@ -13,8 +13,6 @@ exists: the events it saw but the store lost are trained again, under new ids.
 """
 
 import asyncio
-import json
-import math
 import threading
 import time
 from collections import deque
@@ -26,24 +24,6 @@ RING_BYTES = 8 * 2**20  # recent events kept for reconnecting clients (a minute 
 QUEUE_BYTES = 4 * 2**20  # what a client may fall behind by before it is dropped (default)...
 QUEUE_SECONDS = 10.0  # ...or for how long it may take nothing while events wait for it (default)
 ID_BLOCK = 1000  # ids reserved in the store at a time (one small write every ~1,000 events)
-
-
-def to_json(event: dict) -> str:
-    """JSON text for the wire and the store; non-finite floats (a diverging run) become null."""
-    try:
-        return json.dumps(event, separators=(",", ":"), allow_nan=False)
-    except ValueError:
-        return json.dumps(_finite(event), separators=(",", ":"))
-
-
-def _finite(value):
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from bnscope import PACKAGE_DIR, __version__
 from bnscope.config import RunConfig
 from bnscope.health import rules_json
 from bnscope.history import series as series_of
-from bnscope.hub import to_json
+from bnscope.jsonenc import to_json
 from bnscope.store import Store
 
 REPORT_POINTS = 1000  # points a series at most: the page asks for 2,000, a file kept small gets half

@@ -23,7 +23,8 @@ from bnscope.health import Recent
 from bnscope.history import HEATMAP_STEPS, HISTORY_HISTOGRAMS, HISTORY_POINTS, evenly, export_csv, export_json
 from bnscope.history import histograms as histograms_of
 from bnscope.history import series as series_of
-from bnscope.hub import Channel, to_json
+from bnscope.hub import Channel
+from bnscope.jsonenc import to_json
 from bnscope.store import Store, StoreFull
 from bnscope.worker import Backend, RunSpec, StackSpec, Worker
 from bnscope.writer import StoreWriter

@@ -27,7 +27,7 @@ import zlib
 from contextlib import contextmanager
 from pathlib import Path
 
-from bnscope.hub import to_json
+from bnscope.jsonenc import to_json
 
 SCHEMA_VERSION = 2
 ROLLUP = 64  # steps a rollup bucket covers

@@ -20,7 +20,7 @@ import time
 from collections import deque
 from pathlib import Path
 
-from bnscope.hub import to_json
+from bnscope.jsonenc import to_json
 
 log = logging.getLogger("bnscope.watch")
 

@@ -9,7 +9,7 @@ part by part:
 
   series points   bnscope.events.series_points(event)
   publish         bnscope.runs.publish: the series points, the run's state, JSON once
-                  (bnscope.hub.to_json of bnscope.events.wire), the run's Channel, the writer queue
+                  (bnscope.jsonenc.to_json of bnscope.events.wire), the run's Channel, the writer queue
   compression     zlib.compress(json, 1): what Store.write does to a stats event (level 1)
   store write     Store.write of the events, with their points, in one transaction, as StoreWriter
                   batches them: a second's worth of one type at a time (compression included)
@@ -29,7 +29,8 @@ from bench.inprocess import TrainerWindows
 from bnscope.config import RunConfig
 from bnscope.data import make_splits, read_names
 from bnscope.events import RunState, series_points
-from bnscope.hub import Channel, to_json
+from bnscope.hub import Channel
+from bnscope.jsonenc import to_json
 from bnscope.runs import Run, publish
 from bnscope.store import Store
 

@@ -6,7 +6,8 @@ import json
 import pytest
 
 from bnscope import hub
-from bnscope.hub import Channel, to_json
+from bnscope.hub import Channel
+from bnscope.jsonenc import to_json
 
 
 def publish(channel: Channel, step: int, payload: str = "") -> int:

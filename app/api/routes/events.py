@@ -10,7 +10,8 @@ from starlette.types import Receive, Scope, Send
 
 from bnscope.api.deps import Service
 from bnscope.config import JSON_INT
-from bnscope.hub import Message, Subscriber, to_json
+from bnscope.hub import Message, Subscriber
+from bnscope.jsonenc import to_json
 
 router = APIRouter(prefix="/api/runs", tags=["events"])
 RETRY_MS = 1000  # how soon a dropped or disconnected browser reconnects

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from bnscope import __version__
 from bnscope.config import RunConfig, describe_errors
-from bnscope.data import DEFAULT_NAMES, NamesFileError, make_splits, read_names, split_words
+from bnscope.train.data import DEFAULT_NAMES, NamesFileError, make_splits, read_names, split_words
 
 
 def format_duration(seconds: float) -> str:
@@ -91,8 +91,8 @@ def _report(config: RunConfig, words: list[str], seen: dict, args: argparse.Name
 
     import torch
 
-    from bnscope.sampling import sample_names
-    from bnscope.trainer import load_model, split_loss
+    from bnscope.train.sampling import sample_names
+    from bnscope.train.trainer import load_model, split_loss
 
     model = load_model(config, seen["checkpoint"])
     splits = None  # the examples are built again only for a final loss the run did not send (a stopped run)
@@ -124,7 +124,7 @@ def load_weights(path: Path):
 
     import torch
 
-    from bnscope.trainer import build_model
+    from bnscope.train.trainer import build_model
 
     expected = "expected a .pt file written by `bnscope train --out`"
     try:
@@ -142,7 +142,7 @@ def load_weights(path: Path):
 
 
 def _sample(args: argparse.Namespace) -> int:
-    from bnscope.sampling import sample_names
+    from bnscope.train.sampling import sample_names
 
     config, model = load_weights(args.weights)
     train_words = frozenset(split_words(read_names(args.names))[0])

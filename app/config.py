@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from bnscope.data import DEFAULT_NAMES, VOCAB_SIZE
+from bnscope.train.data import DEFAULT_NAMES, VOCAB_SIZE
 
 JSON_INT = 2**53 - 1  # the largest integer every JSON reader holds exactly (JavaScript's MAX_SAFE_INTEGER)
 MAX_PARAMETERS = 5_000_000  # keeps one run's memory, checkpoints and steps/s within reason

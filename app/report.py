@@ -129,9 +129,9 @@ def checkpoint_sampler(store: Store, words: list[str]) -> Sampler:
         saved = store.checkpoint(row["id"])
         if saved is None:
             return None
-        from bnscope.data import make_splits
-        from bnscope.sampling import sample_names
-        from bnscope.trainer import load_model
+        from bnscope.train.data import make_splits
+        from bnscope.train.sampling import sample_names
+        from bnscope.train.trainer import load_model
 
         config = RunConfig(**row["config"])
         model = load_model(config, saved[1])

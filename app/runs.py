@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from bnscope import stacking, sweep_summary
 from bnscope.config import RunConfig, Settings, describe_errors
-from bnscope.data import Splits, make_splits
+from bnscope.train.data import Splits, make_splits
 from bnscope.events import ACTIVE, ENDED, INTERNAL, RunState, series_points, wire
 from bnscope.health import Recent
 from bnscope.history import HEATMAP_STEPS, HISTORY_HISTOGRAMS, HISTORY_POINTS, evenly, export_csv, export_json
@@ -471,7 +471,7 @@ class RunService:
         if run.sampler is None or run.sampler[0] != step:
             import torch
 
-            from bnscope.trainer import load_model  # torch loads with the first sample, not with the server
+            from bnscope.train.trainer import load_model  # torch loads with the first sample, not with the server
 
             torch.set_num_threads(1)  # small batches: one thread is fastest, and leaves the cores to the workers
 
@@ -488,7 +488,7 @@ class RunService:
         max_len: int,
         one_at_a_time: bool = False,
     ) -> dict:
-        from bnscope.sampling import sample_names
+        from bnscope.train.sampling import sample_names
 
         run = self.get(run_id)
         step, model = self.sampler(run)

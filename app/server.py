@@ -21,7 +21,7 @@ from bnscope.api.http import LOG_CONFIG, bounded_protocol
 from bnscope.api.limits import Slots
 from bnscope.api.security import Guard, LoginAttempts
 from bnscope.config import Settings
-from bnscope.data import NamesFileError, read_names
+from bnscope.train.data import NamesFileError, read_names
 from bnscope.runs import Conflict, Invalid, NotFound, QueueFull, RunService, StorageFull
 from bnscope.store import Store, StoreError
 from bnscope.worker import Backend, ProcessBackend

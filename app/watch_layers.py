@@ -27,7 +27,7 @@ import math
 
 import torch
 
-from bnscope import diagnostics
+from bnscope.train import diagnostics
 from bnscope.watcher import WatchedRun
 
 # a layer's kind by its class's name: the lecture's classes are named as torch.nn's
@@ -37,7 +37,7 @@ NORM_NAMES = {"BatchNorm1d": "batchnorm", "LayerNorm": "layernorm"}
 
 
 class _Norm:
-    """A lecture norm layer as bnscope.diagnostics reads a torch one: its gamma and beta as weight and bias,
+    """A lecture norm layer as bnscope.train.diagnostics reads a torch one: its gamma and beta as weight and bias,
     its running statistics read when asked (the lecture's layer replaces those tensors every step)."""
 
     def __init__(self, layer):

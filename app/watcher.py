@@ -12,7 +12,7 @@ What a step is: with an optimizer, one `optimizer.step()` (its step hooks count 
 evaluation forwards and gradient accumulation never shift the count. Without one, one backward
 pass through the model. Every `every` steps (step 0 first) the step is sampled: its forward is
 probed (the activations' outputs, and their gradients through tensor hooks), and after the
-optimizer's step the statistics (bnscope.diagnostics.collect) and update:data (the change the step
+optimizer's step the statistics (bnscope.train.diagnostics.collect) and update:data (the change the step
 made to each weight, whatever the optimizer) leave in one device-to-host copy. Between samples
 there are no hooks on the layers: a pre-hook on the model and the optimizer's step hooks do a few
 Python operations a step.
@@ -41,7 +41,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from bnscope import diagnostics
+from bnscope.train import diagnostics
 from bnscope.watch_process import ProcessSink
 from bnscope.watch_sender import CLOSE_SECONDS, HttpSink, Sender, StoreSink
 

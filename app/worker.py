@@ -58,7 +58,7 @@ Spec = RunSpec | StackSpec
 
 
 class CommandQueue:
-    """The trainer's commands (bnscope.trainer.Commands), filled from another thread."""
+    """The trainer's commands (bnscope.train.trainer.Commands), filled from another thread."""
 
     def __init__(self):
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
@@ -81,7 +81,7 @@ def train(spec: Spec, commands: CommandQueue, emit: OnEvent) -> None:
     checkpoints, train."""
     import torch
 
-    from bnscope.data import make_splits
+    from bnscope.train.data import make_splits
 
     torch.set_num_threads(spec.threads)
     if isinstance(spec, StackSpec):
@@ -91,7 +91,7 @@ def train(spec: Spec, commands: CommandQueue, emit: OnEvent) -> None:
         StackTrainer(spec.configs, splits, emit, checkpoint_every=spec.checkpoint_every,
                      checkpoints=spec.checkpoints).run(commands)
         return
-    from bnscope.trainer import Trainer
+    from bnscope.train.trainer import Trainer
 
     trainer = Trainer(spec.config, make_splits(spec.words, spec.config.block_size), emit,
                       checkpoint_every=spec.checkpoint_every)  # fmt: skip

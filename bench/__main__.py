@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     chosen = [s for s in SECTIONS if not args.only or s.key in args.only]
     out = args.out or (BENCHMARKS if not args.quick and not args.only else
                        Path(tempfile.mkstemp(prefix="bnscope-bench-", suffix=".md")[1]))  # fmt: skip
-    from bnscope.data import DEFAULT_NAMES
+    from bnscope.train.data import DEFAULT_NAMES
 
     lecture = args.lecture_names or (quality.LECTURE_NAMES if quality.LECTURE_NAMES.exists() else None)
     if lecture is not None and not lecture.exists():

@@ -27,7 +27,7 @@ import torch
 
 from bench.inprocess import TrainerWindows
 from bnscope.config import RunConfig
-from bnscope.data import make_splits, read_names
+from bnscope.train.data import make_splits, read_names
 from bnscope.events import RunState, series_points
 from bnscope.hub import Channel
 from bnscope.jsonenc import to_json

@@ -4,7 +4,7 @@ in measuring windows.
   RealPath(config)            what `bnscope serve` does with each event a worker sends (bnscope.runs.publish:
                               series points, the run's state, JSON once, the run's Channel) and a real
                               StoreWriter on a real SQLite store in a temporary directory
-  TrainerWindows(config, ...) bnscope.trainer.Trainer on a thread, paused between windows through its real
+  TrainerWindows(config, ...) bnscope.train.trainer.Trainer on a thread, paused between windows through its real
                               command queue: run_steps(n) or run_for(seconds) -> (steps, seconds)
 
 Here the server's share of each event runs on the training thread (as when the server trained in a
@@ -25,12 +25,12 @@ from typing import Callable
 import torch
 
 from bnscope.config import RunConfig
-from bnscope.data import Splits
+from bnscope.train.data import Splits
 from bnscope.events import RunState
 from bnscope.hub import Channel
 from bnscope.runs import Run, publish
 from bnscope.store import Store
-from bnscope.trainer import Trainer
+from bnscope.train.trainer import Trainer
 from bnscope.worker import CommandQueue
 from bnscope.writer import StoreWriter
 

@@ -25,8 +25,8 @@ from bench.inprocess import TrainerWindows
 from bench.server import BenchServer
 from bench.sse import connect, disconnect
 from bnscope.config import RunConfig
-from bnscope.data import make_splits, read_names
-from bnscope.trainer import FLUSH_SECONDS
+from bnscope.train.data import make_splits, read_names
+from bnscope.train.trainer import FLUSH_SECONDS
 
 
 def stream_latencies(server: BenchServer, run_ids: list[int], seconds: float) -> dict[str, list[float]]:

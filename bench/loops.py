@@ -14,7 +14,7 @@
 
 A step with a logger hands it the loss, every tanh output and its gradient: the fused step keeps
 them (ManualBackprop.h, .dh); the autograd step keeps them at a stats step only, with the hooks of
-bnscope.diagnostics.probe (the lecture's retain_grad()).
+bnscope.train.diagnostics.probe (the lecture's retain_grad()).
 """
 
 import tempfile
@@ -24,11 +24,11 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from bnscope import diagnostics
+from bnscope.train import diagnostics
 from bnscope.config import RunConfig
-from bnscope.data import Splits
+from bnscope.train.data import Splits
 from bnscope.models.fused import ManualBackprop
-from bnscope.trainer import build_model, split_loss
+from bnscope.train.trainer import build_model, split_loss
 
 Step = Callable[[], None]
 

@@ -30,8 +30,8 @@ def train_one(names: str, seed: int, overrides: dict) -> dict:
     import torch
 
     from bnscope.config import RunConfig
-    from bnscope.data import make_splits, read_names
-    from bnscope.trainer import Trainer
+    from bnscope.train.data import make_splits, read_names
+    from bnscope.train.trainer import Trainer
     from bnscope.worker import CommandQueue
 
     torch.set_num_threads(1)

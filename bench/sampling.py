@@ -11,7 +11,7 @@ Through a real `bnscope serve` (bench.server): GET /api/runs/{id}/samples?n=10, 
 
 Live samples come from weights the worker sent at most 0.2 s before (else it is asked for new ones,
 and an older copy is used meanwhile), so most requests also rebuild the network from new weights.
-In-process (no server, no HTTP): names/s of bnscope.sampling.sample_names for 1, 100 and 1000 names
+In-process (no server, no HTTP): names/s of bnscope.train.sampling.sample_names for 1, 100 and 1000 names
 a call, one batch each, from the default network trained 5,000 steps (an untrained one rambles).
 """
 
@@ -25,9 +25,9 @@ from bench.common import percentiles
 from bench.server import BenchServer
 from bench.sse import connect, disconnect
 from bnscope.config import RunConfig
-from bnscope.data import make_splits, read_names
-from bnscope.sampling import sample_names
-from bnscope.trainer import Trainer
+from bnscope.train.data import make_splits, read_names
+from bnscope.train.sampling import sample_names
+from bnscope.train.trainer import Trainer
 from bnscope.worker import CommandQueue
 
 COUNTS = (1, 100, 1000)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bench import report
 from bench.common import interleaved, ratios, spread
-from bnscope.data import DEFAULT_NAMES
+from bnscope.train.data import DEFAULT_NAMES
 
 TITLE = "Start-up: bnscope train against the bare lecture script"
 BARE = Path(__file__).resolve().parent / "bare_lecture.py"

@@ -1,4 +1,4 @@
-"""What one statistics sample costs: bnscope.diagnostics on the lecture's network, next to one training step.
+"""What one statistics sample costs: bnscope.train.diagnostics on the lecture's network, next to one training step.
 
     python -m bench --only stats        # or: python -m bench.stats_cost [--quick]
 
@@ -16,11 +16,11 @@ import time
 import torch
 
 from bench import report
-from bnscope import diagnostics
+from bnscope.train import diagnostics
 from bnscope.config import RunConfig
-from bnscope.data import make_splits, read_names
+from bnscope.train.data import make_splits, read_names
 from bnscope.models.fused import ManualBackprop
-from bnscope.trainer import build_model
+from bnscope.train.trainer import build_model
 
 TITLE = "A statistics sample's cost"
 TARGET_MS = 1.0  # a statistics sample of the lecture's network

@@ -24,10 +24,10 @@ import torch
 from bench.common import ratios, spread
 from bench.server import BenchServer
 from bnscope.config import RunConfig
-from bnscope.data import make_splits, read_names
+from bnscope.train.data import make_splits, read_names
 from bnscope.models.fused import ManualBackprop
 from bnscope.models.stacked import StackedMLP
-from bnscope.trainer import build_model
+from bnscope.train.trainer import build_model
 
 TITLE = "Sweeps: a grid trained as stacks"
 GRID = {"gain": [0.5, 1.0, 5 / 3, 3.0, 5.0], "batchnorm": [True, False]}

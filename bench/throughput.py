@@ -10,7 +10,7 @@ logged is on disk: the TensorBoard writer's flush, the store writer's (bench.loo
 
   autograd      the lecture's loop through torch.nn and autograd, nothing logged
   fused         the fused step alone (bnscope.models.fused), nothing logged: what the trainer runs
-  trainer       bnscope.trainer.Trainer at the default cadences (stats 100, update:data 10, dev 5000),
+  trainer       bnscope.train.trainer.Trainer at the default cadences (stats 100, update:data 10, dev 5000),
                 every event down the server's real path (JSON, series points, a SQLite store writer)
   fused_tb      the fused step logging the same statistics at the same cadences to TensorBoard
   autograd_tb   the lecture's loop logging them to TensorBoard (retain_grad hooks at stats steps)
@@ -27,8 +27,8 @@ from bench.common import interleaved, ratios, spread
 from bench.inprocess import TrainerWindows
 from bench.loops import autograd_step, fused_step, steps_window
 from bnscope.config import RunConfig
-from bnscope.data import make_splits, read_names
-from bnscope.trainer import split_loss
+from bnscope.train.data import make_splits, read_names
+from bnscope.train.trainer import split_loss
 
 VARIANTS = {
     "autograd": "lecture loop (torch.nn + autograd), unlogged",

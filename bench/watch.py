@@ -46,9 +46,9 @@ import torch.nn.functional as F
 import bnscope
 from bench import report
 from bench.common import interleaved, ratios, spread
-from bnscope import diagnostics
+from bnscope.train import diagnostics
 from bnscope.config import RunConfig
-from bnscope.data import VOCAB_SIZE, Splits, make_splits, read_names
+from bnscope.train.data import VOCAB_SIZE, Splits, make_splits, read_names
 from bnscope.models import MLP
 
 TITLE = "watch(): a user's own loop watched, against wandb.watch and TensorBoard"

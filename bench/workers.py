@@ -30,7 +30,7 @@ from bench.inprocess import TrainerWindows
 from bench.latency import stream_latencies
 from bench.server import BenchServer
 from bnscope.config import RunConfig
-from bnscope.data import make_splits, read_names
+from bnscope.train.data import make_splits, read_names
 
 COUNTS = (1, 2, 4)
 MADE = 4  # runs created on the server with the default slots

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 import bnscope
-from bnscope.data import VOCAB_SIZE, make_splits, read_names
+from bnscope.train.data import VOCAB_SIZE, make_splits, read_names
 from bnscope.models.lecture import BatchNorm1d, Linear, Tanh
 
 

@@ -17,7 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import bnscope
-from bnscope.data import VOCAB_SIZE, make_splits, read_names
+from bnscope.train.data import VOCAB_SIZE, make_splits, read_names
 
 
 class MLP(nn.Module):

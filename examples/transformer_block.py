@@ -20,7 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import bnscope
-from bnscope.data import VOCAB_SIZE, make_splits, read_names
+from bnscope.train.data import VOCAB_SIZE, make_splits, read_names
 
 BLOCK_SIZE, N_EMBD, N_HEAD = 8, 32, 4
 

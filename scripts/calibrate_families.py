@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from bnscope import health
 from bnscope.config import RunConfig
-from bnscope.data import VOCAB_SIZE, make_splits, read_names
+from bnscope.train.data import VOCAB_SIZE, make_splits, read_names
 from bnscope.models import MLP
 from bnscope.watcher import WatchedRun
 

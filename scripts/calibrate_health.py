@@ -26,8 +26,8 @@ import torch
 
 from bnscope import health
 from bnscope.config import RunConfig
-from bnscope.data import DEFAULT_NAMES, make_splits, read_names
-from bnscope.trainer import Trainer
+from bnscope.train.data import DEFAULT_NAMES, make_splits, read_names
+from bnscope.train.trainer import Trainer
 from bnscope.worker import CommandQueue
 
 # (name, overrides, the rule that must flag it at step 0): what the lecture breaks on purpose

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from bnscope.config import RunConfig
-from bnscope.data import VOCAB_SIZE, make_splits, read_names
+from bnscope.train.data import VOCAB_SIZE, make_splits, read_names
 from bnscope.models import MLP
 
 REPO = Path(__file__).resolve().parent.parent  # the checkout: scripts/, bench/, the committed names.txt

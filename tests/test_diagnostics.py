@@ -6,9 +6,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from bnscope import diagnostics
+from bnscope.train import diagnostics
 from bnscope.config import RunConfig
-from bnscope.data import STOI, VOCAB_SIZE, build_dataset
+from bnscope.train.data import STOI, VOCAB_SIZE, build_dataset
 from bnscope.models import MLP
 
 

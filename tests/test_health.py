@@ -11,8 +11,8 @@ from fastapi.testclient import TestClient
 from bnscope import health
 from bnscope.api.routes.health import router
 from bnscope.config import RunConfig
-from bnscope.data import make_splits
-from bnscope.trainer import Trainer
+from bnscope.train.data import make_splits
+from bnscope.train.trainer import Trainer
 from bnscope.worker import CommandQueue
 
 RULE_IDS = ["saturation", "dead", "activation_std", "gradient_flow", "update_to_data"]

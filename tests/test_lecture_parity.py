@@ -14,13 +14,13 @@ import torch.nn.functional as F
 from bnscope import cli
 from bnscope.api.schemas import RunCreate, SweepCreate
 from bnscope.config import RunConfig
-from bnscope.data import decode, make_splits, read_names
+from bnscope.train.data import decode, make_splits, read_names
 from bnscope.models import lecture
 from bnscope.models.fused import ManualBackprop
 from bnscope.models.lecture import LectureMLP
 from bnscope.presets import PRESETS
-from bnscope.sampling import sample_names
-from bnscope.trainer import Trainer
+from bnscope.train.sampling import sample_names
+from bnscope.train.trainer import Trainer
 from bnscope.worker import CommandQueue
 from tests.conftest import REPO
 from tests.test_models import lecture_init, paired_parameters

@@ -6,7 +6,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from bnscope.config import RunConfig
-from bnscope.data import VOCAB_SIZE, build_dataset
+from bnscope.train.data import VOCAB_SIZE, build_dataset
 from bnscope.models import MLP, lecture
 from bnscope.models.lecture import LectureMLP
 

@@ -17,7 +17,7 @@ SWEEPS = {p["id"]: p["body"] for p in PRESETS if p["kind"] == "sweep"}
 
 @pytest.fixture(scope="module")
 def names_splits():
-    from bnscope.data import make_splits, read_names
+    from bnscope.train.data import make_splits, read_names
 
     return make_splits(read_names(), 3)
 

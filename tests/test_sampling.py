@@ -3,9 +3,9 @@ import re
 import pytest
 import torch
 
-from bnscope.data import decode
-from bnscope.sampling import sample_names
-from bnscope.trainer import Trainer
+from bnscope.train.data import decode
+from bnscope.train.sampling import sample_names
+from bnscope.train.trainer import Trainer
 from bnscope.worker import CommandQueue
 
 

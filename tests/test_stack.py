@@ -6,7 +6,7 @@ other (every op is per member: a NaN could not cross either); and a stack resume
 import pytest
 import torch
 
-from bnscope.trainer import Trainer
+from bnscope.train.trainer import Trainer
 from bnscope.train.stack import StackTrainer
 from bnscope.worker import CommandQueue
 from tests.conftest import tiny_config

@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from bnscope import diagnostics
+from bnscope.train import diagnostics
 from bnscope.models.fused import ManualBackprop
 
 KINDS = [

@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bnscope.data import STOI, VOCAB_SIZE, make_splits
-from bnscope.trainer import EXPLODE_STEPS, Trainer, load_model
+from bnscope.train.data import STOI, VOCAB_SIZE, make_splits
+from bnscope.train.trainer import EXPLODE_STEPS, Trainer, load_model
 from bnscope.worker import CommandQueue
 from bnscope.models import MLP
 from bnscope.models.lecture import LectureMLP

@@ -14,7 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import bnscope
-from bnscope import diagnostics
+from bnscope.train import diagnostics
 from bnscope.store import Store
 
 

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 import bnscope
-from bnscope.data import make_splits
+from bnscope.train.data import make_splits
 from bnscope.store import Store
 from tests.conftest import REPO
 

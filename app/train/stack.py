@@ -1,12 +1,12 @@
 """A sweep's members trained as one stack (bnscope.models.stacked): every member a run of its own, with
-the events, commands and checkpoints of a single run (bnscope.trainer), and one step for all of them.
+the events, commands and checkpoints of a single run (bnscope.train.trainer), and one step for all of them.
 
     trainer = StackTrainer(configs, splits, emit, checkpoints=[...])
     trainer.run(commands)   # until every member has ended; never raises
 
 `emit(event)` gets each member's events with `member` (its index in `configs`) added. A command with a
 `member` is for that member (pause, resume, stop, lr, checkpoint, weights, fail); one without is for all
-(shutdown, fail). A member's checkpoint is a single run's (bnscope.trainer.Trainer.state_dict), so any
+(shutdown, fail). A member's checkpoint is a single run's (bnscope.train.trainer.Trainer.state_dict), so any
 member resumes exactly, in a stack or alone.
 
 Members that share a minibatch order (the same generator state: the same seed and batch order, at the
@@ -19,11 +19,11 @@ import time
 
 import torch
 
-from bnscope import diagnostics
+from bnscope.train import diagnostics
 from bnscope.config import RunConfig
-from bnscope.data import Splits
+from bnscope.train.data import Splits
 from bnscope.models.stacked import StackedMLP
-from bnscope.trainer import (
+from bnscope.train.trainer import (
     EXPLODE_STEPS, FLUSH_SECONDS, Commands, Emit, _RecentLoss, _Speedometer, build_model, divergence, pick_device,
     scalars, split_loss,
 )
@@ -225,7 +225,7 @@ class StackTrainer:
         m.next_checkpoint = m.step + self.checkpoint_every
 
     def _state(self, m: Member) -> dict:
-        """The member's checkpoint, a single run's (bnscope.trainer.Trainer.state_dict)."""
+        """The member's checkpoint, a single run's (bnscope.train.trainer.Trainer.state_dict)."""
         self.net.load_into(self.rows.index(m.index), m.mlp)
         model = {k: v.detach().cpu() for k, v in m.mlp.state_dict().items()}
         for key in model:

@@ -12,7 +12,7 @@ from bnscope.api.schemas import (
 from bnscope.config import JSON_INT
 from bnscope.events import StatsEvent
 from bnscope.history import HEATMAP_STEPS, HISTORY_HISTOGRAMS, HISTORY_POINTS
-from bnscope.sampling import PREFIX_PATTERN, check_prefix
+from bnscope.train.data import PREFIX_PATTERN, check_prefix  # not from sampling: that imports torch
 
 router = APIRouter(prefix="/api", tags=["runs"])
 

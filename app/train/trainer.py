@@ -21,9 +21,9 @@ from typing import Callable, Protocol
 import torch
 import torch.nn.functional as F
 
-from bnscope import diagnostics
+from bnscope.train import diagnostics
 from bnscope.config import RunConfig
-from bnscope.data import VOCAB_SIZE, Splits
+from bnscope.train.data import VOCAB_SIZE, Splits
 from bnscope.events import Status
 from bnscope.models import MLP
 from bnscope.models.fused import ManualBackprop

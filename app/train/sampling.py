@@ -4,17 +4,7 @@ name at a time as the lecture's last cell draws them."""
 import torch
 import torch.nn.functional as F
 
-from bnscope.data import decode, encode, outside_vocab
-
-
-PREFIX_PATTERN = "^[a-z]*$"
-
-
-def check_prefix(prefix: str) -> str:
-    bad = outside_vocab(prefix)
-    if bad:
-        raise ValueError(f"prefix has characters outside a-z: {' '.join(map(repr, bad))}")
-    return prefix
+from bnscope.train.data import check_prefix, decode, encode
 
 
 def sample_names(

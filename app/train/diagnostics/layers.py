@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from bnscope.diagnostics.kinds import ACTIVATIONS, NORMS, WEIGHTED, _kind
+from bnscope.train.diagnostics.kinds import ACTIVATIONS, NORMS, WEIGHTED, _kind
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from bnscope.diagnostics.kinds import BOUNDS, FLAT, HIST_BINS, RELU_FLAT
+from bnscope.train.diagnostics.kinds import BOUNDS, FLAT, HIST_BINS, RELU_FLAT
 
 
 def update_to_data(params: list[torch.Tensor], lr: float) -> torch.Tensor:

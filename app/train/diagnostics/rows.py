@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
-from bnscope.diagnostics.flat import _bounds
-from bnscope.diagnostics.kinds import HIST_BINS, SMALL_ROW
+from bnscope.train.diagnostics.flat import _bounds
+from bnscope.train.diagnostics.kinds import HIST_BINS, SMALL_ROW
 
 
 @dataclass(frozen=True)

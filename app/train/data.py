@@ -29,6 +29,16 @@ def outside_vocab(text: str) -> list[str]:
     return sorted({ch for ch in text if ch not in STOI or ch == "."})
 
 
+PREFIX_PATTERN = "^[a-z]*$"  # a sample's prefix (bnscope.train.sampling); here, without torch, for the API's check
+
+
+def check_prefix(prefix: str) -> str:
+    bad = outside_vocab(prefix)
+    if bad:
+        raise ValueError(f"prefix has characters outside a-z: {' '.join(map(repr, bad))}")
+    return prefix
+
+
 def encode(text: str) -> list[int]:
     return [STOI[ch] for ch in text]
 

@@ -15,7 +15,7 @@ trainer hands `collect` the tensors its fused step kept; a `Probe` keeps them fo
 types are in bnscope.events.
 
 None of this runs on an ordinary step. Each statistic is computed for all layers at once (rows of
-one size stacked: one op a size, bnscope.diagnostics.rows) and brought to the host in a single copy:
+one size stacked: one op a size, bnscope.train.diagnostics.rows) and brought to the host in a single copy:
 on a small network the cost is the number of torch ops, not the arithmetic.
 
   kinds   the layer kinds and each activation function's flat part and bounds
@@ -29,7 +29,7 @@ import math
 
 import torch
 
-from bnscope.diagnostics.flat import (  # noqa: F401 - the stacked trainer's helpers, here as before
+from bnscope.train.diagnostics.flat import (  # noqa: F401 - the stacked trainer's helpers, here as before
     _act_ranges,
     _bounds,
     _counts,
@@ -43,7 +43,7 @@ from bnscope.diagnostics.flat import (  # noqa: F401 - the stacked trainer's hel
     step_to_data,
     update_to_data,
 )
-from bnscope.diagnostics.kinds import (  # noqa: F401
+from bnscope.train.diagnostics.kinds import (  # noqa: F401
     ACTIVATIONS,
     BOUNDS,
     DEAD,
@@ -58,9 +58,9 @@ from bnscope.diagnostics.kinds import (  # noqa: F401
     SMALL_ROW,
     WEIGHTED,
 )
-from bnscope.diagnostics.layers import Layers, Probe, find_layers, lecture_layers, probe  # noqa: F401
-from bnscope.diagnostics.marks import _dead_units, _image_digits, _marks, _one  # noqa: F401
-from bnscope.diagnostics.rows import _Rows
+from bnscope.train.diagnostics.layers import Layers, Probe, find_layers, lecture_layers, probe  # noqa: F401
+from bnscope.train.diagnostics.marks import _dead_units, _image_digits, _marks, _one  # noqa: F401
+from bnscope.train.diagnostics.rows import _Rows
 
 
 class _Packer:

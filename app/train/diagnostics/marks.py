@@ -7,7 +7,7 @@ import functools
 import torch
 import torch.nn.functional as F
 
-from bnscope.diagnostics.kinds import DEAD, DEAD_FLAT, FLAT, MAX_IMAGE_BITS, MAX_IMAGE_ROWS, RELU_FLAT, SATURATION
+from bnscope.train.diagnostics.kinds import DEAD, DEAD_FLAT, FLAT, MAX_IMAGE_BITS, MAX_IMAGE_ROWS, RELU_FLAT, SATURATION
 
 
 def _by_unit(flat: torch.Tensor) -> torch.Tensor:

@@ -165,7 +165,7 @@ def _write_report(args: argparse.Namespace) -> int:
     """A report file straight from a data directory: no server, no worker."""
     from bnscope.config import Settings
     from bnscope.report import NoRuns, checkpoint_sampler, gather, render, select
-    from bnscope.store import Store, StoreError
+    from bnscope.storage.store import Store, StoreError
 
     data_dir = args.data_dir or Settings().data_dir
     path = data_dir / "bnscope.sqlite3"

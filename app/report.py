@@ -7,7 +7,7 @@ histograms and health verdicts at the chosen step, each run's settings (what dif
 samples. It reads the store only (the server's, or a data directory with no server running).
 
 Its size is bounded: every run is read over the same range at the page's resolution rule
-(bnscope.history: power-of-two buckets, at most REPORT_POINTS points a series), at most REPORT_RUNS
+(bnscope.storage.queries: power-of-two buckets, at most REPORT_POINTS points a series), at most REPORT_RUNS
 runs, and only the series a panel draws. A 200k-step run of the default network adds ~1 MB to Plotly.js's
 4.8 MB (measured with every series it records).
 """
@@ -23,9 +23,9 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from bnscope import PACKAGE_DIR, __version__
 from bnscope.config import RunConfig
 from bnscope.health import rules_json
-from bnscope.history import series as series_of
+from bnscope.storage.queries import series as series_of
 from bnscope.jsonenc import to_json
-from bnscope.store import Store
+from bnscope.storage.store import Store
 
 REPORT_POINTS = 1000  # points a series at most: the page asks for 2,000, a file kept small gets half
 REPORT_RUNS = 64  # runs in one report: the page overlays 8, a sweep may hold more

@@ -15,19 +15,20 @@ from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
-from bnscope import stacking, sweep_summary
+from bnscope import stacking
+from bnscope.storage import sweep_summary
 from bnscope.config import RunConfig, Settings, describe_errors
 from bnscope.train.data import Splits, make_splits
 from bnscope.events import ACTIVE, ENDED, INTERNAL, RunState, series_points, wire
 from bnscope.health import Recent
-from bnscope.history import HEATMAP_STEPS, HISTORY_HISTOGRAMS, HISTORY_POINTS, evenly, export_csv, export_json
-from bnscope.history import histograms as histograms_of
-from bnscope.history import series as series_of
+from bnscope.storage.queries import HEATMAP_STEPS, HISTORY_HISTOGRAMS, HISTORY_POINTS, evenly, export_csv, export_json
+from bnscope.storage.queries import histograms as histograms_of
+from bnscope.storage.queries import series as series_of
 from bnscope.hub import Channel
 from bnscope.jsonenc import to_json
-from bnscope.store import Store, StoreFull
+from bnscope.storage.store import Store, StoreFull
 from bnscope.worker import Backend, RunSpec, StackSpec, Worker
-from bnscope.writer import StoreWriter
+from bnscope.storage.writer import StoreWriter
 
 SETTLE_SECONDS = 5.0  # how long a control request waits for the worker to act (a step, or a dev evaluation)
 WEIGHTS_FRESH_SECONDS = 0.2  # live samples come from weights at most this old...

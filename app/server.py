@@ -23,7 +23,7 @@ from bnscope.api.security import Guard, LoginAttempts
 from bnscope.config import Settings
 from bnscope.train.data import NamesFileError, read_names
 from bnscope.runs import Conflict, Invalid, NotFound, QueueFull, RunService, StorageFull
-from bnscope.store import Store, StoreError
+from bnscope.storage.store import Store, StoreError
 from bnscope.worker import Backend, ProcessBackend
 
 

@@ -309,8 +309,8 @@ class StoreSink:
 
     def open(self) -> None:
         from bnscope.runs import publish, run_from_row
-        from bnscope.store import Store, StoreError
-        from bnscope.writer import StoreWriter
+        from bnscope.storage.store import Store, StoreError
+        from bnscope.storage.writer import StoreWriter
 
         try:
             self.store = Store(self.path)

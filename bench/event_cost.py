@@ -32,7 +32,7 @@ from bnscope.events import RunState, series_points
 from bnscope.hub import Channel
 from bnscope.jsonenc import to_json
 from bnscope.runs import Run, publish
-from bnscope.store import Store
+from bnscope.storage.store import Store
 
 BATCH = {"stats": 6, "scalars": 16}  # events of each type in a second at ~600 steps/s (StoreWriter: ~1 s a transaction)
 

@@ -29,10 +29,10 @@ from bnscope.train.data import Splits
 from bnscope.events import RunState
 from bnscope.hub import Channel
 from bnscope.runs import Run, publish
-from bnscope.store import Store
+from bnscope.storage.store import Store
 from bnscope.train.trainer import Trainer
 from bnscope.worker import CommandQueue
-from bnscope.writer import StoreWriter
+from bnscope.storage.writer import StoreWriter
 
 from bench.server import LONG
 

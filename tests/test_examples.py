@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from bnscope.store import Store
+from bnscope.storage.store import Store
 from tests.conftest import REPO
 
 EXAMPLES = {

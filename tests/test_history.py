@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from bnscope.history import bucket_for, evenly, export_csv, export_json, histograms, series
-from bnscope.store import Store
+from bnscope.storage.queries import bucket_for, evenly, export_csv, export_json, histograms, series
+from bnscope.storage.store import Store
 
 
 def write_losses(store: Store, run_id: int, losses: list[float], first: int = 0) -> None:

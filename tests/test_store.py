@@ -12,7 +12,7 @@ import zlib
 
 import pytest
 
-from bnscope.store import SCHEMA_VERSION, Store, StoreError
+from bnscope.storage.store import SCHEMA_VERSION, Store, StoreError
 
 
 def scalars(run_id: int, event_id: int, first: int, count: int, state: dict | None = None) -> tuple:
@@ -148,7 +148,7 @@ def on_a_small_disk(tmp_path, size: str, script: str) -> subprocess.CompletedPro
 
 def test_a_delete_on_a_full_disk_deletes_nothing_and_says_so(tmp_path):
     result = on_a_small_disk(tmp_path, "3m", """
-        from bnscope.store import Store, StoreFull
+        from bnscope.storage.store import Store, StoreFull
         store = Store("DIR/bnscope.sqlite3")
         run = store.create_run("a", {})
         for first in range(0, 10**7, 20_000):  # fill the disk
@@ -172,7 +172,7 @@ def test_a_read_only_data_directory_is_one_clear_error(tmp_path):
     result = on_a_small_disk(tmp_path, "1m", """
         import subprocess
         subprocess.run(["mount", "-o", "remount,ro", "DIR"], check=True)
-        from bnscope.store import Store, StoreError
+        from bnscope.storage.store import Store, StoreError
         try:
             Store("DIR/bnscope.sqlite3")
         except StoreError as err:

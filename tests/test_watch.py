@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 import bnscope
 from bnscope.train import diagnostics
-from bnscope.store import Store
+from bnscope.storage.store import Store
 
 
 class Block(nn.Module):

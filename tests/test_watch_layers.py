@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 import bnscope
 from bnscope.train.data import make_splits
-from bnscope.store import Store
+from bnscope.storage.store import Store
 from tests.conftest import REPO
 
 

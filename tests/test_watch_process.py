@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 
 import bnscope
-from bnscope.store import Store
+from bnscope.storage.store import Store
 from bnscope.watch_process import ProcessSink
 from bnscope.watch_sender import Sender, StoreSink
 from tests.conftest import ctrl_c_as_in_a_terminal

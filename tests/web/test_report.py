@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from bnscope import report
-from bnscope.store import Store
+from bnscope.storage.store import Store
 from tests.web.conftest import SMALL, wait_for
 from tests.web.test_browser import chromium, guarded_page, wait_for_traces  # noqa: F401 - fixture
 

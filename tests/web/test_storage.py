@@ -33,7 +33,7 @@ def on_a_small_disk(tmp_path, size: str, then: str) -> list[str]:
 
 def test_a_damaged_database_is_refused_at_start_in_one_line_naming_the_file(tmp_path):
     data = tmp_path / "data"
-    from bnscope.store import Store
+    from bnscope.storage.store import Store
 
     store = Store(data / "bnscope.sqlite3")
     run = store.create_run("a", {})

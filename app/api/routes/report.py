@@ -8,7 +8,7 @@ from fastapi.responses import HTMLResponse
 from bnscope import report
 from bnscope.api.deps import Service
 from bnscope.config import JSON_INT
-from bnscope.history import HISTORY_POINTS
+from bnscope.storage.queries import HISTORY_POINTS
 from bnscope.runs import Conflict, Invalid, NotFound, RunService
 
 router = APIRouter(prefix="/api", tags=["reports"])

@@ -11,7 +11,7 @@ from bnscope.api.schemas import (
 )  # fmt: skip
 from bnscope.config import JSON_INT
 from bnscope.events import StatsEvent
-from bnscope.history import HEATMAP_STEPS, HISTORY_HISTOGRAMS, HISTORY_POINTS
+from bnscope.storage.queries import HEATMAP_STEPS, HISTORY_HISTOGRAMS, HISTORY_POINTS
 from bnscope.train.data import PREFIX_PATTERN, check_prefix  # not from sampling: that imports torch
 
 router = APIRouter(prefix="/api", tags=["runs"])

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel
 
-from bnscope import sweep_summary
+from bnscope.storage import sweep_summary
 from bnscope.api.deps import Service
 from bnscope.config import JSON_INT
 from bnscope.presets import PRESETS

@@ -12,7 +12,7 @@ import csv
 import io
 import statistics
 
-from bnscope.store import Store
+from bnscope.storage.store import Store
 
 MEASURES = ("loss", "dev_loss", "saturation/", "act_std/", "grad_std/", "dead/", "update_to_data/", "grad_to_data/")
 UPDATE_MEAN_OF = 5  # update:data is judged on the mean of its last 5 values (bnscope.health)

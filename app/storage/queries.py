@@ -14,7 +14,7 @@ import json
 from typing import TextIO
 
 from bnscope.jsonenc import to_json
-from bnscope.store import Store
+from bnscope.storage.store import Store
 
 HISTORY_POINTS = 2000  # points per series in a history answer (W&B draws <= 1,500 a line)
 HISTORY_HISTOGRAMS = 500  # statistics steps listed (TensorBoard keeps 500 histograms a tag)

@@ -153,7 +153,7 @@ class Store:
         row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         version = int(row[0]) if row else 0
         if version == 1:
-            from bnscope.migrate import v1_to_v2
+            from bnscope.storage.migrate import v1_to_v2
 
             v1_to_v2(db, SCHEMA, ROLLUP)
         elif version != SCHEMA_VERSION:

@@ -10,7 +10,7 @@ import time
 from typing import Callable
 
 from bnscope.events import Point
-from bnscope.store import Store
+from bnscope.storage.store import Store
 
 FLUSH_SECONDS = 1.0
 

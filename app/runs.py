@@ -24,7 +24,7 @@ from bnscope.health import Recent
 from bnscope.storage.queries import HEATMAP_STEPS, HISTORY_HISTOGRAMS, HISTORY_POINTS, evenly, export_csv, export_json
 from bnscope.storage.queries import histograms as histograms_of
 from bnscope.storage.queries import series as series_of
-from bnscope.hub import Channel
+from bnscope.stream.hub import Channel
 from bnscope.jsonenc import to_json
 from bnscope.storage.store import Store, StoreFull
 from bnscope.worker import Backend, RunSpec, StackSpec, Worker

@@ -29,7 +29,7 @@ from bench.inprocess import TrainerWindows
 from bnscope.config import RunConfig
 from bnscope.train.data import make_splits, read_names
 from bnscope.events import RunState, series_points
-from bnscope.hub import Channel
+from bnscope.stream.hub import Channel
 from bnscope.jsonenc import to_json
 from bnscope.runs import Run, publish
 from bnscope.storage.store import Store

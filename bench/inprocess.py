@@ -27,7 +27,7 @@ import torch
 from bnscope.config import RunConfig
 from bnscope.train.data import Splits
 from bnscope.events import RunState
-from bnscope.hub import Channel
+from bnscope.stream.hub import Channel
 from bnscope.runs import Run, publish
 from bnscope.storage.store import Store
 from bnscope.train.trainer import Trainer

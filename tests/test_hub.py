@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from bnscope import hub
-from bnscope.hub import Channel
+from bnscope.stream import hub
+from bnscope.stream.hub import Channel
 from bnscope.jsonenc import to_json
 
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from bench.hostile import ENV, RCVBUF, RUN, attack, server_sockets
-from bnscope.hub import RING_BYTES
+from bnscope.stream.hub import RING_BYTES
 from tests.web.conftest import SMALL, live_server, sse_events, wait_for
 
 CAPS = {

@@ -22,15 +22,15 @@ from bnscope.api.limits import Slots
 from bnscope.api.security import Guard, LoginAttempts
 from bnscope.config import Settings
 from bnscope.train.data import NamesFileError, read_names
-from bnscope.runs import Conflict, Invalid, NotFound, QueueFull, RunService, StorageFull
+from bnscope.runs.service import Conflict, Invalid, NotFound, QueueFull, RunService, StorageFull
 from bnscope.storage.store import Store, StoreError
-from bnscope.worker import Backend, ProcessBackend
+from bnscope.runs.workers import Backend, ProcessBackend
 
 
 def make_backend(settings: Settings) -> Backend:
     """Where runs train: a worker process each (the default), or a Ray actor each (`--ray`)."""
     if settings.ray:
-        from bnscope.ray_backend import RayBackend
+        from bnscope.runs.ray import RayBackend
 
         return RayBackend(settings.ray)
     return ProcessBackend()

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from bnscope.presets import PRESETS
-from bnscope.stacking import grid
+from bnscope.runs.stacking import grid
 from bnscope.train.stack import StackTrainer
-from bnscope.worker import CommandQueue
+from bnscope.runs.workers import CommandQueue
 
 pytestmark = pytest.mark.slow
 SWEEPS = {p["id"]: p["body"] for p in PRESETS if p["kind"] == "sweep"}

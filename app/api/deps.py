@@ -2,7 +2,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from bnscope.runs import RunService
+from bnscope.runs.service import RunService
 
 
 def get_service(request: Request) -> RunService:

@@ -10,11 +10,11 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 
 from bnscope.config import JSON_INT, RunConfig
-from bnscope.stacking import MAX_MEMBERS
+from bnscope.runs.stacking import MAX_MEMBERS
 from bnscope.events import Reported, StatsEvent, Status
 
 MAX_VALUES = 16  # values of one varied setting at most
-MAX_VARIED = 3  # settings a sweep varies at most: their grid is its members (bnscope.stacking.MAX_MEMBERS at most)
+MAX_VARIED = 3  # settings a sweep varies at most: their grid is its members (bnscope.runs.stacking.MAX_MEMBERS at most)
 
 
 def _optional(field: FieldInfo) -> tuple[Any, FieldInfo]:

@@ -116,7 +116,7 @@ class StackTrainer:
                 self.emit(m, {"type": "status", "step": m.step, "status": "failed", "message": f"{type(err).__name__}: {err}"})
 
     def _can_step(self) -> bool:
-        """Some member trains, and the stack is not ahead of the sweep's pace (bnscope.stacking.Pacer)."""
+        """Some member trains, and the stack is not ahead of the sweep's pace (bnscope.runs.stacking.Pacer)."""
         if not self._training:
             return False
         return self.until is None or max(self._row(r).step for r in self._training) < self.until

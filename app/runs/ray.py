@@ -1,5 +1,5 @@
 """Runs as Ray actors, for more runs than one machine trains: the same run interface as a worker
-process (bnscope.worker), each run an actor of one CPU that calls the same `train`.
+process (bnscope.runs.workers), each run an actor of one CPU that calls the same `train`.
 
     bnscope serve --ray local            # a private Ray on this machine, on loopback
     bnscope serve --ray HOST:6379        # a Ray cluster (every node needs bnscope installed)
@@ -18,7 +18,7 @@ import threading
 import ray
 from ray.exceptions import RayError
 
-from bnscope.worker import CommandQueue, OnEvent, OnExit, Spec, lower_priority, train
+from bnscope.runs.workers import CommandQueue, OnEvent, OnExit, Spec, lower_priority, train
 
 POLL_SECONDS = 0.5  # how long one poll waits for an event (an idle run's poll comes back empty)
 MAX_BATCH = 256  # events a poll returns at most

@@ -9,7 +9,7 @@
 Backends, all running `train(spec, commands, emit)`:
   ThreadBackend   a thread of this process: the CLI and the tests
   ProcessBackend  a spawned process with one torch thread, niceness +10: what `bnscope serve` uses
-  RayBackend      a Ray actor (bnscope.ray_backend): runs beyond one machine
+  RayBackend      a Ray actor (bnscope.runs.ray): runs beyond one machine
 
 A worker process ignores nothing it is told: SIGINT and SIGTERM ask it to checkpoint and stop (a
 Ctrl-C reaches the whole process group), and a server that goes away is a shutdown too.

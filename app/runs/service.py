@@ -1,5 +1,5 @@
 """The runs service: create (alone, paired, or as a sweep), queue, control, sample, read back.
-Routes call this. It never runs a training step: each run trains in a worker (bnscope.worker)
+Routes call this. It never runs a training step: each run trains in a worker (bnscope.runs.workers)
 behind the run interface, and the service turns the worker's events into the stream (hub), the
 store (writer) and the run's state (bnscope.events.RunState, folded here once).
 
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
-from bnscope import stacking
+from bnscope.runs import stacking
 from bnscope.storage import sweep_summary
 from bnscope.config import RunConfig, Settings, describe_errors
 from bnscope.train.data import Splits, make_splits
@@ -27,7 +27,7 @@ from bnscope.storage.queries import series as series_of
 from bnscope.stream.hub import Channel
 from bnscope.jsonenc import to_json
 from bnscope.storage.store import Store, StoreFull
-from bnscope.worker import Backend, RunSpec, StackSpec, Worker
+from bnscope.runs.workers import Backend, RunSpec, StackSpec, Worker
 from bnscope.storage.writer import StoreWriter
 
 SETTLE_SECONDS = 5.0  # how long a control request waits for the worker to act (a step, or a dev evaluation)
@@ -153,7 +153,7 @@ class RunService:
             return self._add(name, config, paired_with, sweep_id=None)
 
     def create_sweep(self, overrides: dict, vary: dict[str, list]) -> tuple[int, list[Run]]:
-        """Paired runs over a grid of up to three settings (bnscope.stacking.grid): the same config, seed and
+        """Paired runs over a grid of up to three settings (bnscope.runs.stacking.grid): the same config, seed and
         batch order but the varied settings (a varied value replaces one in `overrides`), trained as stacks
         that start together. Every member is checked before any run is made."""
         for setting in vary:

@@ -41,7 +41,8 @@ def _config_from(args: argparse.Namespace) -> RunConfig:
 def _train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from bnscope.runs.workers import RunSpec, ThreadWorker
+    from bnscope.runs.workers import ThreadWorker
+    from bnscope.train.worker import RunSpec
 
     config = _config_from(args)
     words = read_names(args.names)

@@ -31,7 +31,7 @@ from bnscope.stream.hub import Channel
 from bnscope.runs.service import Run, publish
 from bnscope.storage.store import Store
 from bnscope.train.trainer import Trainer
-from bnscope.runs.workers import CommandQueue
+from bnscope.train.worker import CommandQueue
 from bnscope.storage.writer import StoreWriter
 
 from bench.server import LONG

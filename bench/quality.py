@@ -32,7 +32,7 @@ def train_one(names: str, seed: int, overrides: dict) -> dict:
     from bnscope.config import RunConfig
     from bnscope.train.data import make_splits, read_names
     from bnscope.train.trainer import Trainer
-    from bnscope.runs.workers import CommandQueue
+    from bnscope.train.worker import CommandQueue
 
     torch.set_num_threads(1)
     config = RunConfig(**overrides, seed=seed)

@@ -28,7 +28,7 @@ from bnscope.config import RunConfig
 from bnscope.train.data import make_splits, read_names
 from bnscope.train.sampling import sample_names
 from bnscope.train.trainer import Trainer
-from bnscope.runs.workers import CommandQueue
+from bnscope.train.worker import CommandQueue
 
 COUNTS = (1, 100, 1000)
 STREAM_CLIENTS = 20

@@ -28,7 +28,7 @@ from bnscope import health
 from bnscope.config import RunConfig
 from bnscope.train.data import DEFAULT_NAMES, make_splits, read_names
 from bnscope.train.trainer import Trainer
-from bnscope.runs.workers import CommandQueue
+from bnscope.train.worker import CommandQueue
 
 # (name, overrides, the rule that must flag it at step 0): what the lecture breaks on purpose
 BROKEN = [

@@ -13,7 +13,7 @@ from bnscope.api.routes.health import router
 from bnscope.config import RunConfig
 from bnscope.train.data import make_splits
 from bnscope.train.trainer import Trainer
-from bnscope.runs.workers import CommandQueue
+from bnscope.train.worker import CommandQueue
 
 RULE_IDS = ["saturation", "dead", "activation_std", "gradient_flow", "update_to_data"]
 

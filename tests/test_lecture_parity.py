@@ -21,7 +21,7 @@ from bnscope.models.lecture import LectureMLP
 from bnscope.presets import PRESETS
 from bnscope.train.sampling import sample_names
 from bnscope.train.trainer import Trainer
-from bnscope.runs.workers import CommandQueue
+from bnscope.train.worker import CommandQueue
 from tests.conftest import REPO
 from tests.test_models import lecture_init, paired_parameters
 

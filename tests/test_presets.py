@@ -9,7 +9,7 @@ import torch
 from bnscope.presets import PRESETS
 from bnscope.runs.stacking import grid
 from bnscope.train.stack import StackTrainer
-from bnscope.runs.workers import CommandQueue
+from bnscope.train.worker import CommandQueue
 
 pytestmark = pytest.mark.slow
 SWEEPS = {p["id"]: p["body"] for p in PRESETS if p["kind"] == "sweep"}

@@ -6,7 +6,7 @@ import torch
 from bnscope.train.data import decode
 from bnscope.train.sampling import sample_names
 from bnscope.train.trainer import Trainer
-from bnscope.runs.workers import CommandQueue
+from bnscope.train.worker import CommandQueue
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import torch
 
 from bnscope.train.trainer import Trainer
 from bnscope.train.stack import StackTrainer
-from bnscope.runs.workers import CommandQueue
+from bnscope.train.worker import CommandQueue
 from tests.conftest import tiny_config
 
 STEPS = 1000

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from bnscope.train.data import STOI, VOCAB_SIZE, make_splits
 from bnscope.train.trainer import EXPLODE_STEPS, Trainer, load_model
-from bnscope.runs.workers import CommandQueue
+from bnscope.train.worker import CommandQueue
 from bnscope.models import MLP
 from bnscope.models.lecture import LectureMLP
 

@@ -18,7 +18,7 @@ import threading
 import ray
 from ray.exceptions import RayError
 
-from bnscope.runs.workers import CommandQueue, OnEvent, OnExit, Spec, lower_priority, train
+from bnscope.train.worker import CommandQueue, OnEvent, OnExit, Spec, lower_priority, train
 
 POLL_SECONDS = 0.5  # how long one poll waits for an event (an idle run's poll comes back empty)
 MAX_BATCH = 256  # events a poll returns at most

@@ -27,8 +27,9 @@ from bnscope.storage.queries import series as series_of
 from bnscope.stream.hub import Channel
 from bnscope.jsonenc import to_json
 from bnscope.storage.store import Store, StoreFull
-from bnscope.runs.workers import Backend, RunSpec, StackSpec, Worker
+from bnscope.runs.workers import Backend, Worker
 from bnscope.storage.writer import StoreWriter
+from bnscope.train.worker import RunSpec, StackSpec
 
 SETTLE_SECONDS = 5.0  # how long a control request waits for the worker to act (a step, or a dev evaluation)
 WEIGHTS_FRESH_SECONDS = 0.2  # live samples come from weights at most this old...

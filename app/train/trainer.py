@@ -6,7 +6,7 @@ between steps, handing events (bnscope.events) to whoever listens.
 
 `commands` gives what the user asked for (pause, resume, stop, lr, checkpoint, weights, shutdown,
 and fail, from the server when the run's events can no longer be saved):
-`poll()` without waiting between steps, `wait()` while paused (bnscope.runs.workers.CommandQueue). The
+`poll()` without waiting between steps, `wait()` while paused (bnscope.train.worker.CommandQueue). The
 trainer makes its own checkpoints, on its own thread: every `checkpoint_every` steps and whenever
 training stops, always after the events they cover. `emit` must return at once: the training hot
 path never waits on a listener, and a listener never reaches back into the trainer.

@@ -52,7 +52,7 @@ def test_a_run_trains_in_a_worker_process_to_the_end_and_its_history_is_kept(cli
 
 
 def test_a_worker_trains_below_the_servers_priority_so_the_server_answers_at_once(client):
-    from bnscope.runs.workers import WORKER_NICENESS
+    from bnscope.train.worker import WORKER_NICENESS
 
     run = create(client, config=LONG)
     running = wait_status(client, run["id"], "running")

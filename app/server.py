@@ -22,7 +22,8 @@ from bnscope.api.limits import Slots
 from bnscope.api.security import Guard, LoginAttempts
 from bnscope.config import Settings
 from bnscope.train.data import NamesFileError, read_names
-from bnscope.runs.service import Conflict, Invalid, NotFound, QueueFull, RunService, StorageFull
+from bnscope.runs.errors import Conflict, Invalid, NotFound, QueueFull, StorageFull
+from bnscope.runs.service import RunService
 from bnscope.storage.store import Store, StoreError
 from bnscope.runs.workers import Backend, ProcessBackend
 

@@ -297,7 +297,7 @@ class HttpSink:
 
 class StoreSink:
     """A bnscope data directory (<data_dir>/bnscope.sqlite3): the run is recorded exactly as a server
-    records one (Store, StoreWriter and bnscope.runs.service.publish), for a later `bnscope serve --data-dir`."""
+    records one (Store, StoreWriter and bnscope.runs.run.publish), for a later `bnscope serve --data-dir`."""
 
     def __init__(self, data_dir: Path | str, name: str, description: dict):
         self.path = Path(data_dir).expanduser() / "bnscope.sqlite3"
@@ -308,7 +308,7 @@ class StoreSink:
         return str(self.path)
 
     def open(self) -> None:
-        from bnscope.runs.service import publish, run_from_row
+        from bnscope.runs.run import publish, run_from_row
         from bnscope.storage.store import Store, StoreError
         from bnscope.storage.writer import StoreWriter
 

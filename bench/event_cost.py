@@ -8,7 +8,7 @@ Each is then taken down the server's path, timed with this thread's CPU clock (t
 part by part:
 
   series points   bnscope.events.series_points(event)
-  publish         bnscope.runs.service.publish: the series points, the run's state, JSON once
+  publish         bnscope.runs.run.publish: the series points, the run's state, JSON once
                   (bnscope.jsonenc.to_json of bnscope.events.wire), the run's Channel, the writer queue
   compression     zlib.compress(json, 1): what Store.write does to a stats event (level 1)
   store write     Store.write of the events, with their points, in one transaction, as StoreWriter
@@ -31,7 +31,7 @@ from bnscope.train.data import make_splits, read_names
 from bnscope.events import RunState, series_points
 from bnscope.stream.hub import Channel
 from bnscope.jsonenc import to_json
-from bnscope.runs.service import Run, publish
+from bnscope.runs.run import Run, publish
 from bnscope.storage.store import Store
 
 BATCH = {"stats": 6, "scalars": 16}  # events of each type in a second at ~600 steps/s (StoreWriter: ~1 s a transaction)

@@ -1,7 +1,7 @@
 """bnscope's trainer in this process, every event it makes taken down the server's real path, trained
 in measuring windows.
 
-  RealPath(config)            what `bnscope serve` does with each event a worker sends (bnscope.runs.service.publish:
+  RealPath(config)            what `bnscope serve` does with each event a worker sends (bnscope.runs.run.publish:
                               series points, the run's state, JSON once, the run's Channel) and a real
                               StoreWriter on a real SQLite store in a temporary directory
   TrainerWindows(config, ...) bnscope.train.trainer.Trainer on a thread, paused between windows through its real
@@ -28,7 +28,7 @@ from bnscope.config import RunConfig
 from bnscope.train.data import Splits
 from bnscope.events import RunState
 from bnscope.stream.hub import Channel
-from bnscope.runs.service import Run, publish
+from bnscope.runs.run import Run, publish
 from bnscope.storage.store import Store
 from bnscope.train.trainer import Trainer
 from bnscope.train.worker import CommandQueue

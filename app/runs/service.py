@@ -1,95 +1,39 @@
 """The runs service: create (alone, paired, or as a sweep), queue, control, sample, read back.
 Routes call this. It never runs a training step: each run trains in a worker (bnscope.runs.workers)
 behind the run interface, and the service turns the worker's events into the stream (hub), the
-store (writer) and the run's state (bnscope.events.RunState, folded here once).
+store (writer) and the run's state (bnscope.events.RunState, folded here once: bnscope.runs.run.publish).
 
 At most `settings.max_runs` workers exist at once (a slot each); more runs wait as `queued` and
-start in order as slots free. Stopping the server is not losing: every worker is told to shut down,
-checkpoints at its step and ends `interrupted`, and resumes exactly after a restart.
+start in order as slots free (bnscope.runs.scheduling). Stopping the server is not losing: every worker
+is told to shut down, checkpoints at its step and ends `interrupted`, and resumes exactly after a restart.
 """
 
-import io
 import threading
 import time
-from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
-from bnscope.runs import stacking
-from bnscope.storage import sweep_summary
 from bnscope.config import RunConfig, Settings, describe_errors
-from bnscope.train.data import Splits, make_splits
-from bnscope.events import ACTIVE, ENDED, INTERNAL, RunState, series_points, wire
-from bnscope.health import Recent
-from bnscope.storage.queries import HEATMAP_STEPS, HISTORY_HISTOGRAMS, HISTORY_POINTS, evenly, export_csv, export_json
-from bnscope.storage.queries import histograms as histograms_of
-from bnscope.storage.queries import series as series_of
-from bnscope.stream.hub import Channel
-from bnscope.jsonenc import to_json
+from bnscope.events import ACTIVE, ENDED
+from bnscope.runs import stacking
+from bnscope.runs.errors import Conflict, Invalid, NotFound, StorageFull
+from bnscope.runs.reads import Reads
+from bnscope.runs.run import SETTLE_SECONDS, Run, publish, run_from_row
+from bnscope.runs.samples import Samples
+from bnscope.runs.scheduling import Scheduling
+from bnscope.runs.workers import Backend
+from bnscope.storage import sweep_summary
 from bnscope.storage.store import Store, StoreFull
-from bnscope.runs.workers import Backend, Worker
 from bnscope.storage.writer import StoreWriter
-from bnscope.train.worker import RunSpec, StackSpec
+from bnscope.train.data import Splits
 
-SETTLE_SECONDS = 5.0  # how long a control request waits for the worker to act (a step, or a dev evaluation)
-WEIGHTS_FRESH_SECONDS = 0.2  # live samples come from weights at most this old...
-WEIGHTS_STALE_SECONDS = 5.0  # ...or, while fresher ones are on their way, at most this old
 SHUTDOWN_SECONDS = 8.0  # workers get this long to checkpoint when the server stops
 
 
-class NotFound(LookupError):
-    pass
+class RunService(Scheduling, Samples, Reads):
+    """The one service the routes call. Its parts, each a module of bnscope.runs: the queue and the slots
+    (scheduling), samples from a run's weights (samples), a run's records read back (reads)."""
 
-
-class Conflict(RuntimeError):
-    """The action does not fit the run's state (e.g. resuming a finished run)."""
-
-
-class Invalid(ValueError):
-    """A request that cannot be carried out as asked, naming the field."""
-
-    def __init__(self, field: str, message: str):
-        super().__init__(f"{field}: {message}")
-        self.field, self.message = field, message
-
-
-class QueueFull(RuntimeError):
-    """More runs are waiting than the queue holds; try again once some have started."""
-
-    retry_after_s = 30
-
-
-class StorageFull(RuntimeError):
-    """The change could not be saved: the disk (or the database's size cap) is full."""
-
-
-@dataclass(eq=False)
-class Run:
-    id: int
-    name: str
-    source: str  # "trainer" (bnscope trains it) or "watched" (bnscope.watch in a user's process)
-    config: dict  # a trainer run's RunConfig, as a dict; a watched run's description
-    paired_with: int | None
-    sweep_id: int | None
-    created_at: float
-    state: RunState
-    channel: Channel
-    model: dict | None = None  # the layers it reports (a `model` event's body)
-    worker: Worker | None = None
-    worker_info: dict | None = None  # where it trains (or trained last)
-    settled: threading.Condition = field(default_factory=threading.Condition)  # notified at every status change
-    weights: tuple[float, int, bytes] | None = field(default=None, repr=False)  # (received at, step, bytes)
-    weights_asked: float = 0.0
-    last_checkpoint: tuple[int, bytes] | None = field(default=None, repr=False)  # the newest one its worker sent
-    recent: Recent = field(default_factory=Recent)  # what its next stats event's health badges are judged on
-    sampler: tuple[int, object] | None = field(default=None, repr=False)  # (step, eval model) built from weights
-
-    @property
-    def run_config(self) -> RunConfig:
-        return RunConfig(**self.config)
-
-
-class RunService:
     def __init__(self, store: Store, words: list[str], settings: Settings, backend: Backend):
         self.store = store
         self.words = words
@@ -193,10 +137,6 @@ class RunService:
             self._fill_slots()
         return waiting
 
-    def _stacks(self, runs: list[Run]) -> list[list[int]]:
-        free = self.settings.max_runs - self._training_count()
-        return stacking.plan([(run.id, run.run_config) for run in runs], max(1, free))
-
     def create_watched(self, name: str, description: dict) -> Run:
         """A run a user's own process trains and reports (bnscope.watch): no worker, no slot; its events
         arrive through `ingest`."""
@@ -235,13 +175,6 @@ class RunService:
             raise Conflict(f"run {run_id} is a watched run: bnscope cannot train a copy of it")
         return run.config
 
-    def _check_queue_room(self, count: int) -> None:
-        free = self.settings.max_runs - self._training_count()
-        waiting = len(self.queue) + max(0, count - free)
-        if waiting > self.settings.max_queued:
-            raise QueueFull(f"{len(self.queue)} runs are already waiting for one of {self.settings.max_runs} slots "
-                            f"(max_queued {self.settings.max_queued}); try again when some have started")  # fmt: skip
-
     def _add(self, name: str, config: RunConfig, paired_with: int | None, sweep_id: int | None, queue: bool = True) -> Run:
         dumped = config.model_dump()
         run_id = self.store.create_run(name, dumped, paired_with=paired_with, sweep_id=sweep_id, status="queued", lr=config.lr)
@@ -253,71 +186,6 @@ class RunService:
             self.queue.append([run_id])
             self._fill_slots()
         return run
-
-    # ---- slots ------------------------------------------------------------------------------------
-    def _training_count(self) -> int:
-        """Slots in use: a worker each, whether it trains one run or a stack of them."""
-        return len({id(getattr(run.worker, "slot", run.worker)) for run in self.runs.values() if run.worker is not None})
-
-    def _queue_position(self, run_id: int) -> int | None:
-        return next((i + 1 for i, unit in enumerate(self.queue) if run_id in unit), None)
-
-    def _dequeue(self, run_id: int) -> None:
-        for unit in self.queue:
-            if run_id in unit:
-                unit.remove(run_id)
-        self.queue = [unit for unit in self.queue if unit]
-
-    def _fill_slots(self) -> None:
-        """Start what waits, oldest first, while slots are free: a run alone, or a stack of sweep members."""
-        with self._lock:
-            while self.queue and not self._stopping and self._training_count() < self.settings.max_runs:
-                runs = [self.runs[run_id] for run_id in self.queue.pop(0)]
-                saved = [(run.last_checkpoint or self.store.checkpoint(run.id)) if run.state.step > 0 else None for run in runs]
-                if runs[0].sweep_id is None:
-                    self._start(runs[0], saved[0][1] if saved[0] else None)
-                else:
-                    self._start_stack(runs, [s[1] if s else None for s in saved])
-
-    def _start_stack(self, runs: list[Run], checkpoints: list[bytes | None]) -> None:
-        """Sweep members trained as one stack in one worker: its events come back tagged with the member."""
-        spec = StackSpec([run.run_config for run in runs], self.words, checkpoints, self.settings.checkpoint_every)
-        for run in runs:
-            self._publish(run, {"type": "status", "step": run.state.step, "status": "created", "message": ""})
-
-        pacer = self._pacers.setdefault(runs[0].sweep_id, stacking.Pacer(min(r.run_config.stats_every for r in runs)))
-
-        def on_event(event: dict) -> None:
-            run = runs[event.pop("member")]
-            self._on_event(run, event)
-            if event["type"] == "status" and event["status"] not in ACTIVE:  # it left the stack; the others go on
-                with run.settled:
-                    run.worker = None
-                    run.settled.notify_all()
-            if event["type"] in ("scalars", "status"):
-                with self._lock:
-                    pacer.update()
-
-        def on_exit(reason: str) -> None:
-            with self._lock:
-                pacer.remove(stack)
-                for run in runs:
-                    if isinstance(run.worker, stacking.MemberWorker) and run.worker.stack is stack:
-                        self._on_exit(run, reason)
-                self._fill_slots()
-
-        stack = self.backend.start(runs[0].id, spec, on_event, on_exit)
-        pacer.add(stack, runs)
-        for member, run in enumerate(runs):
-            run.worker = stacking.MemberWorker(stack, member)
-            run.worker_info = run.worker.info
-
-    def _start(self, run: Run, checkpoint: bytes | None) -> None:
-        spec = RunSpec(run.run_config, self.words, checkpoint, self.settings.checkpoint_every)
-        self._publish(run, {"type": "status", "step": run.state.step, "status": "created", "message": ""})
-        run.worker = self.backend.start(run.id, spec, lambda event: self._on_event(run, event),
-                                        lambda reason: self._on_exit(run, reason))  # fmt: skip
-        run.worker_info = run.worker.info
 
     # ---- events ------------------------------------------------------------------------------------
     def _on_event(self, run: Run, event: dict) -> None:
@@ -456,150 +324,6 @@ class RunService:
         self.writer.flush()
         self.writer.close()
         self.backend.close()
-
-    # ---- samples --------------------------------------------------------------------------------------
-    def sampler(self, run: Run):
-        """(step, the run's network in eval mode) to sample from: live from its worker (weights at most
-        WEIGHTS_FRESH_SECONDS old, or older ones while new ones come), else its last checkpoint."""
-        if run.source != "trainer":
-            raise Conflict(f"run {run.id} is a watched run: its network lives in the process that watches it")
-        if run.worker is not None and run.state.status in ("running", "paused"):
-            step, state = self._live_weights(run)
-        else:
-            saved = run.last_checkpoint or self.store.checkpoint(run.id)
-            if saved is None:
-                raise Conflict(f"run {run.id} has no saved weights yet")
-            step, state = saved
-        if run.sampler is None or run.sampler[0] != step:
-            import torch
-
-            from bnscope.train.trainer import load_model  # torch loads with the first sample, not with the server
-
-            torch.set_num_threads(1)  # small batches: one thread is fastest, and leaves the cores to the workers
-
-            run.sampler = (step, load_model(run.run_config, state))
-        return run.sampler
-
-    def samples(
-        self,
-        run_id: int,
-        n: int,
-        temperature: float,
-        seed: int | None,
-        prefix: str,
-        max_len: int,
-        one_at_a_time: bool = False,
-    ) -> dict:
-        from bnscope.train.sampling import sample_names
-
-        run = self.get(run_id)
-        step, model = self.sampler(run)
-        if not all(bool(p.isfinite().all()) for p in model.parameters()):
-            raise Conflict(f"run {run_id}'s weights are not finite (it diverged at step {step:,}): nothing to sample")
-        names = sample_names(model, n, block_size=run.run_config.block_size, temperature=temperature, prefix=prefix,
-                             seed=seed, max_len=max_len, train_words=self.splits(run.run_config.block_size).train_words,
-                             one_at_a_time=one_at_a_time)  # fmt: skip
-        return {"run_id": run.id, "step": step, "samples": names}
-
-    def _live_weights(self, run: Run) -> tuple[int, bytes]:
-        now = time.monotonic()
-        held = run.weights
-        if held is None or now - held[0] > WEIGHTS_FRESH_SECONDS:
-            if now - run.weights_asked > WEIGHTS_FRESH_SECONDS:
-                run.weights_asked = now
-                run.worker.send({"op": "weights"})
-            if held is None or now - held[0] > WEIGHTS_STALE_SECONDS:  # nothing usable: wait for the answer
-                with run.settled:
-                    run.settled.wait_for(lambda: run.weights is not held or run.worker is None, timeout=SETTLE_SECONDS)
-                held = run.weights
-        if held is None:
-            if run.last_checkpoint is None:
-                raise Conflict(f"run {run.id} has no weights yet")
-            return run.last_checkpoint
-        return held[1], held[2]
-
-    def splits(self, block_size: int) -> Splits:
-        if block_size not in self._splits:
-            self._splits[block_size] = make_splits(self.words, block_size)
-        return self._splits[block_size]
-
-    # ---- reading back ---------------------------------------------------------------------------------
-    def history(self, run_id: int, start: int = 0, end: int | None = None, max_points: int = HISTORY_POINTS,
-                max_histograms: int = HISTORY_HISTOGRAMS, names: list[str] | None = None) -> dict:  # fmt: skip
-        """Every series over [start, end) (default: the whole run) at one resolution, the statistics steps,
-        the latest statistics and the timeline. `last_event_id`: where the live stream picks up."""
-        run = self.get(run_id)
-        self.writer.flush()  # what the workers sent so far is in the store, so the answer is current
-        with self.store.reading():
-            stored = self.store.run(run_id)
-            end = end if end is not None else max(stored["step"], run.state.step, start + 1)
-            answer = series_of(self.store, run_id, start, end, max_points, names)
-            stats_steps = [s for s in self.store.stats_steps(run_id) if start <= s < end]
-            latest = self.store.stats_at(run_id, stats_steps[-1]) if stats_steps else None
-            timeline = self.store.timeline(run_id)
-        return {"run": self.describe(run), "last_event_id": stored["last_event_id"], **answer,
-                "stats_steps": evenly(stats_steps, max_histograms), "latest_stats": latest, "timeline": timeline}  # fmt: skip
-
-    def stats_at(self, run_id: int, step: int) -> dict:
-        self.get(run_id)
-        stats = self.store.stats_at(run_id, step)
-        if stats is None or stats["step"] >= self.store.last_stats_step(run_id):
-            # the newest stored may not be the newest sent: wait for the writer. Older steps are final
-            # (statistics are written in step order), so comparing a run with one far ahead never waits.
-            self.writer.flush()
-            stats = self.store.stats_at(run_id, step)
-        if stats is None:
-            raise NotFound(f"run {run_id} has no statistics recorded yet")
-        return stats
-
-    def histograms(self, run_id: int, kind: str, start: int = 0, end: int | None = None,
-                   max_steps: int = HEATMAP_STEPS) -> dict:  # fmt: skip
-        run = self.get(run_id)
-        self.writer.flush()
-        return histograms_of(self.store, run_id, kind, start, end if end is not None else run.state.step + 1, max_steps)
-
-    def export(self, run_id: int, fmt: str) -> io.TextIOBase:
-        """Every series of the run, raw, as CSV or JSON, in a spooled temporary file (read from the start)."""
-        import tempfile
-
-        run = self.get(run_id)
-        self.writer.flush()
-        out = tempfile.SpooledTemporaryFile(max_size=8 * 2**20, mode="w+", newline="")
-        with self.store.reading():
-            export_csv(self.store, run_id, out) if fmt == "csv" else export_json(self.store, run_id, self.describe(run), out)
-        out.seek(0)
-        return out
-
-
-def run_from_row(store: Store, row: dict) -> Run:
-    """A run as its stored row says, its channel's event ids continuing above the ones it reserved.
-    (Also how bnscope.watch records a run into a data directory without a server.)"""
-    state = RunState(status=row["status"], message=row["message"], step=row["step"], lr=row["lr"])
-    last_id = max(row["last_event_id"], row["reserved_event_id"])
-    channel = Channel(last_id, row["last_event_id"], reserve=lambda ceiling, run_id=row["id"]: store.reserve_ids(run_id, ceiling))
-    return Run(id=row["id"], name=row["name"], source=row["source"], config=row["config"],
-               paired_with=row["paired_with"], sweep_id=row["sweep_id"], created_at=row["created_at"],
-               state=state, channel=channel, model=row["model"])  # fmt: skip
-
-
-def publish(run: Run, event: dict, writer: StoreWriter) -> None:
-    """Fold, number, stream and store one event of a run, under the run's lock, so ids reach the store
-    in order. The one path every event takes: a worker's, the service's own, a watched run's."""
-    assert event["type"] not in INTERNAL
-    event.setdefault("time", time.time())  # wall clock: the timeline, and how old a point is when a client gets it
-    points = series_points(event)
-    with run.settled:
-        changed = run.state.apply(event)
-        if event["type"] == "model":
-            run.model = {key: event[key] for key in ("activations", "weights", "norms")}
-        elif event["type"] == "scalars":
-            run.recent.add(event)
-        health = run.recent.badges(event) if event["type"] == "stats" else None
-        text = to_json(wire(event, points, run.state if changed else None, health))
-        message = run.channel.publish(event["type"], text)
-        writer.event(run.id, message.id, event, text, points, run.state.as_dict() if changed else None)
-        if changed:
-            run.settled.notify_all()
 
 
 def _differs(config: dict, partner: dict) -> dict:

@@ -9,7 +9,8 @@ from bnscope import report
 from bnscope.api.deps import Service
 from bnscope.config import JSON_INT
 from bnscope.storage.queries import HISTORY_POINTS
-from bnscope.runs.service import Conflict, Invalid, NotFound, RunService
+from bnscope.runs.errors import Conflict, Invalid, NotFound
+from bnscope.runs.service import RunService
 
 router = APIRouter(prefix="/api", tags=["reports"])
 

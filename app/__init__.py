@@ -16,9 +16,9 @@ PACKAGE_DIR = Path(str(files("bnscope")))
 
 
 def __getattr__(name: str):
-    # bnscope.watch without torch at `import bnscope`: bnscope.watcher (and torch) load on first use
+    # bnscope.watch without torch at `import bnscope`: bnscope.watched.hooks (and torch) load on first use
     if name == "watch":
-        from bnscope.watcher import watch
+        from bnscope.watched.hooks import watch
 
         return watch
     raise AttributeError(f"module 'bnscope' has no attribute {name!r}")

@@ -1,6 +1,6 @@
 """The one JSON encoder: an event as the stream sends it, the store keeps it and a watched run's
 sender ships it. Standard library only: the server and a watched run's recording process
-(bnscope.watch_process, which never imports torch) both import it."""
+(bnscope.watched.process, which never imports torch) both import it."""
 
 import json
 import math

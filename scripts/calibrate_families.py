@@ -34,7 +34,7 @@ from bnscope import health
 from bnscope.config import RunConfig
 from bnscope.train.data import VOCAB_SIZE, make_splits, read_names
 from bnscope.models import MLP
-from bnscope.watcher import WatchedRun
+from bnscope.watched.hooks import WatchedRun
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SWAPS = {

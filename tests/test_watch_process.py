@@ -16,8 +16,8 @@ import torch.nn as nn
 
 import bnscope
 from bnscope.storage.store import Store
-from bnscope.watch_process import ProcessSink
-from bnscope.watch_sender import Sender, StoreSink
+from bnscope.watched.process import ProcessSink
+from bnscope.watched.sender import Sender, StoreSink
 from tests.conftest import ctrl_c_as_in_a_terminal
 
 SCRIPT = """

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 import bnscope
-from bnscope.watch_sender import QUEUE_EVENTS
+from bnscope.watched.sender import QUEUE_EVENTS
 from tests.test_watch import ACTIVATIONS, NORMS, WEIGHTS, Net, batch
 from tests.web.conftest import LiveServer, live_server, wait_for
 

@@ -1,9 +1,9 @@
 """A watched run's sink in a child process: the JSON, SQLite and HTTP work off the training process.
 
-The sender thread of bnscope.watch_sender does little, but it is Python: each millisecond it spends
+The sender thread of bnscope.watched.sender does little, but it is Python: each millisecond it spends
 turning events into JSON and rows is a millisecond the user's loop waits for the GIL, and more, for
 the loop hands the GIL back and forth with it at every torch op. So the sink (a StoreSink or an
-HttpSink, not yet opened) is pickled to a child Python (`python -m bnscope.watch_process`, which
+HttpSink, not yet opened) is pickled to a child Python (`python -m bnscope.watched.process`, which
 never imports torch) and each call goes over its stdin and stdout as a pickled request and reply;
 the sender thread only pickles batches and then waits on the pipe, the GIL released.
 
@@ -21,7 +21,7 @@ import subprocess
 import sys
 import threading
 
-from bnscope.watch_sender import Invalid, Refused, Unreachable
+from bnscope.watched.sender import Invalid, Refused, Unreachable
 
 log = logging.getLogger("bnscope.watch")
 RAISED = {cls.__name__: cls for cls in (Unreachable, Refused, Invalid)}  # what a reply may say the sink raised
@@ -47,7 +47,7 @@ class ProcessSink:
         try:
             if self._child is None:
                 # the same Python finds the same bnscope: it is only ever imported installed
-                self._child = subprocess.Popen([self.python, "-m", "bnscope.watch_process"], stdin=subprocess.PIPE,
+                self._child = subprocess.Popen([self.python, "-m", "bnscope.watched.process"], stdin=subprocess.PIPE,
                                                stdout=subprocess.PIPE)  # fmt: skip
             self._call("open", self.sink)
         except (OSError, EOFError) as err:

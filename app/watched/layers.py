@@ -28,7 +28,7 @@ import math
 import torch
 
 from bnscope.train import diagnostics
-from bnscope.watcher import WatchedRun
+from bnscope.watched.hooks import WatchedRun
 
 # a layer's kind by its class's name: the lecture's classes are named as torch.nn's
 ACTIVATION_NAMES = {cls.__name__: kind for cls, kind in diagnostics.ACTIVATIONS.items()}

@@ -20,8 +20,8 @@ Python operations a step.
 The events are those of a bnscope run (bnscope.events): `model` at the start, `stats` at every
 sample, `scalars` with the losses run.log was given for consecutive steps (about every 0.1 s, as
 the trainer sends its own) and update:data, `metrics` for run.log's other values, `status`
-finished at close. A background thread hands them (bnscope.watch_sender) to a recording process
-(bnscope.watch_process) that sends them to a server or writes them into a data directory's store.
+finished at close. A background thread hands them (bnscope.watched.sender) to a recording process
+(bnscope.watched.process) that sends them to a server or writes them into a data directory's store.
 Few events matter all the same: the thread's pickling still takes the GIL from the loop.
 
 torch.compile (tested on a CPU, torch 2.13, backends aot_eager and inductor): watch() before or after
@@ -42,8 +42,8 @@ import torch
 import torch.nn as nn
 
 from bnscope.train import diagnostics
-from bnscope.watch_process import ProcessSink
-from bnscope.watch_sender import CLOSE_SECONDS, HttpSink, Sender, StoreSink
+from bnscope.watched.process import ProcessSink
+from bnscope.watched.sender import CLOSE_SECONDS, HttpSink, Sender, StoreSink
 
 log = logging.getLogger("bnscope.watch")
 SCALARS_SECONDS = 0.1  # how often the logged losses go out: ~10 updates a second for a live chart
@@ -66,7 +66,7 @@ def watch(
 
     `model` may also be the lecture's list of hand-written layers (each keeping its output in `.out`,
     with `.parameters()`), trained by hand with no optimizer; `weights` names tensors outside the layers
-    (the lecture's {"C": C}); see bnscope.watch_layers."""
+    (the lecture's {"C": C}); see bnscope.watched.layers."""
     lecture = isinstance(model, (list, tuple))
     if lecture:
         if (
@@ -105,7 +105,7 @@ def watch(
             data_dir if data_dir is not None else Settings.model_fields["data_dir"].default, name, description
         )
     if lecture:
-        from bnscope.watch_layers import WatchedLayers
+        from bnscope.watched.layers import WatchedLayers
 
         return WatchedLayers(list(model), dict(weights or {}), every, Sender(ProcessSink(sink)))
     return WatchedRun(module, optimizer, every, Sender(ProcessSink(sink)))

@@ -156,7 +156,7 @@ def _sample(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from bnscope.server import serve
+    from bnscope.api.main import serve
 
     return serve(host=args.host, port=args.port, data_dir=args.data_dir, token=args.token, names=args.names,
                  allowed_hosts=args.allowed_hosts, ray=args.ray)  # fmt: skip

@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from bnscope.config import Settings
-from bnscope.server import create_app
+from bnscope.api.main import create_app
 from tests.conftest import ctrl_c_as_in_a_terminal
 
 # a network that trains fast enough to finish inside a test

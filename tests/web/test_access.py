@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from bnscope.config import Settings
 from bnscope.api.security import LOGIN_ATTEMPTS, SESSION_COOKIE, sign_session
-from bnscope.server import create_app
+from bnscope.api.main import create_app
 
 TOKEN = "s3cret-token-for-tests"
 

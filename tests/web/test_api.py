@@ -141,7 +141,7 @@ def test_runs_beyond_the_slots_wait_queued_and_start_in_order(tmp_path):
     from fastapi.testclient import TestClient
 
     from bnscope.config import Settings
-    from bnscope.server import create_app
+    from bnscope.api.main import create_app
 
     with TestClient(create_app(Settings(data_dir=tmp_path, autostart=False, max_runs=1))) as client:
         training = create(client, config=LONG)
@@ -171,7 +171,7 @@ def test_a_full_queue_is_a_429_with_retry_after(tmp_path):
     from fastapi.testclient import TestClient
 
     from bnscope.config import Settings
-    from bnscope.server import create_app
+    from bnscope.api.main import create_app
 
     with TestClient(create_app(Settings(data_dir=tmp_path, autostart=False, max_runs=1, max_queued=1))) as client:
         create(client, config=LONG)
@@ -224,7 +224,7 @@ def test_a_run_whose_weights_are_not_finite_has_no_samples_but_a_409_with_its_st
     from fastapi.testclient import TestClient
 
     from bnscope.config import Settings
-    from bnscope.server import create_app
+    from bnscope.api.main import create_app
 
     settings = Settings(data_dir=tmp_path, autostart=False)
     with TestClient(create_app(settings)) as client:
@@ -336,7 +336,7 @@ def test_a_full_database_fails_the_run_and_the_server_keeps_serving(tmp_path):
     from fastapi.testclient import TestClient
 
     from bnscope.config import Settings
-    from bnscope.server import create_app
+    from bnscope.api.main import create_app
 
     settings = Settings(data_dir=tmp_path, autostart=False, max_db_mb=1)
     with TestClient(create_app(settings)) as client:

@@ -7,7 +7,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from bnscope.config import Settings
-from bnscope.server import create_app
+from bnscope.api.main import create_app
 from tests.test_lecture_parity import NAMES, NOTEBOOK, PRINTED_NAMES, PRINTED_TANH, PRINTED_WEIGHTS, SAMPLE_SEED
 from tests.web.conftest import SMALL, wait_for
 from tests.web.test_browser import chromium, guarded_page  # noqa: F401 - fixtures

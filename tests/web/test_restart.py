@@ -12,7 +12,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from bnscope.server import create_app
+from bnscope.api.main import create_app
 from tests.web.conftest import SMALL, live_server, sse_events, wait_for
 
 CONFIG = {**SMALL, "steps": 12_000}  # still training seconds after it starts

@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from bnscope.config import Settings
-from bnscope.server import create_app
+from bnscope.api.main import create_app
 from tests.web.conftest import SMALL, live_server, wait_for
 
 SECURITY_HEADERS = ("content-security-policy", "x-content-type-options", "referrer-policy", "x-frame-options")

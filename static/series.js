@@ -1,5 +1,5 @@
 // A run's time series over the view's step range at the view's bucket width: the server's equal
-// footing (app/history.py). Complete buckets come as /history gave them; raw points (a raw /history
+// footing (app/storage/queries.py). Complete buckets come as /history gave them; raw points (a raw /history
 // of the newest steps, then each live event's `points`) are folded into their buckets as exact
 // running means, each point at the first step its bucket holds, as the server places it.
 // Bounded: a series holds at most the range's number of buckets.

@@ -53,9 +53,9 @@ def train_stack(names: str, seeds: list[int], overrides: dict) -> dict:
     import torch
 
     from bnscope.config import RunConfig
-    from bnscope.data import make_splits, read_names
+    from bnscope.train.data import make_splits, read_names
     from bnscope.train.stack import StackTrainer
-    from bnscope.worker import CommandQueue
+    from bnscope.train.worker import CommandQueue
 
     torch.set_num_threads(1)
     configs = [RunConfig(**overrides, seed=seed) for seed in seeds]

@@ -3,7 +3,17 @@ import random
 import pytest
 import torch
 
-from bnscope.train.data import ITOS, STOI, VOCAB_SIZE, NamesFileError, build_dataset, decode, encode, make_splits, read_names
+from bnscope.train.data import (
+    ITOS,
+    STOI,
+    VOCAB_SIZE,
+    NamesFileError,
+    build_dataset,
+    decode,
+    encode,
+    make_splits,
+    read_names,
+)
 
 
 def test_vocabulary_is_dot_then_a_to_z():

@@ -77,7 +77,9 @@ def test_the_server_side_loads_no_torch_at_import():
     seen = probe(names + ["bnscope.watched.process"])
     assert seen  # every module was probed
     for name, found in seen.items():
-        assert not found["torch"], f"importing {name} loads torch" + (" (or one before it)" if found["torch_before"] else "")
+        assert not found["torch"], f"importing {name} loads torch" + (
+            " (or one before it)" if found["torch_before"] else ""
+        )
 
 
 @pytest.mark.parametrize("package", list(PACKAGES))

@@ -25,7 +25,6 @@ from typing import Protocol
 from bnscope.train.worker import CommandQueue, OnEvent, OnExit, Spec, process_main, train
 
 
-
 class Worker(Protocol):
     info: dict
 

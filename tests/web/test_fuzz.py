@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from schemathesis import GenerationMode
 
 from bnscope.config import RunConfig
-from bnscope.stacking import MAX_MEMBERS, grid, too_big
+from bnscope.runs.stacking import MAX_MEMBERS, grid, too_big
 from tests.web.conftest import live_server
 
 EXAMPLES_PER_OPERATION = 100

@@ -59,6 +59,10 @@ def targets(results: dict) -> list[dict]:
         below("stats-event latency p95 (publish → client), 4 runs training", w["stats_latency_ms_4_runs"]["p95"], 100)
     if "ray" in results:
         at_least("a run's steps/s as a Ray actor vs a worker process (median)", results["ray"]["ray_vs_process"]["median"], 0.9)
+    if "sweeps" in results:
+        s = results["sweeps"]["served"]
+        at_least(f"total steps/s, a gain × BatchNorm grid of {s['members']} as stacks vs 1 run (median)",
+                 s["vs_one"]["grid"]["median"], 2.5)
     return out
 
 
@@ -285,6 +289,10 @@ def headline(results: dict) -> str:
         for f in results["quality"]["files"]:
             rows.append([f"dev loss, {f['names']}, mean ± std over {len(f['runs'])} seeds",
                          f"{f['dev']['mean']:.4f} ± {f['dev']['std']:.4f}", "quality"])  # fmt: skip
+    if "sweeps" in results:
+        s = results["sweeps"]["served"]
+        rows.append([f"a gain × BatchNorm grid of {s['members']}, stacked / {s['members']} runs a process each (0.2), "
+                     "total steps/s vs 1 run", f"{x(s['vs_one']['grid'])} / {x(s['vs_one']['singles'])}", "sweeps"])
     return table(["figure", "value", "section (`python -m bench --only …`)"],
                  [[a, b, f"`{c}`"] for a, b, c in rows], align="-r-")  # fmt: skip
 

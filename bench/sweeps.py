@@ -31,6 +31,7 @@ from bnscope.train.trainer import build_model
 
 TITLE = "Sweeps: a grid trained as stacks"
 GRID = {"gain": [0.5, 1.0, 5 / 3, 3.0, 5.0], "batchnorm": [True, False]}
+QUICK_GRID = {"gain": [1.0, 3.0], "batchnorm": [True, False]}  # a smoke run: 4 members
 SIZES = (1, 2, 4, 8, 16, 32, 64)
 
 
@@ -82,7 +83,8 @@ def _wall(server: BenchServer, make, steps: int) -> float:
 def _served(quick: bool, log) -> dict:
     window, rounds, steps = (1.0, 1, 200) if quick else (12.0, 3, 20_000)
     net = {"n_hidden": 16, "n_layers": 1} if quick else {}  # a smoke run: the tiniest network
-    members = 2 * len(GRID["gain"])
+    vary = QUICK_GRID if quick else GRID
+    members = len(vary["gain"]) * len(vary["batchnorm"])
     with BenchServer() as server:
         slots = psutil.cpu_count() or 1
 
@@ -90,14 +92,14 @@ def _served(quick: bool, log) -> dict:
             return [server.create(steps=steps, **net)["id"]], 1
 
         def singles(steps: int = 10_000_000):  # 0.2's sweep: one run a member, behind the slots
-            configs = [{"gain": g, "batchnorm": bn} for g in GRID["gain"] for bn in GRID["batchnorm"]]
+            configs = [{"gain": g, "batchnorm": bn} for g in vary["gain"] for bn in vary["batchnorm"]]
             return [server.create(steps=steps, **net, **c)["id"] for c in configs], slots
 
         def grid(steps: int = 10_000_000):
-            body = {"config": {"steps": steps, **net}, "vary": GRID}
+            body = {"config": {"steps": steps, **net}, "vary": vary}
             return server._ok(server.http.post("/api/sweeps", json=body))["runs"], members
 
-        variants = {"one run alone": one, "10 runs, a process each (0.2)": singles, "grid of 10, stacked": grid}
+        variants = {"one": one, "singles": singles, "grid": grid}  # named in markdown()
         seen: dict[str, list[dict]] = {name: [] for name in variants}
         for round_ in range(rounds):
             for name, make in variants.items():
@@ -105,15 +107,15 @@ def _served(quick: bool, log) -> dict:
             log(f"  round {round_ + 1}/{rounds}: " + ", ".join(f"{n} {seen[n][-1]['rate']:.0f}/s" for n in variants))
         rates = {name: [w["rate"] for w in windows] for name, windows in seen.items()}
         log("  wall time of the grid, stacked and 0.2's way ...")
-        wall = {"grid of 10, stacked": _wall(server, grid, steps), "10 runs, a process each (0.2)": _wall(server, singles, steps)}
+        wall = {"grid": _wall(server, grid, steps), "singles": _wall(server, singles, steps)}
         return {
             "window_s": window, "rounds": rounds, "slots": slots, "wall_steps": steps,
             "rates": {name: spread(values) for name, values in rates.items()},
-            "vs_one": {name: ratios(values, rates["one run alone"]) for name, values in rates.items()},
-            "spread_steps": max(w["spread"] for w in seen["grid of 10, stacked"]),
-            "rss_one": statistics.median(max(w["rss"]) for w in seen["one run alone"]),
-            "rss_stack": statistics.median(max(w["rss"]) for w in seen["grid of 10, stacked"]),
-            "stack_size": -(-members // slots), "wall_s": wall,
+            "vs_one": {name: ratios(values, rates["one"]) for name, values in rates.items()},
+            "spread_steps": max(w["spread"] for w in seen["grid"]),
+            "rss_one": statistics.median(max(w["rss"]) for w in seen["one"]),
+            "rss_stack": statistics.median(max(w["rss"]) for w in seen["grid"]),
+            "members": members, "stack_size": -(-members // slots), "wall_s": wall,
         }
 
 
@@ -151,8 +153,10 @@ def measure(quick: bool, log=print) -> dict:
 
 def markdown(result: dict) -> str:
     s, pm = result["served"], result["per_member"]
+    label = {"one": "one run alone", "singles": f"{s['members']} runs, a process each (0.2)",
+             "grid": f"grid of {s['members']}, stacked"}
     rows = "\n".join(
-        f"| {name} | {r['median']:.0f} ({r['min']:.0f}–{r['max']:.0f}) | {s['vs_one'][name]['median']:.2f}× "
+        f"| {label[name]} | {r['median']:.0f} ({r['min']:.0f}–{r['max']:.0f}) | {s['vs_one'][name]['median']:.2f}× "
         f"({s['vs_one'][name]['min']:.2f}–{s['vs_one'][name]['max']:.2f}) |" for name, r in s["rates"].items())
     wall = s["wall_s"]
     sizes = "\n".join(f"| {R} | {v['median']:.2f} ({v['min']:.2f}–{v['max']:.2f}) | {v['median'] / R:.2f} | "
@@ -165,8 +169,8 @@ def markdown(result: dict) -> str:
         f"**Target: the grid at ≥ 2.5× one run alone.** Lockstep: the members' steps were at most "
         f"{s['spread_steps']} apart (GET /api/runs every 0.25 s; statistics every 100 steps).\n\n"
         f"Wall time of the whole grid, {s['wall_steps']:,} steps a member, request to the last member finished "
-        f"(one each): stacked {wall['grid of 10, stacked']:.0f} s, 0.2's way {wall['10 runs, a process each (0.2)']:.0f} s "
-        f"({wall['10 runs, a process each (0.2)'] / wall['grid of 10, stacked']:.2f}× longer).\n\n"
+        f"(one each): stacked {wall['grid']:.0f} s, 0.2's way {wall['singles']:.0f} s "
+        f"({wall['singles'] / wall['grid']:.2f}× longer).\n\n"
         f"Memory: a worker training one run {s['rss_one']:.0f} MiB; a stack of {s['stack_size']} "
         f"{s['rss_stack']:.0f} MiB: {per_member_mib:.1f} MiB a member beyond the first (resident, psutil).\n\n"
         "The stacked step in this process (no diagnostics, one thread), R members of the default network, against "

@@ -24,7 +24,7 @@ ROWS = [
     "1 run training at once", "2 runs training at once", "4 runs training at once", "1 run, the trainer in-process",
     "With 4 runs training: stats events", "steps/s, one run", "start-up: server launch", "Ray's memory",
     # scale, quality, sweeps
-    "| 600 |", "| names.txt |", "| grid of 10, stacked |", "10 runs, a process each (0.2)", "| members R |",
+    "| 600 |", "| names.txt |", "| grid of 4, stacked |", "4 runs, a process each (0.2)", "| members R |",
 ]  # fmt: skip
 
 

@@ -1,8 +1,8 @@
 # bnscope dashboard in a container. It binds 0.0.0.0 inside, so it needs an access token:
-#   docker build -t bnscope .
+#   docker build --build-arg TORCH_INDEX="$TORCH_CPU_INDEX" -t bnscope .
 #   docker run -p 8000:8000 -e BNSCOPE_TOKEN="$(openssl rand -hex 16)" -v bnscope-data:/data bnscope
-# On an NVIDIA host, build with PyTorch's CUDA wheels instead of the CPU ones (and run with --gpus all):
-#   docker build --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu124 -t bnscope:cuda .
+# TORCH_CPU_INDEX: the CPU wheel index PyTorch's install page gives (the lean image). Without TORCH_INDEX,
+# pip's default index: PyTorch with its CUDA wheels (several GB; run with --gpus all on an NVIDIA host).
 # Where the python image cannot be pulled, any Debian-like base with python3 and python3-venv will do
 # (scripts/container_base.sh makes one from Debian's packages): --build-arg BASE=localhost/bnscope-base:bookworm.
 # Behind a proxy or offline, pip's own settings pass through (podman build -v mounts what they name), e.g.
@@ -11,7 +11,8 @@ ARG PYTHON=3.11
 ARG BASE=python:${PYTHON}-slim
 FROM ${BASE}
 
-ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
+# the lean CPU image: --build-arg TORCH_INDEX="$TORCH_CPU_INDEX", the CPU wheel index from PyTorch's install page
+ARG TORCH_INDEX=
 ARG TORCH=torch>=2.2
 ARG PIP_INDEX_URL PIP_EXTRA_INDEX_URL PIP_FIND_LINKS PIP_CERT
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \

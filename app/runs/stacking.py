@@ -84,9 +84,12 @@ class Pacer:
 
     def update(self) -> None:
         """After a member moved (or paused, or ended): tell every stack the step it may train to."""
-        # a stack's progress is its leading member's: one resumed after a pause stays behind, and holds nobody
-        slowest = [max(r.state.step for r in runs if r.state.status == "running")
-                   for _, runs in self.stacks.values() if any(r.state.status == "running" for r in runs)]
+        # a stack's progress is its leading member's: one resumed after a pause stays behind, and holds nobody.
+        # A stack whose worker is still starting ("created") counts at its members' step: the first stack up
+        # waits for it there, instead of running ahead of a sweep that has not begun
+        going = ("created", "running")
+        slowest = [max(r.state.step for r in runs if r.state.status in going)
+                   for _, runs in self.stacks.values() if any(r.state.status in going for r in runs)]
         until = min(slowest) + self.interval if len(slowest) > 1 else None  # one stack alone needs no pacing
         if until != self.until:
             self.until = until

@@ -19,7 +19,7 @@ Two more travel from a worker to the server only, never to the store's tables or
 From events the server derives, once, two things every reader uses:
   series_points(event)  the named time series ("loss", "saturation/tanh3", ...) an event adds to
   RunState.apply(event) the run's status, step, lr, steps/s after the event
-  health.Recent         a stats event's health badges, judged by the server's rules
+  health.Recent         a stats event's health badges, judged by the server's rules, and what none judges
 The stream sends each event with them (see `wire`), and the store keeps them, so the page never
 rebuilds them.
 """
@@ -160,6 +160,11 @@ class HealthBadge(TypedDict):
     level: Literal["ok", "amber", "red"]
 
 
+class NotJudged(TypedDict):
+    quantity: str  # what a stats event shows of it: saturation, dead, activation_std, gradient_flow, update_to_data
+    label: str  # the layer, weight or layer pair: no rule was calibrated on its kind (bnscope.health.not_judged)
+
+
 class StatsEvent(TypedDict):
     type: Literal["stats"]
     step: Step
@@ -167,6 +172,7 @@ class StatsEvent(TypedDict):
     weights: Annotated[list[WeightStats], MaxLen(MANY)]
     norms: Annotated[list[NormStats], MaxLen(MANY)]
     health: NotRequired[Annotated[list[HealthBadge], MaxLen(4 * MANY)]]  # the server's verdicts (it sets them)
+    not_judged: NotRequired[Annotated[list[NotJudged], MaxLen(4 * MANY)]]  # what no rule judges (the server sets it)
 
 
 class CheckpointEvent(TypedDict):
@@ -260,11 +266,11 @@ class RunState:
         return dict(vars(self))  # its fields are plain values: dataclasses.asdict's deep copy costs 30x more, on every event
 
 
-def wire(event: dict, points: list[Point], state: RunState | None, health: list[dict] | None = None) -> dict:
+def wire(event: dict, points: list[Point], state: RunState | None, judged: dict | None = None) -> dict:
     """An event as the stream sends it: the event itself, plus `points` (its series points grouped by
     series: {name: [[steps], [values]]}), when it changed the run's state `run` (RunState), and for a
-    stats event `health`: its badges judged by the server's rules ([{rule, label, value, level}],
-    bnscope.health)."""
+    stats event what the server's rules make of it (bnscope.health.Recent.judged): `health`, its badges
+    ([{rule, label, value, level}]), and `not_judged` ([{quantity, label}])."""
     grouped: dict[str, list[list]] = {}
     for name, step, value in points:
         steps, values = grouped.setdefault(name, [[], []])
@@ -273,6 +279,4 @@ def wire(event: dict, points: list[Point], state: RunState | None, health: list[
     out = {**event, "points": grouped}
     if state is not None:
         out["run"] = state.as_dict()
-    if health is not None:
-        out["health"] = health
-    return out
+    return out | (judged or {})

@@ -331,6 +331,11 @@ class Recent:
                 if value is not None:  # None: the gradient was all 0 (log10 0)
                     self.ud.setdefault(name, deque(maxlen=UPDATE_RATIO_POINTS)).append(value)
 
+    def judged(self, stats: dict) -> dict:
+        """A stats event's verdicts as the stream and the store carry them: `health`, its badges, and
+        `not_judged`, what it shows that no rule judges (the page says so instead of a badge)."""
+        return {"health": self.badges(stats), "not_judged": not_judged(stats)}
+
     def badges(self, stats: dict) -> list[dict]:
         """Every badge at a stats event: [{rule, label, value, level}], as the page shows them."""
         measured = measure(stats, {name: list(values) for name, values in self.ud.items()})

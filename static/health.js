@@ -61,7 +61,7 @@ export class Health {
   drawBadges(view, checks) {
     const rows = this.card.querySelector(".health-rows");
     const structure = JSON.stringify([this.problem, view.runs.map((r) => [r.slot, r.id, r.live.run.status, r.behind, !r.stats]),
-      checks.map((c) => `${c.run.slot}/${c.rule.id}/${c.label}`)]);
+      checks.map((c) => `${c.run.slot}/${c.rule.id}/${c.label}`), view.runs.map((r) => r.stats?.not_judged ?? [])]);
     buildOnce(rows, structure, () => {
       if (this.problem) return [el("p", { className: "muted", textContent: this.problem })];
       return view.runs.map((run) => this.row(run, checks.filter((c) => c.run === run)));
@@ -84,7 +84,23 @@ export class Health {
     const chip = el("span", { className: "slot-chip", textContent: String(run.slot + 1), title: run.label, style: `background:${runColor(run.slot)}` });
     const nothing = checks.length || ended ? null
       : el("span", { className: "muted small", textContent: missingCell(run) === "–" ? "no badges at this step" : missingCell(run) });
-    return el("div", { className: "health-row" }, chip, ended, nothing, ...groups);
+    return el("div", { className: "health-row" }, chip, ended, nothing, ...groups, this.notJudged(run));
+  }
+
+  /** What the run's statistics show that no rule judges (stats.not_judged: a ReLU's saturation, say), by
+   * quantity: said as such, never judged by another kind's rule. */
+  notJudged(run) {
+    const byQuantity = new Map();
+    for (const { quantity, label } of run.stats?.not_judged ?? []) byQuantity.set(quantity, [...(byQuantity.get(quantity) ?? []), label]);
+    if (!byQuantity.size) return null;
+    const title = (quantity) => this.rules?.find((rule) => rule.id === quantity)?.title ?? quantity;
+    return el("div", { className: "badge-group not-judged" },
+      el("span", { className: "badge-group-title", textContent: "Not judged" }),
+      ...[...byQuantity].map(([quantity, labels]) => el("span", {
+        className: "badge not-judged", textContent: `${title(quantity)}: ${labels.join(", ")}`,
+        title: "No health rule was calibrated on these layers' kind, so none judges them (half a ReLU's outputs at 0 is normal, " +
+          "where tanh's saturation rule would call it red).",
+      })));
   }
 
   showBadge(badge, c) {

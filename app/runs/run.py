@@ -66,8 +66,8 @@ def publish(run: Run, event: dict, writer: StoreWriter) -> None:
             run.model = {key: event[key] for key in ("activations", "weights", "norms")}
         elif event["type"] == "scalars":
             run.recent.add(event)
-        health = run.recent.badges(event) if event["type"] == "stats" else None
-        text = to_json(wire(event, points, run.state if changed else None, health))
+        judged = run.recent.judged(event) if event["type"] == "stats" else None
+        text = to_json(wire(event, points, run.state if changed else None, judged))
         message = run.channel.publish(event["type"], text)
         writer.event(run.id, message.id, event, text, points, run.state.as_dict() if changed else None)
         if changed:

@@ -6,6 +6,7 @@ import torch
 import torch.nn as nn
 
 import bnscope
+from bnscope import health
 from tests.web.conftest import live_server
 from tests.web.test_browser import chromium, guarded_page, traces, wait_for_traces  # noqa: F401 - fixtures
 
@@ -46,3 +47,13 @@ def test_a_watched_models_layers_appear_in_the_page_by_their_names(chromium, tmp
             assert not any("tanh" in name for name in names)  # nothing of the lecture's layer list
             assert "my tiny net" in page.locator("#run-table").inner_text()
             assert "encoder.2" in page.locator("#panel-activations").inner_text()  # its legend names it too
+
+            # GELU's saturation has no calibrated rule: the server says so with the statistics, and the page
+            # shows it as not judged, never as a badge judged by tanh's rule
+            stats = httpx.get(f"{server.url}/api/runs/{listed['id']}/stats").json()
+            assert stats["not_judged"] == health.not_judged(stats)
+            assert {"quantity": "saturation", "label": "encoder.2"} in stats["not_judged"]
+            assert not any(b["label"] == "encoder.2" and b["rule"] == "saturation" for b in stats["health"])
+            page.locator("#panel-health .badge.not-judged").first.wait_for()
+            shown = page.locator("#panel-health .not-judged").inner_text()
+            assert "Not judged" in shown and "Saturation: encoder.2" in shown

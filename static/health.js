@@ -98,8 +98,8 @@ export class Health {
       el("span", { className: "badge-group-title", textContent: "Not judged" }),
       ...[...byQuantity].map(([quantity, labels]) => el("span", {
         className: "badge not-judged", textContent: `${title(quantity)}: ${labels.join(", ")}`,
-        title: "No health rule was calibrated on these layers' kind, so none judges them (half a ReLU's outputs at 0 is normal, " +
-          "where tanh's saturation rule would call it red).",
+        title: "No health rule was calibrated on this kind of layer (or of network), so none judges it: a rule made for " +
+          "another kind would misjudge it (half a ReLU's outputs at 0 is normal; tanh's saturation rule would call it red).",
       })));
   }
 

@@ -50,10 +50,10 @@ def test_a_watched_models_layers_appear_in_the_page_by_their_names(chromium, tmp
 
             # GELU's saturation has no calibrated rule: the server says so with the statistics, and the page
             # shows it as not judged, never as a badge judged by tanh's rule
-            stats = httpx.get(f"{server.url}/api/runs/{listed['id']}/stats").json()
+            stats = httpx.get(f"{server.url}/api/runs/{listed['id']}/stats", params={"step": listed["step"]}).json()
             assert stats["not_judged"] == health.not_judged(stats)
             assert {"quantity": "saturation", "label": "encoder.2"} in stats["not_judged"]
             assert not any(b["label"] == "encoder.2" and b["rule"] == "saturation" for b in stats["health"])
             page.locator("#panel-health .badge.not-judged").first.wait_for()
-            shown = page.locator("#panel-health .not-judged").inner_text()
+            shown = page.locator("#panel-health .badge-group.not-judged").inner_text()
             assert "Not judged" in shown and "Saturation: encoder.2" in shown

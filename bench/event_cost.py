@@ -30,7 +30,6 @@ from bnscope.config import RunConfig
 from bnscope.train.data import make_splits, read_names
 from bnscope.events import RunState, series_points
 from bnscope.stream.hub import Channel
-from bnscope.jsonenc import to_json
 from bnscope.runs.run import Run, publish
 from bnscope.storage.store import Store
 

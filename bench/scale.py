@@ -12,7 +12,6 @@ time; the size of the database's files.
 import statistics
 import time
 
-import httpx
 
 from bench.server import BenchServer
 

@@ -252,7 +252,7 @@ class Store:
     def write(self, events: list[tuple[int, int, dict, str, list, dict | None]], checkpoints: list[tuple[int, int, bytes]]) -> None:
         """One transaction: events as (run_id, event_id, event, its JSON, its series points, the run's
         state after it or None), and checkpoints as (run_id, step, bytes)."""
-        series_rows, names, stats_rows, timeline_rows = [], set(), [], []
+        series_rows, stats_rows, timeline_rows = [], [], []
         touched: dict[tuple[int, str], list[int]] = {}  # (run, series) -> [first, last] step written
         rows: dict[int, dict] = {}
         for run_id, event_id, event, text, points, state in events:

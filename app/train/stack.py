@@ -15,7 +15,6 @@ others go on. A member that ends (finished, stopped, diverged, failed) leaves th
 """
 
 import io
-import time
 
 import torch
 

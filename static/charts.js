@@ -41,10 +41,6 @@ export const stepMarker = (step) => ({
   type: "line", xref: "x", yref: "paper", x0: step, x1: step, y0: 0, y1: 1, line: { color: "#0f172a", width: 1, dash: "dot" },
 });
 
-export const hline = (y, color, dash = "dash") => ({
-  type: "line", xref: "paper", x0: 0, x1: 1, y0: y, y1: y, line: { color, width: 1.2, dash },
-});
-
 /** A Plotly chart drawn with Plotly.react only when `key` (a string of everything it shows) changed. */
 export class Chart {
   constructor(div, onRelayout = null) {

@@ -51,14 +51,6 @@ class BucketSeries {
     const i = this.indexAt(step);
     return i < 0 ? null : this.values[i];
   }
-
-  /** Mean of the last `count` points at or before `step` (null: none). */
-  recentMean(step, count) {
-    const end = this.indexAt(step) + 1;
-    if (end === 0) return null;
-    const values = this.values.slice(Math.max(0, end - count), end);
-    return values.reduce((a, b) => a + b, 0) / values.length;
-  }
 }
 
 const EMPTY = new BucketSeries(1);

@@ -27,14 +27,6 @@ export function formatNum(x, digits = 3) {
   return Number(x.toPrecision(digits)).toString();
 }
 
-export function formatDuration(seconds) {
-  if (seconds == null || !Number.isFinite(seconds)) return "–";
-  const s = Math.round(seconds);
-  if (s < 60) return `${s}s`;
-  if (s < 3600) return `${Math.floor(s / 60)}m ${String(s % 60).padStart(2, "0")}s`;
-  return `${Math.floor(s / 3600)}h ${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m`;
-}
-
 /** A config value as people write it: 5/3 rather than 1.6666666666666667. */
 export function formatSetting(value) {
   if (typeof value === "number" && Math.abs(value - 5 / 3) < 1e-9) return "5/3";

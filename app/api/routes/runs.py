@@ -9,7 +9,7 @@ from bnscope.api.schemas import (
     HistogramsOut, HistoryOut, IngestBody, IngestOut, RunCreate, RunOut, RunPatch, SamplesOut, SweepCreate, SweepInfo,
     SweepOut, WatchedCreate,
 )  # fmt: skip
-from bnscope.config import JSON_INT
+from bnscope.config import JSON_INT, Settings
 from bnscope.events import StatsEvent
 from bnscope.storage.queries import HEATMAP_STEPS, HISTORY_HISTOGRAMS, HISTORY_POINTS
 from bnscope.train.data import PREFIX_PATTERN, check_prefix  # not from sampling: that imports torch
@@ -18,7 +18,13 @@ router = APIRouter(prefix="/api", tags=["runs"])
 
 NOT_FOUND = {404: {"description": "no such run"}}
 CONFLICT = {409: {"description": "the action does not fit the run's state"}}
-BAD_BODY = {400: {"description": "the body could not be read as JSON"}}
+DEFAULTS = Settings.model_fields
+BAD_BODY = {  # the security middleware answers 413 and 415 before a route reads the body (bnscope.api.security)
+    400: {"description": "the body could not be read as JSON"},
+    413: {"description": f"the body is over the server's limit (max_body_bytes, {DEFAULTS['max_body_bytes'].default:,}; "
+                         f"an ingest batch: max_ingest_bytes, {DEFAULTS['max_ingest_bytes'].default:,} by default)"},
+    415: {"description": "the body is not JSON (Content-Type: application/json)"},
+}
 QUEUE_FULL = {429: {"description": "the queue of runs waiting for a slot is full (Retry-After says when to try again)"}}
 STEP = Annotated[int, Query(ge=0, le=JSON_INT)]
 

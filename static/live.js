@@ -35,7 +35,9 @@ export class LiveRun {
     this.timeline = [];
     this.seenEventId = 0; // the newest event id applied (from an answer or the stream)
     this.version = 0; // bumped by every change (series, stats, state, timeline)
-    this.statsCache = new Map(); // statistics step -> statistics event, oldest first
+    this.statsCache = new Map(); // statistics step -> statistics event, oldest first: the stream's
+    this.fetchedStats = new Map(); // the same, read with GET /stats: a run far ahead of the shown step streams
+    // newer statistics faster than they are read, and must not push out the stand-ins it is drawn with
     this.resolved = new Map(); // a step asked of GET /stats -> the recorded step it answered with
     this.source = null;
     this.wantStream = false;
@@ -193,11 +195,11 @@ export class LiveRun {
     this.changed();
   }
 
-  /** Keep a statistics event under its own step (the newest STATS_CACHE_SIZE). */
-  remember(stats) {
-    this.statsCache.delete(stats.step);
-    this.statsCache.set(stats.step, stats);
-    if (this.statsCache.size > STATS_CACHE_SIZE) this.statsCache.delete(this.statsCache.keys().next().value);
+  /** Keep a statistics event under its own step (the newest STATS_CACHE_SIZE of the stream's, or of those read). */
+  remember(stats, cache = this.statsCache) {
+    cache.delete(stats.step);
+    cache.set(stats.step, stats);
+    if (cache.size > STATS_CACHE_SIZE) cache.delete(cache.keys().next().value);
   }
 
   /** The statistics to draw at `step`: {stats, exact}. `exact`: they are the run's nearest recorded
@@ -208,11 +210,14 @@ export class LiveRun {
   statsAt(step) {
     if (!this.latestStats) return { stats: null, exact: true }; // nothing recorded yet: the server has none either
     if (this.latestStats.step <= step) return { stats: this.latestStats, exact: true };
-    const known = this.statsCache.get(this.resolved.get(step));
+    const resolved = this.resolved.get(step);
+    const known = this.statsCache.get(resolved) ?? this.fetchedStats.get(resolved);
     if (known) return { stats: known, exact: true };
     this.fetchStats(step);
     let best = null;
-    for (const stats of this.statsCache.values()) if (stats.step <= step && (!best || stats.step > best.step)) best = stats;
+    for (const cache of [this.statsCache, this.fetchedStats]) {
+      for (const stats of cache.values()) if (stats.step <= step && (!best || stats.step > best.step)) best = stats;
+    }
     return { stats: best, exact: false };
   }
 
@@ -231,7 +236,7 @@ export class LiveRun {
         if (this.resolved.has(wanted)) continue;
         this.lastFetch = performance.now();
         const stats = await api.get(`/api/runs/${this.run.id}/stats?step=${wanted}`);
-        this.remember(stats);
+        this.remember(stats, this.fetchedStats);
         this.resolved.set(wanted, stats.step);
         if (this.resolved.size > 4 * STATS_CACHE_SIZE) this.resolved.delete(this.resolved.keys().next().value);
         this.changed();

@@ -228,10 +228,11 @@ def test_ctrl_c_to_the_process_group_interrupts_a_stacked_sweep_and_it_resumes_e
 @pytest.mark.slow
 def test_sigterm_to_one_worker_interrupts_its_run_alone_and_it_resumes_exactly(tmp_path):
     with live_server(tmp_path / "data", env=ENV) as server:
-        victim = httpx.post(f"{server.url}/api/runs", json={"config": SHORT}).json()
+        # the long run first: the short one is killed soon after its first checkpoint, long before it ends
         other = httpx.post(f"{server.url}/api/runs", json={"config": {**SMALL, "steps": 100_000}}).json()
-        for run in (victim, other):
-            wait_for(lambda: status_of(server, run["id"])["step"] > 700)
+        wait_for(lambda: status_of(server, other["id"])["step"] > 700)
+        victim = httpx.post(f"{server.url}/api/runs", json={"config": SHORT}).json()
+        wait_for(lambda: status_of(server, victim["id"])["step"] > 700)
         os.kill(status_of(server, victim["id"])["worker"]["pid"], signal.SIGTERM)
         interrupted = ended(server, victim["id"])
         assert_interrupted(interrupted, "SIGTERM to its worker")

@@ -8,12 +8,13 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import uvicorn
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 
 from bnscope import PACKAGE_DIR, __version__
+from bnscope.api.deps import query_given_once
 from bnscope.api.routes import docs, events, pages, report, runs, sweeps
 from bnscope.api.routes import health as health_rules
 from bnscope.api.errors import add_error_handlers, too_many_requests
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
         lifespan=lifespan,
         docs_url=None,  # /docs and /redoc come from routes/docs.py: served offline
         redoc_url=None,
+        dependencies=[Depends(query_given_once)],
     )
     app.state.settings = settings
     app.state.login_attempts = LoginAttempts()

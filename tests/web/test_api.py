@@ -362,3 +362,13 @@ def test_every_stats_event_carries_its_health_badges_judged_by_the_servers_rules
     rules = {r["id"] for r in client.get("/api/health/rules").json()["rules"] if "tanh" in r["kinds"]}
     # every rule for a tanh network, update:data too: step 0's ratios come before its stats
     assert {b["rule"] for b in stats["health"]} == rules
+
+
+def test_a_query_parameter_given_twice_is_a_422_naming_it_unless_it_is_a_list(client):
+    run = create(client, config={**SMALL, "steps": 50})
+    wait_status(client, run["id"], "finished")
+    # read as its last value, a second start would hide a first one out of bounds
+    twice = client.get(f"/api/runs/{run['id']}/history", params=[("start", 10**17), ("start", 0)])
+    assert twice.status_code == 422 and twice.json()["detail"][0]["loc"] == ["query", "start"]
+    listed = client.get(f"/api/runs/{run['id']}/history", params=[("series", "loss"), ("series", "lr")])
+    assert listed.status_code == 200 and set(listed.json()["series"]) == {"loss", "lr"}

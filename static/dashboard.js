@@ -8,7 +8,7 @@ import { deadPanel } from "./deadunits.js";
 import { Health } from "./health.js";
 import { HISTOGRAMS } from "./histograms.js";
 import { LiveRun, PRODUCING } from "./live.js";
-import { MAX_RUNS, runColor } from "./palette.js";
+import { MAX_RUNS } from "./palette.js";
 import { TIME_SERIES } from "./panels.js";
 import { RunTable } from "./runtable.js";
 import { SamplesBox } from "./samples.js";
@@ -16,7 +16,8 @@ import { SettingsForm } from "./settings.js";
 import { Sweeps } from "./sweeps.js";
 import { SweepView } from "./sweepview.js";
 import { showPresets } from "./presets.js";
-import { $, buildOnce, describeSettings, el, formatInt, setText } from "./util.js";
+import { labelOf, renderChips, renderConnection, renderScrubber } from "./topbar.js";
+import { $, describeSettings, formatInt } from "./util.js";
 
 const FRAME_MS = 400; // at most 2.5 redraws a second...
 const DRAW_BUDGET = 8; // ...and a wait of 8x the typical draw's cost: drawing takes <= ~12% of a core...
@@ -207,14 +208,6 @@ function atStep(live, step) {
   return { stats: behind ? null : stats, exact, behind };
 }
 
-/** How each run differs from the first shown one: its legend name. */
-function labelOf(live, first) {
-  const run = live.run;
-  if (live === first || !run.config || !first.run.config) return `#${run.id} ${run.name}`;
-  const differs = Object.fromEntries(Object.entries(run.config).filter(([key, value]) => first.run.config[key] !== value));
-  return `#${run.id} ${Object.keys(differs).length ? describeSettings(differs) : "same settings"}`;
-}
-
 function currentView() {
   const lives = shownLives();
   const slots = new Map(state.selection.map((id, slot) => [id, slot]));
@@ -355,7 +348,7 @@ function renderPage(view) {
   const empty = state.loaded && !state.runs.length;
   $("empty").hidden = !empty;
   $("dashboard").hidden = empty || !state.loaded;
-  renderConnection(view);
+  renderConnection(view, state.reachable);
   if (empty) return;
   const at = (id) => {
     const run = view.runs.find((r) => r.id === id);
@@ -365,77 +358,12 @@ function renderPage(view) {
   const live = (id) => state.lives.get(id)?.connected ?? false;
   // a shown run's own state is the freshest (its events); the list's for the others
   table.render(state.runs.map((run) => state.lives.get(run.id)?.run ?? run), view.slots, at, live);
-  renderChips(view);
-  renderScrubber(view);
+  renderChips(view, state.hidden, scheduleDraw);
+  renderScrubber(view, state.follow);
   const shownRuns = view.lives.map((l) => l.run);
   sweeps.render(shownRuns, state.runs, state.sweeps);
   settings.follow(shownRuns.find((r) => r.config));
   $("btn-reset-zoom").hidden = !state.zoom;
-}
-
-function renderConnection(view) {
-  const streamed = view.lives.filter((l) => l.wantStream);
-  const down = !state.reachable ? "offline: the server does not answer" : streamed.some((l) => !l.connected) ? "reconnecting…" : null;
-  const text = down ?? (streamed.length ? "live" : "up to date");
-  const node = $("connection");
-  setText(node, text);
-  node.classList.toggle("offline", Boolean(down));
-}
-
-/** The legend of the runs drawn: colour, number and what differs from the first; a button hides one. */
-function renderChips(view) {
-  const chips = $("run-chips");
-  const lives = view.lives;
-  const first = lives[0];
-  const structure = JSON.stringify(lives.map((l) => [l.run.id, labelOf(l, first), state.hidden.has(l.run.id)]));
-  buildOnce(chips, structure, () => lives.map((live) => {
-    const slot = view.slots.get(live.run.id);
-    const off = state.hidden.has(live.run.id);
-    const chip = el("button", { type: "button", className: "run-chip", "aria-pressed": String(!off),
-      title: off ? "show this run's lines" : "hide this run's lines", style: `--run:${runColor(slot)}` },
-    el("span", { className: "slot-chip", textContent: String(slot + 1), style: `background:${runColor(slot)}` }),
-    el("span", { className: "chip-label", textContent: labelOf(live, first) }),
-    el("span", { className: "chip-status" }));
-    chip.addEventListener("click", () => {
-      off ? state.hidden.delete(live.run.id) : state.hidden.add(live.run.id);
-      scheduleDraw();
-    });
-    return chip;
-  }));
-  chips.querySelectorAll(".chip-status").forEach((node, i) => {
-    const run = lives[i].run;
-    node.className = `chip-status status status-${run.status}`;
-    setText(node, run.status === "diverged" || run.status === "failed" ? `${run.status} at ${formatInt(run.step)}` : run.status);
-  });
-}
-
-function renderScrubber(view) {
-  const scrubber = $("step-scrubber");
-  const reached = Math.max(0, ...view.lives.map((l) => l.run.step));
-  scrubber.max = Math.max(0, reached - 1);
-  scrubber.step = view.lives.find((l) => l.run.config)?.run.config.stats_every ?? 1;
-  if (state.follow && view.step !== null) scrubber.value = view.step;
-  const label = view.step === null ? "–" : `step ${formatInt(view.step)}${state.follow ? " · live" : ""}`;
-  setText($("step-label"), label);
-  renderWhere(view);
-  $("btn-live").disabled = state.follow;
-}
-
-/** Where each shown run is, and at which step its at-step panels draw it: why the runs are compared at
- * the shown step (matched: the newest step every run has statistics for). */
-function renderWhere(view) {
-  const where = $("step-where");
-  const structure = JSON.stringify(view.runs.map((r) => r.slot));
-  buildOnce(where, structure, () => view.runs.map((run) => el("span", { className: "where", dataset: { run: String(run.id) } },
-    el("span", { className: "slot-chip", textContent: String(run.slot + 1), style: `background:${runColor(run.slot)}` }),
-    el("span", { className: "where-text" }))));
-  where.querySelectorAll(".where").forEach((node, i) => {
-    const run = view.runs[i];
-    const drawn = run.behind ? "not yet at this step" : run.stats ? `drawn at ${formatInt(run.stats.step)}${run.exact ? "" : " (reading…)"}`
-      : view.step === null || !run.live.latestStats ? "no statistics yet" : "reading…";
-    node.dataset.drawn = run.stats && !run.behind ? String(run.stats.step) : "";
-    setText(node.lastChild, `at step ${formatInt(run.live.run.step)} (${run.live.run.status}) · ${drawn}`);
-  });
 }
 
 // ---- wiring ----------------------------------------------------------------------------------------------

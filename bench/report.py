@@ -205,11 +205,14 @@ def scale(r: dict) -> str:
     )
 
 
+def _loss_spread(s: dict) -> str:
+    return f"{s['mean']:.4f} ± {s['std']:.4f} ({s['min']:.4f}–{s['max']:.4f})"
+
+
 def quality(r: dict) -> str:
     if "skipped" in r:
         return f"Skipped: {r['skipped']}."
-    spread = lambda s: f"{s['mean']:.4f} ± {s['std']:.4f} ({s['min']:.4f}–{s['max']:.4f})"  # noqa: E731
-    rows = [[f["names"], len(f["runs"]), spread(f["train"]), spread(f["dev"]), spread(f["test"]), f"{f['wall_s_each']:.0f} s"]
+    rows = [[f["names"], len(f["runs"]), _loss_spread(f["train"]), _loss_spread(f["dev"]), _loss_spread(f["test"]), f"{f['wall_s_each']:.0f} s"]
             for f in r["files"]]  # fmt: skip
     skipped = f"\n\n{r['note']}" if r.get("note") else ""
     network = (f"The default network, {r['overrides']['steps']:,} steps (the full schedule, lr ×0.1 after 150,000)"
@@ -226,12 +229,11 @@ def quality(r: dict) -> str:
 
 def _stacked_quality(r: dict) -> str:
     """The same seeds as the members of one stack (a sweep over the seed), against the single runs."""
-    spread = lambda s: f"{s['mean']:.4f} ± {s['std']:.4f} ({s['min']:.4f}–{s['max']:.4f})"  # noqa: E731
     rows = []
     for f in r["files"]:
         each = ", ".join(f"{seed}: {f['single_dev_each'][seed]:.4f} / {dev:.4f}" for seed, dev in f["stacked_dev_each"].items())
         gap = (f["stacked_dev"]["mean"] - f["dev"]["mean"]) / f["dev"]["std"]
-        rows.append([f["names"], spread(f["stacked_dev"]), spread(f["stacked_test"]), each, f"{gap:+.1f}",
+        rows.append([f["names"], _loss_spread(f["stacked_dev"]), _loss_spread(f["stacked_test"]), each, f"{gap:+.1f}",
                      f"{f['stacked_wall_s']:.0f} s"])
     return (
         "The same seeds trained as the members of one stack (a sweep over the seed, as the server trains it: "

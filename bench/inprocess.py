@@ -4,17 +4,23 @@ in measuring windows.
   RealPath(config)            what `bnscope serve` does with each event a worker sends (bnscope.runs.run.publish:
                               series points, the run's state, JSON once, the run's Channel) and a real
                               StoreWriter on a real SQLite store in a temporary directory
+  ServerProcess(config)       the same RealPath in a process of its own, fed as a worker feeds the server:
+                              the trainer's emit puts each event in an outbox, a sender thread pickles it
+                              down a pipe (bnscope.train.worker.process_main's structure)
   TrainerWindows(config, ...) bnscope.train.trainer.Trainer on a thread, paused between windows through its real
                               command queue: run_steps(n) or run_for(seconds) -> (steps, seconds)
 
-Here the server's share of each event runs on the training thread (as when the server trained in a
-thread of its own); `bnscope serve` does it in the server process, off the worker's core. A window is
-timed from the trainer's resume to its pause (after the pause's flush of pending losses), plus the time
-the store writer then takes to write what is left: a window pays for everything it records. The
-checkpoint a pause makes is the benchmark's, not training's, and is not written; as a pause restarts
-the checkpoint cadence, windows hold no checkpoints (one every 10,000 steps in a real run).
+By default the server's share of each event runs on the training thread (as when the server trained in
+a thread of its own); with `path=ServerProcess(config)` it runs where `bnscope serve` runs it, in
+another process, off the worker's core. A window is timed from the trainer's resume to its pause (after
+the pause's flush of pending losses), plus the time the server then takes to write what is left: a
+window pays for everything it records. The checkpoint a pause makes is the benchmark's, not training's,
+and is not written; as a pause restarts the checkpoint cadence, windows hold no checkpoints (one every
+10,000 steps in a real run).
 """
 
+import multiprocessing
+import queue
 import shutil
 import tempfile
 import threading
@@ -58,11 +64,65 @@ class RealPath:
         elif event["type"] != "weights":
             publish(self.run, event, self.writer)
 
+    def flush(self) -> None:
+        self.writer.flush(timeout=60)
+
     def close(self) -> None:
         self.writer.close()
         if self.failures:
             raise RuntimeError(f"the store writer failed: {self.failures[0]}")
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+FLUSH = {"type": "bench-flush"}  # down the pipe after a window's events: answered once they are stored
+
+
+def _serve(config: RunConfig, conn) -> None:
+    """The server's side of ServerProcess: every event down RealPath, until None."""
+    path = RealPath(config)
+    try:
+        while (event := conn.recv()) is not None:
+            if event == FLUSH:
+                path.flush()
+                conn.send("flushed")
+            else:
+                path(event)
+    finally:
+        path.close()
+        conn.send("closed")
+
+
+class ServerProcess:
+    """RealPath in a spawned process, fed as a worker process feeds `bnscope serve`: emit puts the event
+    in an outbox and returns at once; a sender thread pickles it down a pipe."""
+
+    def __init__(self, config: RunConfig):
+        context = multiprocessing.get_context("spawn")
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=_serve, args=(config, child), name="bench-server", daemon=True)
+        self.process.start()
+        self.outbox: queue.SimpleQueue = queue.SimpleQueue()
+        self.sender = threading.Thread(target=self._send, name="bench-events", daemon=True)
+        self.sender.start()
+
+    def _send(self) -> None:
+        while (event := self.outbox.get()) is not None:
+            self.conn.send(event)
+        self.conn.send(None)
+
+    def __call__(self, event: dict) -> None:
+        if event["type"] != "weights":
+            self.outbox.put(event)
+
+    def flush(self) -> None:
+        self.outbox.put(FLUSH)
+        if self.conn.recv() != "flushed":
+            raise RuntimeError("the bench's server process did not flush")
+
+    def close(self) -> None:
+        self.outbox.put(None)
+        self.conn.recv()  # "closed": its store is written and removed
+        self.process.join(timeout=60)
 
 
 class _Commands(CommandQueue):
@@ -92,9 +152,11 @@ class _Commands(CommandQueue):
 
 
 class TrainerWindows:
-    def __init__(self, config: RunConfig, splits: Splits, tap: Tap | None = None):
+    def __init__(
+        self, config: RunConfig, splits: Splits, tap: Tap | None = None, path: RealPath | ServerProcess | None = None
+    ):
         config = config.model_copy(update={"steps": LONG})
-        self.path = RealPath(config)
+        self.path = path or RealPath(config)
         self.tap = tap
         self.trainer = Trainer(config, splits, self._emit, device=torch.device("cpu"))
         self.commands = _Commands()
@@ -135,7 +197,7 @@ class TrainerWindows:
         step1, t1 = next((s, t) for mark, s, t in self._seen if mark == "pause")
         step0 = next(s for mark, s, _ in self._seen if mark == "resume")
         flush0 = time.perf_counter()
-        self.path.writer.flush(timeout=60)
+        self.path.flush()
         return step1 - step0, t1 - self.commands.resumed_at + time.perf_counter() - flush0
 
     def run_steps(self, steps: int) -> tuple[int, float]:

@@ -4,8 +4,9 @@
 
 The default network (RunConfig's defaults) takes a fused step (bnscope.models.fused) on a real minibatch;
 then, in turns, a batch of calls each of: `collect` (a stats event's body: every tanh's and weight's
-statistics, histograms and the |t| > 0.99 image, in one device-to-host copy), `update_to_data` (the
-update:data row, every `update_every` steps) and the fused step itself. Per call: the median over rounds of
+statistics, histograms and the |t| > 0.99 image, in one device-to-host copy), `update_moments` (what the
+trainer keeps of an update:data measurement, every `update_every` steps: each weight's and gradient's sum
+and sum of squares; the ratios are taken from them at a flush, many rows at once) and the fused step itself. Per call: the median over rounds of
 wall time and of this thread's CPU time (others' load moves the second less). One torch thread.
 """
 
@@ -37,7 +38,7 @@ def measure(quick: bool = False, log=print) -> dict:
     backprop(Xb, Yb)
     calls = {
         "collect": lambda: diagnostics.collect(layers, backprop.h, backprop.dh),
-        "update_to_data": lambda: diagnostics.update_to_data(layers.params, config.lr),
+        "update_moments": lambda: diagnostics.update_moments(layers.params),
         "step": lambda: backprop(Xb, Yb),
     }
     n, rounds = (5, 2) if quick else (200, 9)
@@ -59,7 +60,7 @@ def measure(quick: bool = False, log=print) -> dict:
         "rounds": rounds,
         "wall_ms": {k: statistics.median(v) for k, v in wall.items()},
         "cpu_ms": {k: statistics.median(v) for k, v in cpu.items()},
-        "every": {"collect": config.stats_every, "update_to_data": config.update_every, "step": 1},
+        "every": {"collect": config.stats_every, "update_moments": config.update_every, "step": 1},
     }
 
 

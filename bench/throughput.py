@@ -11,7 +11,11 @@ logged is on disk: the TensorBoard writer's flush, the store writer's (bench.loo
   autograd      the lecture's loop through torch.nn and autograd, nothing logged
   fused         the fused step alone (bnscope.models.fused), nothing logged: what the trainer runs
   trainer       bnscope.train.trainer.Trainer at the default cadences (stats 100, update:data 10, dev 5000),
-                every event down the server's real path (JSON, series points, a SQLite store writer)
+                as a worker process runs it: each event put in an outbox, pickled down a pipe by a sender
+                thread to the server's real path (JSON, series points, a SQLite store writer) in a
+                process of its own (bench.inprocess.ServerProcess), as `bnscope serve` takes it
+  trainer_bare  the same trainer with its diagnostics off (no statistics, no update:data): the losses
+                streamed and the dev evaluations alone, the same events' path
   fused_tb      the fused step logging the same statistics at the same cadences to TensorBoard
   autograd_tb   the lecture's loop logging them to TensorBoard (retain_grad hooks at stats steps)
 
@@ -24,8 +28,9 @@ import time
 import torch
 
 from bench.common import interleaved, ratios, spread
-from bench.inprocess import TrainerWindows
+from bench.inprocess import ServerProcess, TrainerWindows
 from bench.loops import autograd_step, fused_step, steps_window
+from bench.server import LONG
 from bnscope.config import RunConfig
 from bnscope.train.data import make_splits, read_names
 from bnscope.train.trainer import split_loss
@@ -33,13 +38,15 @@ from bnscope.train.trainer import split_loss
 VARIANTS = {
     "autograd": "lecture loop (torch.nn + autograd), unlogged",
     "fused": "fused step (bnscope.models.fused), unlogged",
-    "trainer": "bnscope trainer = fused step + diagnostics at default cadences + events to the real path",
+    "trainer": "bnscope trainer = fused step + diagnostics at default cadences, events to the server's process",
+    "trainer_bare": "the same trainer, diagnostics off: losses and dev evaluations alone, the same events' path",
     "fused_tb": "fused step + TensorBoard, same statistics and cadences",
     "autograd_tb": "lecture loop + TensorBoard, same statistics and cadences",
 }
 RATIOS = {  # (numerator, denominator, what it says)
     "fused_vs_autograd": ("fused", "autograd", "the fused step's own speed-up over the lecture loop"),
     "trainer_vs_fused": ("trainer", "fused", "bnscope's logging: trainer / the same fused step unlogged"),
+    "trainer_vs_bare": ("trainer", "trainer_bare", "the diagnostics alone: trainer / the same trainer without them"),
     "fused_tb_vs_fused": ("fused_tb", "fused", "TensorBoard's logging: on the fused step / unlogged"),
     "autograd_tb_vs_autograd": ("autograd_tb", "autograd", "TensorBoard's logging: on the lecture loop / unlogged"),
     "trainer_vs_fused_tb": ("trainer", "fused_tb", "same step, same statistics: bnscope / TensorBoard"),
@@ -51,23 +58,27 @@ def measure(quick: bool, log=print) -> dict:
     config = RunConfig()
     splits = make_splits(read_names(), config.block_size)
     steps, rounds = (50, 2) if quick else (5000, 5)
-    trainer = TrainerWindows(config, splits)
+    bare = config.model_copy(update={"stats_every": LONG, "update_every": LONG})  # past every window
+    trainers = {name: TrainerWindows(c, splits, path=ServerProcess(c)) for name, c in
+                (("trainer", config), ("trainer_bare", bare))}  # fmt: skip
     loops = {"autograd": autograd_step(config, splits), "fused": fused_step(config, splits),
              "fused_tb": fused_step(config, splits, tensorboard=True),
              "autograd_tb": autograd_step(config, splits, tensorboard=True)}  # fmt: skip
     windows = {name: steps_window(step, tb, steps) for name, (step, tb) in loops.items()}
-    windows["trainer"] = lambda: trainer.run_steps(steps)
+    for name, trainer in trainers.items():
+        windows[name] = lambda trainer=trainer: trainer.run_steps(steps)
     try:
         rates = interleaved({name: windows[name] for name in VARIANTS}, rounds, log=log)
     finally:
-        trainer.close()
+        for trainer in trainers.values():
+            trainer.close()
         for _, tb in loops.values():
             if tb is not None:
                 tb.close()
     dev_s = []
     for _ in range(3):
         t0 = time.perf_counter()
-        split_loss(trainer.trainer.model, splits, "dev")
+        split_loss(trainers["trainer"].trainer.model, splits, "dev")
         dev_s.append(time.perf_counter() - t0)
     return {
         "steps_per_window": steps, "rounds": rounds,

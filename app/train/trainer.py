@@ -96,7 +96,7 @@ class Trainer:
         self.paused = False
         self.outcome: tuple[Status, str] | None = None  # how the run ends, once decided
         self._pending_loss: list[torch.Tensor] = []
-        self._pending_ud: list[tuple[int, torch.Tensor]] = []
+        self._pending_ud: list[tuple[int, float, torch.Tensor]] = []  # (step, lr, update_moments)
         self._next_checkpoint = checkpoint_every
         self._speed = _Speedometer()
         self._recent = _RecentLoss(EXPLODE_STEPS)
@@ -150,7 +150,7 @@ class Trainer:
         if i % cfg.stats_every == 0:
             stats = diagnostics.collect(self.layers, self.backprop.h, self.backprop.dh)
         if i % cfg.update_every == 0:
-            self._pending_ud.append((i, diagnostics.update_to_data(self.layers.params, lr)))
+            self._pending_ud.append((i, lr, diagnostics.update_moments(self.layers.params)))
         self._pending_loss.append(loss)
         self.step = i + 1
         if stats is not None or i % cfg.dev_every == 0:
@@ -201,8 +201,8 @@ class Trainer:
             return
         first = self.step - len(self._pending_loss)
         losses = torch.stack(self._pending_loss).tolist()
-        ud_steps = [s for s, _ in self._pending_ud]
-        ud = torch.stack([r for _, r in self._pending_ud]).tolist() if self._pending_ud else []
+        ud_steps = [s for s, _, _ in self._pending_ud]
+        ud = self._update_to_data() if self._pending_ud else []
         self._pending_loss.clear()
         self._pending_ud.clear()
         body, diverged_at = scalars(first, losses, ud_steps, ud)
@@ -211,6 +211,13 @@ class Trainer:
         self.emit({"type": "scalars", **body, "lr": self.lr, "steps_per_s": self._speed.flushed(self.step),
                    "ud_names": self.layers.weight_names})
         self.outcome = divergence(diverged_at, self._recent, body["loss"], first, self.step) or self.outcome
+
+    def _update_to_data(self) -> list[list[float]]:
+        """The pending update:data rows, from their moments, all at once."""
+        moments = torch.stack([m for _, _, m in self._pending_ud])  # (k, 2, 2P)
+        lrs = torch.tensor([lr for _, lr, _ in self._pending_ud], device=moments.device)
+        sizes = tuple(p.numel() for p in self.layers.params)
+        return diagnostics.update_to_data_rows(moments, sizes, lrs).tolist()
 
     def _set_status(self, status: Status, message: str = "") -> None:
         self.emit({"type": "status", "step": self.step, "status": status, "message": message})

@@ -41,7 +41,9 @@ from bnscope.train.diagnostics.flat import (  # noqa: F401 - the stacked trainer
     _thresholds,
     snapshot,
     step_to_data,
+    update_moments,
     update_to_data,
+    update_to_data_rows,
 )
 from bnscope.train.diagnostics.kinds import (  # noqa: F401
     ACTIVATIONS,
@@ -72,13 +74,13 @@ class _Packer:
         self.parts: list[tuple[str, torch.Tensor, str]] = []
 
     def add(self, key: str, tensor: torch.Tensor, form: str = "float") -> None:
-        self.parts.append((key, tensor.float(), form))
+        self.parts.append((key, tensor, form))  # converted to float by the one torch.cat (type promotion)
 
     def unpack(self) -> dict:
         if not self.parts:
             return {}
         parts = sorted(self.parts, key=lambda part: part[2] != "float")  # the floats first, converted at once
-        host = torch.cat([t.reshape(-1) for _, t, _ in parts]).cpu()
+        host = torch.cat([t.reshape(-1) for _, t, _ in parts]).float().cpu()
         floats = host[: sum(t.numel() for _, t, form in parts if form == "float")].tolist()
         out, offset = {}, 0
         for key, t, form in parts:
@@ -126,19 +128,12 @@ def collect_with(
     measured = [g is not None for g in grads]
     agrads = [_one(g) if g is not None else torch.zeros_like(a) for a, g in zip(acts, grads)]
     wgrads = [w.grad if w.grad is not None else torch.zeros_like(w) for w in ws]
-    norm_modules = [m for _, _, m in layers.norms]
-    running = [m for m in norm_modules if getattr(m, "running_mean", None) is not None]
-    affine = [
-        t
-        for m in norm_modules
-        if getattr(m, "weight", None) is not None
-        for t in (m.weight, getattr(m, "bias", None))
-        if t is not None
-    ]
+    running = [m for _, _, m, _, _ in layers.norm_parts if m is not None]
+    affine = [t for _, _, _, gain, bias in layers.norm_parts for t in (gain, bias) if t is not None]
     binned = acts + agrads + wgrads
     packer = _Packer()
     if binned or affine:
-        rows = _Rows(binned + [w.detach() for w in ws] + [t.detach() for t in affine], len(binned))
+        rows = _Rows(binned + ws + affine, len(binned))  # under no_grad: no detach needed
         mean, std = rows.mean_std()
         packer.add("mean", mean)
         packer.add("std", std)
@@ -203,21 +198,21 @@ def collect_with(
 
 def _norms(layers: Layers, v: dict) -> list[dict]:
     running, half, offset = v.get("running", []), len(v.get("running", [])) // 2, 0
-    affine, a = v.get("affine", []), 0
+    affine = iter(v.get("affine", []))
     out = []
-    for name, kind, m in layers.norms:
+    for name, kind, module, gain, bias in layers.norm_parts:
         entry: dict = {"name": name, "kind": kind}
-        if getattr(m, "running_mean", None) is not None:
-            n = m.running_mean.numel()
+        if module is not None:
+            n = module.running_mean.numel()
             mean, var = running[offset : offset + n], running[half + offset : half + offset + n]
             offset += n
             entry.update(running_mean=mean, running_var=var, mean_of_running_mean=_finite(sum(mean) / n),
                          mean_of_running_var=_finite(sum(var) / n))  # fmt: skip
-        if getattr(m, "weight", None) is not None:  # torch's weight / bias: the lecture's bngain / bnbias
-            entry.update(gain_mean=_finite(affine[a][0]), gain_std=_finite(affine[a][1]))
-            a += 1
-            if getattr(m, "bias", None) is not None:
-                entry.update(bias_mean=_finite(affine[a][0]), bias_std=_finite(affine[a][1]))
-                a += 1
+        if gain is not None:
+            gain_mean, gain_std = next(affine)
+            entry.update(gain_mean=_finite(gain_mean), gain_std=_finite(gain_std))
+            if bias is not None:
+                bias_mean, bias_std = next(affine)
+                entry.update(bias_mean=_finite(bias_mean), bias_std=_finite(bias_std))
         out.append(entry)
     return out

@@ -4,6 +4,7 @@ gradients."""
 
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 import torch.nn as nn
@@ -32,6 +33,19 @@ class Layers:
     @property
     def params(self) -> list[nn.Parameter]:
         return [p for _, _, p in self.weights]
+
+    @cached_property
+    def norm_parts(self) -> list[tuple[str, str, nn.Module | None, torch.Tensor | None, torch.Tensor | None]]:
+        """Each norm's (name, kind, the module if it keeps running statistics, its gain, its bias), looked
+        up once: a module's attributes are slow to ask for, and a statistics sample asks for them all. The gain
+        and bias are updated in place (the lecture's `p.data +=`, any torch optimizer); the running statistics,
+        which the lecture's layer replaces every step, are read from the module each time."""
+        parts = []
+        for name, kind, m in self.norms:
+            running = m if getattr(m, "running_mean", None) is not None else None
+            gain = getattr(m, "weight", None)  # torch's weight / bias: the lecture's bngain / bnbias
+            parts.append((name, kind, running, gain, getattr(m, "bias", None) if gain is not None else None))
+        return parts
 
 
 def lecture_layers(mlp: nn.Module) -> Layers:

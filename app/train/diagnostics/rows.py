@@ -72,17 +72,18 @@ class _Rows:
         op a group. Small rows (a norm's gain and bias, whose mean sits far from 0 next to their spread,
         where float32's sum of squares would cancel) are summed in float64; big ones (activations,
         gradients, weights: means near 0 next to their spread) in float32."""
-        sums, squares = [], []
+        sums, norms = [], []
         for g, total in zip(self.groups, self.sums.split([g.shape[0] for g in self.groups])):
             if g.shape[1] <= SMALL_ROW:
                 g = g.double()
                 total = g.sum(1)
-            sums.append(total.double())
-            squares.append(torch.linalg.vector_norm(g, dim=1).double().square_())
-        total, square = torch.cat(sums), torch.cat(squares)
+            sums.append(total)
+            norms.append(torch.linalg.vector_norm(g, dim=1))
+        total, square = torch.cat(sums).double(), torch.cat(norms).double().square_()  # cat promotes to float64
         mean = total / self.plan.sizes
         var = (square - total * mean).div_(self.plan.divisors).clamp_(min=0)
-        return mean.float()[self.plan.order], var.sqrt_().float()[self.plan.order]
+        mean, std = torch.stack([mean, var.sqrt_()]).float()[:, self.plan.order]
+        return mean, std
 
     def ranges(self, kinds: tuple[str, ...]) -> torch.Tensor:
         """(n_binned, 2) each binned row's histogram range: for the first len(kinds) rows (activations)
@@ -114,14 +115,19 @@ class _Rows:
         # each group's rows' lo and bins / (hi - lo), as (b, 1) columns
         lo_scale = torch.stack([ranges[:, 0], HIST_BINS / (ranges[:, 1] - ranges[:, 0])], 1)[self.plan.binned_rows]
         columns = lo_scale.split([g.shape[0] for g in self.binned])
-        # scatter_add_ into a zero tensor, not bincount: faster on a CPU, and on a GPU bincount waits
-        # for the device to learn its output's size
-        counts = self.plan.ones.new_zeros(self.n_binned * HIST_BINS + 1)
+        # each row's bins, in place: histc's (x - min) * bins / (max - min), floored, plus the row's first slot
+        positions = []
         for g, column, slots in zip(self.binned, columns, self.plan.slots):
-            # histc's (x - min) * bins / (max - min), truncated, in the row's own bins
             finite = g.isfinite() if self.dirty else None
-            pos = g.sub_(column[:, :1]).mul_(column[:, 1:]).clamp_(0, HIST_BINS - 1).floor_().add_(slots)  # in place
+            pos = g.sub_(column[:, :1]).mul_(column[:, 1:]).clamp_(0, HIST_BINS - 1).floor_().add_(slots)
             if finite is not None:  # not finite: one slot past the end, dropped
                 pos = torch.where(finite, pos, self.n_binned * HIST_BINS)
-            counts.scatter_add_(0, pos.view(-1).long(), self.plan.ones[: pos.numel()])
+            positions.append(pos.view(-1))
+        # every group's counted at once: on a CPU one bincount of int32 (the cheapest conversion); on a GPU
+        # a scatter_add_ into a zero tensor, as bincount would wait for the device to learn its output's size
+        index, slots = torch.cat(positions), self.n_binned * HIST_BINS + 1
+        if index.device.type == "cpu":
+            counts = torch.bincount(index.to(torch.int32), minlength=slots)
+        else:
+            counts = self.plan.ones.new_zeros(slots).scatter_add_(0, index.long(), self.plan.ones)
         return counts[:-1].view(self.n_binned, HIST_BINS)

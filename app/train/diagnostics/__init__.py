@@ -114,24 +114,27 @@ def collect_with(
     layers: Layers, outputs: list, grads: list, extra: dict[str, torch.Tensor]
 ) -> tuple[dict, dict[str, list]]:
     """`collect`, and the `extra` tensors (e.g. an update:data row) brought to the host in the same
-    single copy: (the stats body, {key: values}).
+    single copy: (the stats body, {key: values})."""
+    v = _on_host(layers, outputs, grads, extra)
+    body = {"activations": _activations(layers, outputs, v), "weights": _weights(layers, v), "norms": _norms(layers, v)}
+    return body, {key: v[f"extra/{key}"] for key in extra}
+
+
+def _on_host(layers: Layers, outputs: list, grads: list, extra: dict[str, torch.Tensor]) -> dict:
+    """Every statistic, computed on the device and brought to the host in one copy.
 
     Every tensor is a row: the activations, their gradients and the weights' gradients (which get
     histograms), then the weights and the norms' gain and bias (a mean and a std each). Rows of one
     size are stacked (_Rows), so each statistic is one op a size: the lecture's network is ~60 ops
     whatever its depth."""
-    names = [name for name, _, _ in layers.activations]
     kinds = tuple(kind for _, kind, _ in layers.activations)
-    acts = [_one(o) for o in outputs]
-    L, ws = len(acts), layers.params
-    W = len(ws)
-    measured = [g is not None for g in grads]
+    acts, ws = [_one(o) for o in outputs], layers.params
     agrads = [_one(g) if g is not None else torch.zeros_like(a) for a, g in zip(acts, grads)]
     wgrads = [w.grad if w.grad is not None else torch.zeros_like(w) for w in ws]
     running = [m for _, _, m, _, _ in layers.norm_parts if m is not None]
     affine = [t for _, _, _, gain, bias in layers.norm_parts for t in (gain, bias) if t is not None]
     binned = acts + agrads + wgrads
-    packer = _Packer()
+    packer, units = _Packer(), []
     if binned or affine:
         rows = _Rows(binned + ws + affine, len(binned))  # under no_grad: no detach needed
         mean, std = rows.mean_std()
@@ -141,59 +144,66 @@ def collect_with(
             ranges = rows.ranges(kinds)
             packer.add("hist", rows.histograms(ranges), form="int")
             packer.add("range", ranges)
-    if L:
+    if acts:
         saturated, dead, units, digits = _marks(outputs, kinds)
         packer.add("saturated", saturated)
         packer.add("dead", dead)
         if digits is not None:
             packer.add("image", digits.view(-1), form="text")
-    if running:
-        # reshaped: the lecture's own layer keeps them (1, C) once it has trained a step
-        packer.add(
-            "running",
-            torch.cat([m.running_mean.reshape(-1) for m in running] + [m.running_var.reshape(-1) for m in running]),
-        )
+    if running:  # reshaped: the lecture's own layer keeps them (1, C) once it has trained a step
+        means, variances = [m.running_mean.reshape(-1) for m in running], [m.running_var.reshape(-1) for m in running]
+        packer.add("running", torch.cat(means + variances))
     for key, tensor in extra.items():
         packer.add(f"extra/{key}", tensor)
-
     v = packer.unpack()
-    images: list[list[str]] = []
-    if "image" in v:
-        text = v["image"]
-        B = outputs[0].shape[0]
-        cols = len(text) // (L * B)
-        rows_ = [text[r * cols : (r + 1) * cols] for r in range(L * B)]
-        images = [rows_[i * B : (i + 1) * B] for i in range(L)]
-    hist = v.get("hist", [])
-    means, stds, ranges = v.get("mean", []), v.get("std", []), v.get("range", [])
-    activations = []
-    for i, (name, kind) in enumerate(zip(names, kinds)):
-        g = L + i  # its gradient's row
+    first = 2 * len(acts) + 2 * len(ws)  # the gains' and biases' rows
+    v["affine"] = [[v["mean"][r], v["std"][r]] for r in range(first, first + len(affine))]
+    v["units"], v["sizes"], v["measured"] = units, [a.numel() for a in acts], [g is not None for g in grads]
+    return v
+
+
+def _activations(layers: Layers, outputs: list, v: dict) -> list[dict]:
+    L = len(layers.activations)
+    means, stds, hist, ranges = v.get("mean", []), v.get("std", []), v.get("hist", []), v.get("range", [])
+    images = _images(v["image"], L, outputs[0].shape[0]) if "image" in v else None
+    out = []
+    for i, (name, kind, _) in enumerate(layers.activations):
+        g, measured = L + i, v["measured"][i]  # its gradient's row
         entry = {
-            "name": name, "kind": kind, "units": units[i],
+            "name": name, "kind": kind, "units": v["units"][i],
             "mean": _finite(means[i]), "std": _finite(stds[i]),
-            "saturation": v["saturated"][i] * 100 / max(acts[i].numel(), 1), "dead": int(v["dead"][i]),
+            "saturation": v["saturated"][i] * 100 / max(v["sizes"][i], 1), "dead": int(v["dead"][i]),
             "hist": hist[i], "range": ranges[i],
-            "grad_mean": _finite(means[g]) if measured[i] else None,
-            "grad_std": _finite(stds[g]) if measured[i] else None,
+            "grad_mean": _finite(means[g]) if measured else None,
+            "grad_std": _finite(stds[g]) if measured else None,
             "grad_hist": hist[g], "grad_range": ranges[g],
         }  # fmt: skip
         if images:
             entry["image"] = images[i]
-        activations.append(entry)
-    weights = []
+        out.append(entry)
+    return out
+
+
+def _images(text: str, L: int, B: int) -> list[list[str]]:
+    """The |t| > 0.99 image's text cut into each layer's B rows of hex digits."""
+    cols = len(text) // (L * B)
+    rows = [text[r * cols : (r + 1) * cols] for r in range(L * B)]
+    return [rows[i * B : (i + 1) * B] for i in range(L)]
+
+
+def _weights(layers: Layers, v: dict) -> list[dict]:
+    L, W = len(layers.activations), len(layers.weights)
+    means, stds, hist, ranges = v.get("mean", []), v.get("std", []), v.get("hist", []), v.get("range", [])
+    out = []
     for i, (name, kind, w) in enumerate(layers.weights):
         g, d = 2 * L + i, 2 * L + W + i  # its gradient's row, its own
-        weights.append({
+        out.append({
             "name": name, "kind": kind, "shape": list(w.shape), "data_std": _finite(stds[d]),
             "grad_mean": _finite(means[g]), "grad_std": _finite(stds[g]),
             "grad_to_data": _finite(stds[g] / stds[d]) if stds[d] else None,
             "grad_hist": hist[g], "grad_range": ranges[g],
         })  # fmt: skip
-    first = 2 * L + 2 * W  # the gains' and biases' rows
-    v["affine"] = [[means[r], stds[r]] for r in range(first, first + len(affine))]
-    body = {"activations": activations, "weights": weights, "norms": _norms(layers, v)}
-    return body, {key: v[f"extra/{key}"] for key in extra}
+    return out
 
 
 def _norms(layers: Layers, v: dict) -> list[dict]:

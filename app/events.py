@@ -282,14 +282,15 @@ class RunState:
 
 def wire(event: dict, points: list[Point], state: RunState | None, judged: dict | None = None) -> dict:
     """An event as the stream sends it: the event itself, plus `points` (its series points grouped by
-    series: {name: [[steps], [values]]}), when it changed the run's state `run` (RunState), and for a
-    stats event what the server's rules make of it (bnscope.health.Recent.judged): `health`, its badges
-    ([{rule, label, value, level}]), and `not_judged` ([{quantity, label}])."""
-    grouped: dict[str, list[list]] = {}
+    series: {name: {"steps": [...], "values": [...]}}, the shape /history and the export give series in),
+    when it changed the run's state `run` (RunState), and for a stats event what the server's rules make
+    of it (bnscope.health.Recent.judged): `health`, its badges ([{rule, label, value, level}]), and
+    `not_judged` ([{quantity, label}])."""
+    grouped: dict[str, dict[str, list]] = {}
     for name, step, value in points:
-        steps, values = grouped.setdefault(name, [[], []])
-        steps.append(step)
-        values.append(value)
+        series = grouped.setdefault(name, {"steps": [], "values": []})
+        series["steps"].append(step)
+        series["values"].append(value)
     out = {**event, "points": grouped}
     if state is not None:
         out["run"] = state.as_dict()

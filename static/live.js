@@ -121,7 +121,7 @@ export class LiveRun {
       }
       const series = new RunSeries({ start: head.start, end, bucket });
       series.loadBuckets(head.series, tailStart);
-      if (tail) series.fold(Object.fromEntries(Object.entries(tail.series).map(([n, s]) => [n, [s.steps, s.values]])));
+      if (tail) series.fold(tail.series);
       const last = tail ?? head;
       this.series = series;
       this.loadedKey = `${start}:${end}:${maxPoints}`;

@@ -92,10 +92,10 @@ export class RunSeries {
     this.version += 1;
   }
 
-  /** Raw points, {name: [[steps], [values]]} (an event's `points`, or a raw /history answer reshaped). */
+  /** Raw points, {name: {steps, values}} (an event's `points`, or a raw /history answer's series). */
   fold(points) {
     const { start, end } = this.range;
-    for (const [name, [steps, values]] of Object.entries(points)) {
+    for (const [name, { steps, values }] of Object.entries(points)) {
       const series = this.series(name);
       steps.forEach((step, i) => {
         if (step >= start && step < end) series.add(step, values[i]);

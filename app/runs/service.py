@@ -170,7 +170,7 @@ class RunService(Scheduling, Samples, Reads):
         sweep = next((s for s in self.sweeps() if s["id"] == sweep_id), None)
         if sweep is None or not sweep["runs"]:
             raise NotFound(f"no sweep with id {sweep_id}")
-        self.writer.flush()  # the newest statistics every member sent are in the store: the default step is current
+        self.written(*(self.runs[i] for i in sweep["runs"]))  # an ended sweep is read whole; one training, as stored
         return sweep_summary.summary(self.store, sweep, [self.describe(self.runs[i]) for i in sweep["runs"]], step)
 
     def _trainer_config(self, run_id: int) -> dict:

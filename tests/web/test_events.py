@@ -55,7 +55,7 @@ def test_reconnecting_with_last_event_id_misses_nothing(server):
     assert {"model", "status", "scalars", "stats"} <= {e["event"] for e in first + second}
     stats = json.loads(next(e["data"] for e in first + second if e["event"] == "stats"))
     assert len(stats["activations"]) == SMALL["n_layers"]
-    assert stats["points"]["saturation/tanh1"][0] == [stats["step"]]  # the series points come with the event
+    assert stats["points"]["saturation/tanh1"]["steps"] == [stats["step"]]  # the series points come with the event
     scalars = json.loads(next(e["data"] for e in first + second if e["event"] == "scalars"))
     assert scalars["run"]["step"] == scalars["step"] + len(scalars["loss"])  # and the run's state after it
     httpx.post(f"{server.url}/api/runs/{run['id']}/stop")

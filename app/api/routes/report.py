@@ -37,7 +37,7 @@ class View:
 
 
 def _report(service: RunService, run_ids: list[int], view: View, filename: str) -> HTMLResponse:
-    service.writer.flush()  # what the workers sent so far is in the store
+    service.written(*(service.runs[i] for i in run_ids if i in service.runs))  # ended runs whole; training ones as stored
 
     def samples(row: dict) -> dict | None:
         try:

@@ -71,6 +71,12 @@ class StatusEvent(TypedDict):
     message: Annotated[str, MaxLen(1000)]
 
 
+def status_event(step: int, status: Status, message: str = "") -> StatusEvent:
+    """A `status` event: built here only, by a trainer and by the server (queued, interrupted at start-up,
+    failed when the store could not save a run)."""
+    return {"type": "status", "step": step, "status": status, "message": message}
+
+
 class ReportedStatusEvent(TypedDict):
     """A status a watched run's own process may report (bnscope decides the others: queued, interrupted...)."""
 
@@ -208,6 +214,9 @@ Event = (
     ModelEvent | StatusEvent | ControlEvent | ScalarsEvent | MetricsEvent | EvalEvent | StatsEvent
     | CheckpointEvent | WeightsEvent
 )  # fmt: skip
+
+# what a client of a run's stream receives (each with what `wire` adds): every event but the worker-only ones, and reset
+Streamed = ModelEvent | StatusEvent | ControlEvent | ScalarsEvent | MetricsEvent | EvalEvent | StatsEvent | ResetEvent
 
 
 # ---- derived: time series -------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 first, and what starts while a slot is free: a run alone in a worker, or a stack of sweep members in one
 (planned by bnscope.runs.stacking, kept in lockstep by its Pacer)."""
 
-from bnscope.events import ACTIVE
+from bnscope.events import ACTIVE, status_event
 from bnscope.runs import stacking
 from bnscope.runs.errors import QueueFull
 from bnscope.runs.run import Run
@@ -51,7 +51,7 @@ class Scheduling:
         """Sweep members trained as one stack in one worker: its events come back tagged with the member."""
         spec = StackSpec([run.run_config for run in runs], self.words, checkpoints, self.settings.checkpoint_every)
         for run in runs:
-            self._publish(run, {"type": "status", "step": run.state.step, "status": "created", "message": ""})
+            self._publish(run, status_event(run.state.step, "created"))
 
         pacer = self._pacers.setdefault(runs[0].sweep_id, stacking.Pacer(min(r.run_config.stats_every for r in runs)))
 
@@ -82,7 +82,7 @@ class Scheduling:
 
     def _start(self, run: Run, checkpoint: bytes | None) -> None:
         spec = RunSpec(run.run_config, self.words, checkpoint, self.settings.checkpoint_every)
-        self._publish(run, {"type": "status", "step": run.state.step, "status": "created", "message": ""})
+        self._publish(run, status_event(run.state.step, "created"))
         run.worker = self.backend.start(run.id, spec, lambda event: self._on_event(run, event),
                                         lambda reason: self._on_exit(run, reason))  # fmt: skip
         run.worker_info = run.worker.info

@@ -14,7 +14,7 @@ import time
 from pydantic import ValidationError
 
 from bnscope.config import RunConfig, Settings, describe_errors
-from bnscope.events import ACTIVE, ENDED
+from bnscope.events import ACTIVE, ENDED, status_event
 from bnscope.runs import stacking
 from bnscope.runs.errors import Conflict, Invalid, NotFound, StorageFull
 from bnscope.runs.reads import Reads
@@ -49,7 +49,7 @@ class RunService(Scheduling, Samples, Reads):
             message = ("the server stopped while this watched run reported; its process goes on when it reconnects"
                        if source == "watched" else "the server stopped while this run trained; resume to continue")  # fmt: skip
             run = self.runs[run_id]
-            self._publish(run, {"type": "status", "step": run.state.step, "status": "interrupted", "message": message})
+            self._publish(run, status_event(run.state.step, "interrupted", message))
         # what waits for a slot, oldest first: a run alone, or the members of a stack ([id, ...] each)
         self.queue: list[list[int]] = []
         queued = [run for run in self.runs.values() if run.state.status == "queued"]
@@ -135,8 +135,7 @@ class RunService(Scheduling, Samples, Reads):
         with self._lock:
             self._check_queue_room(1)
             for run in waiting:
-                self._publish(run, {"type": "status", "step": run.state.step, "status": "queued",
-                                    "message": "waiting for a free slot"})
+                self._publish(run, status_event(run.state.step, "queued", "waiting for a free slot"))
             self.queue += self._stacks(waiting)
             self._fill_slots()
         return waiting
@@ -148,7 +147,7 @@ class RunService(Scheduling, Samples, Reads):
             run_id = self.store.create_run(name, description, source="watched", status="created")
             run = run_from_row(self.store, self.store.run(run_id))
             self.runs[run_id] = run
-        self._publish(run, {"type": "status", "step": 0, "status": "running", "message": ""})
+        self._publish(run, status_event(0, "running"))
         return run
 
     def ingest(self, run_id: int, events: list[dict]) -> Run:
@@ -185,7 +184,7 @@ class RunService(Scheduling, Samples, Reads):
         row = self.store.run(run_id)
         run = run_from_row(self.store, row)
         self.runs[run_id] = run
-        self._publish(run, {"type": "status", "step": 0, "status": "queued", "message": "waiting for a free slot"})
+        self._publish(run, status_event(0, "queued", "waiting for a free slot"))
         if queue:
             self.queue.append([run_id])
             self._fill_slots()
@@ -219,8 +218,8 @@ class RunService(Scheduling, Samples, Reads):
             if run.state.status in ACTIVE:
                 saved = run.last_checkpoint or self.store.checkpoint(run.id)
                 where = f"from step {saved[0]:,} (its last checkpoint)" if saved else "from step 0"
-                self._publish(run, {"type": "status", "step": saved[0] if saved else 0, "status": "interrupted",
-                                    "message": f"{reason or 'the worker ended early'}; resume to continue {where}"})  # fmt: skip
+                message = f"{reason or 'the worker ended early'}; resume to continue {where}"
+                self._publish(run, status_event(saved[0] if saved else 0, "interrupted", message))
             self._fill_slots()
 
     def _on_store_failure(self, run_ids: set[int], reason: str) -> None:
@@ -229,7 +228,7 @@ class RunService(Scheduling, Samples, Reads):
             if run is not None and run.worker is not None:
                 run.worker.send({"op": "fail", "message": reason})  # it ends `failed`, with the reason
             elif run is not None and run.state.status != "failed":  # no worker to say it: the service does
-                self._publish(run, {"type": "status", "step": run.state.step, "status": "failed", "message": reason})
+                self._publish(run, status_event(run.state.step, "failed", reason))
 
     # ---- control -----------------------------------------------------------------------------------
     def pause(self, run_id: int) -> Run:
@@ -247,8 +246,7 @@ class RunService(Scheduling, Samples, Reads):
         with self._lock:
             self._check_queue_room(1)
             self.queue.append([run.id])  # a sweep member alone is a stack of one: the same engine
-            self._publish(run, {"type": "status", "step": run.state.step, "status": "queued",
-                                "message": "waiting for a free slot"})  # fmt: skip
+            self._publish(run, status_event(run.state.step, "queued", "waiting for a free slot"))
             self._fill_slots()
         return run
 
@@ -257,8 +255,7 @@ class RunService(Scheduling, Samples, Reads):
         with self._lock:
             if run.state.status in ("interrupted", "queued") and run.worker is None:
                 self._dequeue(run.id)
-                self._publish(run, {"type": "status", "step": run.state.step, "status": "stopped",
-                                    "message": f"stopped while {run.state.status}"})  # fmt: skip
+                self._publish(run, status_event(run.state.step, "stopped", f"stopped while {run.state.status}"))
                 return run
         run = self._training(run_id, "stop", ACTIVE)
         run.worker.send({"op": "stop"})

@@ -20,6 +20,7 @@ import torch
 
 from bnscope.train import diagnostics
 from bnscope.config import RunConfig
+from bnscope.events import status_event
 from bnscope.train.data import Splits
 from bnscope.models.stacked import StackedMLP
 from bnscope.train.trainer import (
@@ -93,7 +94,7 @@ class StackTrainer:
         try:
             for m in self.members:
                 self.emit(m, {"type": "model", "step": m.step, **m.layers.info()})
-                self.emit(m, {"type": "status", "step": m.step, "status": "running", "message": ""})
+                self.emit(m, status_event(m.step, "running"))
             self._speed.start(0)
             while self.rows:
                 self._obey(commands.poll())
@@ -112,7 +113,7 @@ class StackTrainer:
         except Exception as err:  # one stack's fault must not take down its worker's server
             for i in self.rows:
                 m = self.members[i]
-                self.emit(m, {"type": "status", "step": m.step, "status": "failed", "message": f"{type(err).__name__}: {err}"})
+                self.emit(m, status_event(m.step, "failed", f"{type(err).__name__}: {err}"))
 
     def _can_step(self) -> bool:
         """Some member trains, and the stack is not ahead of the sweep's pace (bnscope.runs.stacking.Pacer)."""
@@ -247,7 +248,7 @@ class StackTrainer:
                 for split in ("train", "dev", "test"):
                     self.emit(m, {"type": "eval", "step": m.step, "split": split, "loss": self._evaluate(m, split), "final": True})
             self._checkpoint(m)
-            self.emit(m, {"type": "status", "step": m.step, "status": m.outcome[0], "message": m.outcome[1]})
+            self.emit(m, status_event(m.step, m.outcome[0], m.outcome[1]))
         keep = [p for p in range(len(self.rows)) if self._row(p).outcome is None]
         self.rows = [self.rows[p] for p in keep]
         if self.rows:
@@ -272,11 +273,11 @@ class StackTrainer:
                     m.paused, regroup = True, True
                     self.emit(m, {"type": "control", "action": "pause", "step": m.step})
                     self._checkpoint(m)
-                    self.emit(m, {"type": "status", "step": m.step, "status": "paused", "message": ""})
+                    self.emit(m, status_event(m.step, "paused"))
                 elif op == "resume" and m.paused:
                     m.paused, regroup = False, True
                     self.emit(m, {"type": "control", "action": "resume", "step": m.step})
-                    self.emit(m, {"type": "status", "step": m.step, "status": "running", "message": ""})
+                    self.emit(m, status_event(m.step, "running"))
                 elif op == "stop":
                     self.emit(m, {"type": "control", "action": "stop", "step": m.step})
                     m.outcome = ("stopped", "")

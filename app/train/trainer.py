@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from bnscope.train import diagnostics
 from bnscope.config import RunConfig
 from bnscope.train.data import VOCAB_SIZE, Splits
-from bnscope.events import Status
+from bnscope.events import Status, status_event
 from bnscope.models import MLP
 from bnscope.models.fused import ManualBackprop
 
@@ -220,7 +220,7 @@ class Trainer:
         return diagnostics.update_to_data_rows(moments, sizes, lrs).tolist()
 
     def _set_status(self, status: Status, message: str = "") -> None:
-        self.emit({"type": "status", "step": self.step, "status": status, "message": message})
+        self.emit(status_event(self.step, status, message))
 
     def _checkpoint(self) -> None:
         self._flush()  # the losses it covers go out first: a checkpoint is never ahead of the history

@@ -133,15 +133,17 @@ def run_history(
 ):
     """Every series over [start, end) averaged over buckets of `bucket` steps (a power of two, the
     smallest that keeps each series within max_points): two runs asked for over the same range come back
-    at the same steps. Also the statistics steps, the latest statistics and the timeline.
-    `last_event_id`: pass it to /events as `after` to continue live without a gap. An `end` at or
-    before `start` is an empty range."""
+    at the same steps. Also the statistics steps, the latest statistics and the timeline. It answers
+    what the store holds, never waiting for a training run's newest events (about a second behind): `run`
+    is the run's state as of them, and `last_event_id`, passed to /events as `after`, continues live from
+    there without a gap. An ended run is answered whole. An `end` at or before `start` is an empty range."""
     return JSONResponse(service.history(run_id, start, end, max_points, max_histograms, series))  # plain JSON: 100k+ numbers
 
 
 @router.get("/runs/{run_id}/stats", response_model=StatsEvent, responses=NOT_FOUND)
 def run_stats(run_id: int, service: Service, step: STEP):
-    """The statistics (histograms, running stats, saturation image) at `step`, or the nearest recorded step before it."""
+    """The statistics (histograms, running stats, saturation image) at `step`, or the nearest recorded step before
+    it: the newest ones as the stream sent them, before they are stored."""
     return JSONResponse(service.stats_at(run_id, step))
 
 

@@ -271,7 +271,11 @@ def test_a_watched_run_takes_its_events_and_is_drawn_like_any_other(client):
     assert answer.status_code == 200 and answer.json()["accepted"] == 4
     described = client.get(f"/api/runs/{run['id']}").json()
     assert described["layers"]["activations"] == ["features.1"] and described["status"] == "running" and described["step"] == 2
-    history = client.get(f"/api/runs/{run['id']}/history").json()
+    def stored():  # a training run's history is what the store holds: the writer is about a second behind
+        history = client.get(f"/api/runs/{run['id']}/history").json()
+        return history if history["run"]["step"] == 2 else None
+
+    history = wait_for(stored)
     assert history["series"]["loss"] == {"steps": [0, 1], "values": [2.5, 2.0]}
     assert history["series"]["metric/acc"]["values"] == [0.1] and history["series"]["saturation/features.1"]["values"] == [40.0]
     # bad input: a 422 naming the field, and nothing of it kept

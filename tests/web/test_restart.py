@@ -155,7 +155,8 @@ def test_a_run_paused_when_the_server_was_killed_is_interrupted_after_the_restar
         run = httpx.post(f"{server.url}/api/runs", json={"config": CONFIG}).json()
         wait_for(lambda: status_of(server, run["id"])["step"] > 600)
         assert httpx.post(f"{server.url}/api/runs/{run['id']}/pause").json()["status"] == "paused"
-        httpx.get(f"{server.url}/api/runs/{run['id']}/history")  # flushes the store: the pause is on disk
+        # the pause is on disk once /history, which answers the store's state, says so
+        wait_for(lambda: httpx.get(f"{server.url}/api/runs/{run['id']}/history").json()["run"]["status"] == "paused")
         server.stop(kill=True)
 
         server.start()  # no worker holds it now: paused would be a run nothing can resume or stop

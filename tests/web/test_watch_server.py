@@ -87,7 +87,8 @@ def test_a_streamed_run_trains_on_through_a_frozen_a_stopped_and_a_restarted_ser
         assert (listed["name"], listed["source"], listed["status"], listed["step"]) == ("live", "watched", "running", 20)
         assert listed["layers"] == LAYERS
         run_id = listed["id"]
-        assert api(server, f"/api/runs/{run_id}/history")["stats_steps"] == [0, 5, 10, 15]
+        # a training run's history is what the store holds (the writer is about a second behind)
+        wait_for(lambda: api(server, f"/api/runs/{run_id}/history")["stats_steps"] == [0, 5, 10, 15])
         stats = api(server, f"/api/runs/{run_id}/stats", step=10)
         assert stats["step"] == 10 and {a["name"]: a["kind"] for a in stats["activations"]} == ACTIVATIONS
 

@@ -8,19 +8,15 @@ import signal
 import subprocess
 import sys
 
-import pytest
-
 from bench.__main__ import SECTIONS as BENCH_SECTIONS
 from tests.conftest import REPO
-
-pytestmark = pytest.mark.slow  # every section at tiny sizes: ~3 minutes
 
 # every section python -m bench has, numbered in its order, after the two summaries
 SECTIONS = ["Headline figures", "Targets"] + [f"{i}. {section.title}" for i, section in enumerate(BENCH_SECTIONS, 1)]
 ROWS = [
     # throughput: every variant and every ratio
-    "`autograd`:", "`fused`:", "`trainer`:", "`trainer_bare`:", "`fused_tb`:", "`autograd_tb`:",
-    "`fused` / `autograd`", "`trainer` / `fused`", "`trainer` / `trainer_bare`", "`fused_tb` / `fused`", "`autograd_tb` / `autograd`", "`trainer` / `fused_tb`",
+    "`autograd`:", "`fused`:", "`trainer`:", "`fused_tb`:", "`autograd_tb`:",
+    "`fused` / `autograd`", "`trainer` / `fused`", "`fused_tb` / `fused`", "`autograd_tb` / `autograd`", "`trainer` / `fused_tb`",
     # server CPU per event
     "series points (", "publish: series points", "zlib level 1", "`Store.write` in one transaction", "total: publish + store write",
     # latency

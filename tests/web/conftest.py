@@ -11,12 +11,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from bnscope.api.main import create_app
-from bnscope.config import Settings
 from fastapi.testclient import TestClient
 
+from bnscope.config import Settings
+from bnscope.api.main import create_app
 from tests.conftest import ctrl_c_as_in_a_terminal
-from tests.web.browser import CHROMIUM, CHROMIUM_ARGS
 
 # a network that trains fast enough to finish inside a test
 SMALL = {"n_hidden": 32, "n_layers": 2, "steps": 400, "stats_every": 50, "dev_every": 200}
@@ -113,28 +112,3 @@ def sse_events(response: httpx.Response):
         elif not line.startswith(":"):
             field, _, value = line.partition(":")
             event[field] = value.removeprefix(" ")
-
-
-@pytest.fixture(scope="session")
-def chromium():
-    """The one Chromium of the test session: each test opens its own pages (guarded_page)."""
-    if not CHROMIUM.exists():
-        reason = f"{CHROMIUM} is missing: install Debian's chromium package to run the browser tests"
-        if os.environ.get("CI"):
-            pytest.fail(reason)  # CI must always run them
-        pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-def pytest_collection_modifyitems(items):
-    """Every test here starts a real server (uvicorn, worker processes, SQLite) or Chromium: seconds each,
-    so all are in the slow tier; `python -m pytest -m "not slow"` is the fast one (the README)."""
-    here = Path(__file__).parent
-    for item in items:
-        if here in item.path.parents:
-            item.add_marker(pytest.mark.slow)

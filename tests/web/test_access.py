@@ -5,10 +5,11 @@ import sys
 import time
 
 import pytest
-from bnscope.api.main import create_app
-from bnscope.api.security import LOGIN_ATTEMPTS, SESSION_COOKIE, sign_session
-from bnscope.config import Settings
 from fastapi.testclient import TestClient
+
+from bnscope.config import Settings
+from bnscope.api.security import LOGIN_ATTEMPTS, SESSION_COOKIE, sign_session
+from bnscope.api.main import create_app
 
 TOKEN = "s3cret-token-for-tests"
 

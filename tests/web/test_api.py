@@ -1,8 +1,8 @@
 """The REST API through the real app (TestClient, real SQLite, real worker processes)."""
 
 import csv
-import io
 import os
+import io
 import sqlite3
 
 import pytest
@@ -138,9 +138,10 @@ def test_a_sweep_queues_paired_runs_over_one_settings_values(client, settings):
 
 
 def test_runs_beyond_the_slots_wait_queued_and_start_in_order(tmp_path):
-    from bnscope.api.main import create_app
-    from bnscope.config import Settings
     from fastapi.testclient import TestClient
+
+    from bnscope.config import Settings
+    from bnscope.api.main import create_app
 
     with TestClient(create_app(Settings(data_dir=tmp_path, autostart=False, max_runs=1))) as client:
         training = create(client, config=LONG)
@@ -167,9 +168,10 @@ def test_runs_beyond_the_slots_wait_queued_and_start_in_order(tmp_path):
 
 
 def test_a_full_queue_is_a_429_with_retry_after(tmp_path):
-    from bnscope.api.main import create_app
-    from bnscope.config import Settings
     from fastapi.testclient import TestClient
+
+    from bnscope.config import Settings
+    from bnscope.api.main import create_app
 
     with TestClient(create_app(Settings(data_dir=tmp_path, autostart=False, max_runs=1, max_queued=1))) as client:
         create(client, config=LONG)
@@ -219,9 +221,10 @@ def test_live_samples_come_from_the_training_worker(client):
 
 def test_a_run_whose_weights_are_not_finite_has_no_samples_but_a_409_with_its_step(tmp_path):
     """A run that diverged keeps its last weights, NaN and all: sampling them is refused, clearly."""
-    from bnscope.api.main import create_app
-    from bnscope.config import Settings
     from fastapi.testclient import TestClient
+
+    from bnscope.config import Settings
+    from bnscope.api.main import create_app
 
     settings = Settings(data_dir=tmp_path, autostart=False)
     with TestClient(create_app(settings)) as client:
@@ -330,9 +333,10 @@ def test_a_prefix_as_long_as_max_len_is_the_whole_name(client):
 
 
 def test_a_full_database_fails_the_run_and_the_server_keeps_serving(tmp_path):
-    from bnscope.api.main import create_app
-    from bnscope.config import Settings
     from fastapi.testclient import TestClient
+
+    from bnscope.config import Settings
+    from bnscope.api.main import create_app
 
     settings = Settings(data_dir=tmp_path, autostart=False, max_db_mb=1)
     with TestClient(create_app(settings)) as client:

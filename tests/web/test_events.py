@@ -3,6 +3,7 @@ exactly once, a reconnect with Last-Event-ID that misses nothing and repeats not
 that stops reading dropped without a gap."""
 
 import json
+import time
 
 import httpx
 import pytest

@@ -5,12 +5,12 @@ never get a 5xx, never an answer the schema does not describe, and valid ones mu
 import math
 
 import schemathesis
-from bnscope.config import RunConfig
-from bnscope.runs.stacking import MAX_MEMBERS, grid, too_big
 from hypothesis import HealthCheck, assume, given, settings
 from pydantic import ValidationError
 from schemathesis import GenerationMode
 
+from bnscope.config import RunConfig
+from bnscope.runs.stacking import MAX_MEMBERS, grid, too_big
 from tests.web.conftest import live_server
 
 EXAMPLES_PER_OPERATION = 100

@@ -8,9 +8,9 @@ import socket
 
 import httpx
 import pytest
-from bnscope.stream.hub import RING_BYTES
 
 from bench.hostile import ENV, RCVBUF, RUN, attack, server_sockets
+from bnscope.stream.hub import RING_BYTES
 from tests.web.conftest import SMALL, live_server, sse_events, wait_for
 
 CAPS = {

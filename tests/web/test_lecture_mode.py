@@ -4,13 +4,13 @@ mode a run is in, and its What if… form changes the mode of a paired run."""
 
 import httpx
 import pytest
-from bnscope.api.main import create_app
-from bnscope.config import Settings
 from fastapi.testclient import TestClient
 
+from bnscope.config import Settings
+from bnscope.api.main import create_app
 from tests.test_lecture_parity import NAMES, NOTEBOOK, PRINTED_NAMES, PRINTED_TANH, PRINTED_WEIGHTS, SAMPLE_SEED
-from tests.web.browser import guarded_page
 from tests.web.conftest import SMALL, wait_for
+from tests.web.test_browser import chromium, guarded_page  # noqa: F401 - fixtures
 
 
 @pytest.mark.skipif(not NAMES.exists(), reason=f"the lecture's names file is not at {NAMES}")

@@ -7,8 +7,8 @@ import time
 
 import httpx
 import psutil
-from bnscope.stream.hub import QUEUE_BYTES, RING_BYTES
 
+from bnscope.stream.hub import QUEUE_BYTES, RING_BYTES
 from tests.web.conftest import SMALL, live_server, sse_events, wait_for
 
 DURATION_S = 20

@@ -1,14 +1,14 @@
 """A watched model in the page: a user's own network, reported by bnscope.watch from this process to a
 real server, appears in the page by its own layer names, in the panels that draw them."""
 
-import bnscope
 import httpx
 import torch
 import torch.nn as nn
-from bnscope import health
 
-from tests.web.browser import guarded_page, traces, wait_for_traces
+import bnscope
+from bnscope import health
 from tests.web.conftest import live_server
+from tests.web.test_browser import chromium, guarded_page, traces, wait_for_traces  # noqa: F401 - fixtures
 
 
 class Tiny(nn.Module):

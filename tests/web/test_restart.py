@@ -10,9 +10,9 @@ import time
 
 import httpx
 import pytest
-from bnscope.api.main import create_app
 from fastapi.testclient import TestClient
 
+from bnscope.api.main import create_app
 from tests.web.conftest import SMALL, live_server, sse_events, wait_for
 
 CONFIG = {**SMALL, "steps": 12_000}  # still training seconds after it starts

@@ -12,10 +12,10 @@ import urllib.request
 
 import httpx
 import pytest
-from bnscope.api.main import create_app
-from bnscope.config import Settings
 from fastapi.testclient import TestClient
 
+from bnscope.config import Settings
+from bnscope.api.main import create_app
 from tests.web.conftest import SMALL, live_server, wait_for
 
 SECURITY_HEADERS = ("content-security-policy", "x-content-type-options", "referrer-policy", "x-frame-options")

@@ -6,14 +6,14 @@ import signal
 import threading
 import time
 
-import bnscope
 import httpx
 import pytest
 import torch
 import torch.nn.functional as F
-from bnscope.watched.sender import QUEUE_EVENTS
 
-from tests.watched.test_watch import ACTIVATIONS, NORMS, WEIGHTS, Net, batch
+import bnscope
+from bnscope.watched.sender import QUEUE_EVENTS
+from tests.test_watch import ACTIVATIONS, NORMS, WEIGHTS, Net, batch
 from tests.web.conftest import LiveServer, live_server, wait_for
 
 TOKEN = "watch-test-token-0123456789"

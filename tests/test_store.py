@@ -52,9 +52,9 @@ def test_runs_survive_reopening_and_training_ones_become_interrupted(tmp_path):
         [(done, 10, b"weights")],
     )  # fmt: skip
     reopened = Store(path)
-    assert reopened.training_runs() == [(live, "trainer")]  # the server died under it
+    assert reopened.interrupt_training() == [live]
     runs = {run["name"]: run for run in reopened.runs()}
-    assert runs["done"]["status"] == "finished" and runs["live"]["status"] == "running"
+    assert runs["done"]["status"] == "finished" and runs["live"]["status"] == "interrupted"
     assert runs["done"]["last_event_id"] == 5 and runs["done"]["step"] == 10
     assert runs["live"]["paired_with"] == done and runs["done"]["config"] == {"steps": 10}
     assert reopened.series(done, "loss", 0, 10, 1)[0] == list(range(10))

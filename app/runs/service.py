@@ -44,12 +44,8 @@ class RunService(Scheduling, Samples, Reads):
         self._lock = threading.RLock()  # guards the runs, the queue and the slots
         self._stopping = False
         self._pacers: dict[int, stacking.Pacer] = {}  # by sweep: its stacks kept in lockstep
+        store.interrupt_training()
         self.runs: dict[int, Run] = {row["id"]: run_from_row(self.store, row) for row in store.runs()}
-        for run_id, source in store.training_runs():  # the server died under them: an event, as any change
-            message = ("the server stopped while this watched run reported; its process goes on when it reconnects"
-                       if source == "watched" else "the server stopped while this run trained; resume to continue")  # fmt: skip
-            run = self.runs[run_id]
-            self._publish(run, {"type": "status", "step": run.state.step, "status": "interrupted", "message": message})
         # what waits for a slot, oldest first: a run alone, or the members of a stack ([id, ...] each)
         self.queue: list[list[int]] = []
         queued = [run for run in self.runs.values() if run.state.status == "queued"]
@@ -228,8 +224,8 @@ class RunService(Scheduling, Samples, Reads):
             run = self.runs.get(run_id)
             if run is not None and run.worker is not None:
                 run.worker.send({"op": "fail", "message": reason})  # it ends `failed`, with the reason
-            elif run is not None and run.state.status != "failed":  # no worker to say it: the service does
-                self._publish(run, {"type": "status", "step": run.state.step, "status": "failed", "message": reason})
+            elif run is not None:
+                run.state.status, run.state.message = "failed", reason
 
     # ---- control -----------------------------------------------------------------------------------
     def pause(self, run_id: int) -> Run:

@@ -216,10 +216,15 @@ class Store:
         """Event ids up to `ceiling` are taken: written before any of them is sent."""
         self.update_run(run_id, reserved_event_id=ceiling)
 
-    def training_runs(self) -> list[tuple[int, str]]:
-        """(id, source) of the runs stored as training: after a restart, those the server died under."""
-        rows = self.connect().execute("SELECT id, source FROM runs WHERE status IN ('created', 'running', 'paused')")
-        return [(run_id, source) for run_id, source in rows.fetchall()]
+    def interrupt_training(self) -> list[int]:
+        """After a restart: runs that were training when the server died are interrupted."""
+        db = self.connect()
+        rows = db.execute("SELECT id, source FROM runs WHERE status IN ('created', 'running', 'paused')").fetchall()
+        for run_id, source in rows:
+            message = ("the server stopped while this watched run reported; its process goes on when it reconnects"
+                       if source == "watched" else "the server stopped while this run trained; resume to continue")  # fmt: skip
+            self.update_run(run_id, status="interrupted", message=message)
+        return [run_id for run_id, _ in rows]
 
     def delete_run(self, run_id: int) -> None:
         """Everything of a run, in one transaction: on a full disk nothing is deleted (StoreFull)."""

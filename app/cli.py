@@ -193,12 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bnscope", description=__doc__)
     parser.add_argument("--version", action="version", version=f"bnscope {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_train, _add_sample, _add_serve, _add_report):
-        add(commands)
-    return parser
 
-
-def _add_train(commands) -> None:
     train = commands.add_parser("train", help="train the network in the terminal")
     _add_config_flags(train)
     train.add_argument("--names", type=Path, default=DEFAULT_NAMES, help="names file, one a-z name a line")
@@ -208,8 +203,6 @@ def _add_train(commands) -> None:
     train.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest for this small net)")
     train.set_defaults(func=_train)
 
-
-def _add_sample(commands) -> None:
     sample = commands.add_parser("sample", help="sample names from saved weights")
     sample.add_argument("weights", type=Path, help="a .pt file written by `bnscope train --out`")
     sample.add_argument("-n", type=int, default=20, help="how many names")
@@ -223,8 +216,6 @@ def _add_sample(commands) -> None:
     sample.add_argument("--names", type=Path, default=DEFAULT_NAMES, help="names file the weights were trained on")
     sample.set_defaults(func=_sample)
 
-
-def _add_serve(commands) -> None:
     serve = commands.add_parser("serve", help="run the dashboard (trains the default network at once)")
     serve.add_argument("--host", default=None, help="address to bind (default 127.0.0.1; others need --token)")
     serve.add_argument("--port", type=int, default=None, help="port (default 8000)")
@@ -239,8 +230,6 @@ def _add_serve(commands) -> None:
                        "address, e.g. the name a proxy serves it under (env BNSCOPE_ALLOWED_HOSTS)")  # fmt: skip
     serve.set_defaults(func=_serve)
 
-
-def _add_report(commands) -> None:
     report = commands.add_parser("report", help="write a run, some runs or a sweep as one HTML file that opens offline")
     report.add_argument("target", help="a run id (3), run ids (1,2,5), or sweeps (sweep:2, sweep:2,3)")
     report.add_argument("--out", type=Path, required=True, help="the HTML file to write")
@@ -252,6 +241,7 @@ def _add_report(commands) -> None:
     report.add_argument("--names", type=Path, default=DEFAULT_NAMES, help="names file the runs trained on")
     report.add_argument("--no-samples", action="store_true", help="leave samples out (no torch needed)")
     report.set_defaults(func=_write_report)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

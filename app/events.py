@@ -12,10 +12,6 @@ An event is a JSON-ready dict with a `type` and a `step`:
   stats    activation / gradient / weight / normalisation statistics at one step
   eval     the loss on a whole split in eval mode (dev at its cadence; train/dev/test at the end)
 
-The stream alone sends one more, made by the server and never stored:
-  reset    the events a client asked to resume after are no longer held: what it holds is out of date,
-           /history has them; the stream goes on, complete from `after` on (ResetEvent, `reset`)
-
 Two more travel from a worker to the server only, never to the store's tables or a client:
   checkpoint  everything a resumed run needs (torch.save bytes), at its cadence and when training stops
   weights     the network's weights (torch.save bytes) that live samples are drawn from
@@ -189,16 +185,6 @@ class WeightsEvent(TypedDict):
     type: Literal["weights"]
     step: int
     state: bytes
-
-
-class ResetEvent(TypedDict):
-    type: Literal["reset"]
-    after: int  # the stream holds every event after this id; the ones before are in /history
-
-
-def reset(after: int) -> ResetEvent:
-    """The stream's `reset`: built here only."""
-    return {"type": "reset", "after": after}
 
 
 # what a watched run's process may send (bnscope.watch): everything but the worker-only events

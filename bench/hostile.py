@@ -167,7 +167,7 @@ class Reader(threading.Thread):
                 return
 
     def _got(self, event_id: int, kind: str, size: int) -> None:
-        if self.last is not None and kind != "reset" and event_id != self.last + 1:
+        if self.last is not None and kind != "snapshot" and event_id != self.last + 1:
             self.gaps.append((self.last, event_id))
         self.last, self.events, self.bytes = event_id, self.events + 1, self.bytes + size
 

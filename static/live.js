@@ -155,8 +155,8 @@ export class LiveRun {
         this.receive(type, JSON.parse(message.data));
       });
     }
-    // the gap was too old to replay: what we hold is out of date; read our range afresh from /history
-    source.addEventListener("reset", () => this.load());
+    // the gap was too old to replay: the server sends a whole history instead; read our range afresh
+    source.addEventListener("snapshot", () => this.load());
     source.onopen = () => {
       this.connected = true;
       this.onStream(this);

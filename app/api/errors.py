@@ -3,8 +3,6 @@
     ServerBusy, the same as a 503, when the whole server (not this client) is at a limit;
   - a 422 whose offending input (NaN, Infinity, a lone surrogate...) is shown by its repr, never a 500;
   - a 405 whose Allow header lists every method the path takes, not only those of the first route;
-  - the run service's refusals: NotFound 404, Conflict 409, QueueFull 429, StorageFull 507, and a
-    config RunConfig refuses or an Invalid field a 422 naming the field, as FastAPI's own 422s do;
   - an unexpected error: a JSON 500 with a short id, and that id with the traceback in the log.
 """
 
@@ -15,12 +13,9 @@ import secrets
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.routing import Match, Mount
-
-from bnscope.runs.errors import Conflict, Invalid, NotFound, QueueFull, StorageFull
 
 log = logging.getLogger("bnscope")
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -101,33 +96,7 @@ async def internal_error(request: Request, exc: Exception) -> JSONResponse:
     return internal_error_response(log_internal_error(exc, request.method, request.url.path))
 
 
-def answered(status: int):
-    """A handler answering the exception's message with `status`."""
-
-    async def handler(request: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=status)
-
-    return handler
-
-
-async def invalid_config(request: Request, exc: ValidationError) -> JSONResponse:
-    # a combination of settings RunConfig refuses (e.g. batch_size 1 with batchnorm on)
-    detail = [{"loc": ["body", "config", *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
-    return JSONResponse({"detail": detail}, status_code=422)
-
-
-async def invalid_field(request: Request, exc: Invalid) -> JSONResponse:
-    detail = [{"loc": ["body", *exc.field.split(".")], "msg": exc.message, "type": "value_error"}]
-    return JSONResponse({"detail": detail}, status_code=422)
-
-
 def add_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(NotFound, answered(404))
-    app.add_exception_handler(Conflict, answered(409))
-    app.add_exception_handler(QueueFull, too_many_requests)  # 429 with Retry-After
-    app.add_exception_handler(StorageFull, answered(507))
-    app.add_exception_handler(ValidationError, invalid_config)
-    app.add_exception_handler(Invalid, invalid_field)
     app.add_exception_handler(TooManyRequests, too_many_requests)
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(405, method_not_allowed)

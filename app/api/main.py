@@ -8,19 +8,22 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import uvicorn
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from pydantic import ValidationError
 
 from bnscope import PACKAGE_DIR, __version__
 from bnscope.api.deps import query_given_once
 from bnscope.api.routes import docs, events, pages, report, runs, sweeps
 from bnscope.api.routes import health as health_rules
-from bnscope.api.errors import add_error_handlers
+from bnscope.api.errors import add_error_handlers, too_many_requests
 from bnscope.api.http import LOG_CONFIG, bounded_protocol
 from bnscope.api.limits import Slots
 from bnscope.api.security import Guard, LoginAttempts
 from bnscope.config import Settings
 from bnscope.train.data import NamesFileError, read_names
+from bnscope.runs.errors import Conflict, Invalid, NotFound, QueueFull, StorageFull
 from bnscope.runs.service import RunService
 from bnscope.storage.store import Store, StoreError
 from bnscope.runs.workers import Backend, ProcessBackend
@@ -38,17 +41,16 @@ def make_backend(settings: Settings) -> Backend:
 MIN_TOKEN_LENGTH = 16
 
 
-def lifespan_of(settings: Settings, backend: Backend | None):
-    """The app's life: the store, the workers and the run service made at start-up; every stream ended
-    and the runs checkpointed at shutdown."""
+def create_app(settings: Settings | None = None, backend: Backend | None = None) -> Guard:
+    """The FastAPI app inside its Guard (`.app` is the FastAPI app)."""
+    settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         store = Store(settings.data_dir / "bnscope.sqlite3", max_mb=settings.max_db_mb)
         workers = backend or make_backend(settings)
         slots = getattr(workers, "slots", None)  # a Ray cluster's CPUs, unless max_runs was set
-        ray_slots = slots and "max_runs" not in settings.model_fields_set
-        run_settings = settings.model_copy(update={"max_runs": slots}) if ray_slots else settings
+        run_settings = settings.model_copy(update={"max_runs": slots}) if slots and "max_runs" not in settings.model_fields_set else settings
         service = RunService(store, read_names(settings.names), run_settings, workers)
         app.state.service = service
         app.state.stopping = asyncio.Event()  # set when the server begins to stop: every stream ends
@@ -59,17 +61,11 @@ def lifespan_of(settings: Settings, backend: Backend | None):
         app.state.stopping.set()
         await asyncio.to_thread(service.shutdown)
 
-    return lifespan
-
-
-def create_app(settings: Settings | None = None, backend: Backend | None = None) -> Guard:
-    """The FastAPI app inside its Guard (`.app` is the FastAPI app)."""
-    settings = settings or Settings()
     app = FastAPI(
         title="bnscope",
         summary="Train the makemore BatchNorm MLP and watch its activations, gradients and BatchNorm statistics live.",
         version=__version__,
-        lifespan=lifespan_of(settings, backend),
+        lifespan=lifespan,
         docs_url=None,  # /docs and /redoc come from routes/docs.py: served offline
         redoc_url=None,
         dependencies=[Depends(query_given_once)],
@@ -77,11 +73,38 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     app.state.settings = settings
     app.state.login_attempts = LoginAttempts()
     app.state.streams = Slots("streams", settings.max_streams, settings.max_streams_per_address)
-    for router in (pages.health, runs.router, sweeps.router, report.router, health_rules.router, events.router,
-                   pages.router, docs.router):  # fmt: skip
-        app.include_router(router)
+    app.include_router(pages.health)
+    app.include_router(runs.router)
+    app.include_router(sweeps.router)
+    app.include_router(report.router)
+    app.include_router(health_rules.router)
+    app.include_router(events.router)
+    app.include_router(pages.router)
+    app.include_router(docs.router)
     app.mount("/static", StaticFiles(directory=PACKAGE_DIR / "static"), name="static")
 
+    def error(status: int, headers: dict | None = None):
+        async def handler(request: Request, exc: Exception) -> JSONResponse:
+            return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)
+
+        return handler
+
+    app.add_exception_handler(NotFound, error(404))
+    app.add_exception_handler(Conflict, error(409))
+    app.add_exception_handler(QueueFull, too_many_requests)  # 429 with Retry-After
+    app.add_exception_handler(StorageFull, error(507))
+
+    async def invalid_config(request: Request, exc: ValidationError) -> JSONResponse:
+        # a combination of settings RunConfig refuses (e.g. batch_size 1 with batchnorm on)
+        detail = [{"loc": ["body", "config", *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+        return JSONResponse({"detail": detail}, status_code=422)
+
+    async def invalid(request: Request, exc: Invalid) -> JSONResponse:
+        return JSONResponse({"detail": [{"loc": ["body", *exc.field.split(".")], "msg": exc.message, "type": "value_error"}]},
+                            status_code=422)  # fmt: skip
+
+    app.add_exception_handler(ValidationError, invalid_config)
+    app.add_exception_handler(Invalid, invalid)
     add_error_handlers(app)
     # outermost, around Starlette's ServerErrorMiddleware too, so its 500s get the security headers
     return Guard(app, settings)

@@ -117,16 +117,11 @@ class Channel:
     def subscribe(self, after: int | None, loop: asyncio.AbstractEventLoop, **bounds) -> tuple[Subscriber, list[Message] | None]:
         """A new subscriber (`bounds`: max_bytes, max_seconds of its queue) and the backlog after event id
         `after` (None: from now on). The backlog is None when some events after `after` are no longer
-        held: send a reset."""
+        held: send a snapshot."""
         sub = Subscriber(loop, **bounds)
         with self._lock:
             self._subscribers.add(sub)
             return sub, [] if after is None else self._since(after)
-
-    def held(self) -> list[Message]:
-        """Every event the ring holds: complete from its first id on."""
-        with self._lock:
-            return list(self._ring)
 
     def since(self, after: int) -> list[Message] | None:
         with self._lock:

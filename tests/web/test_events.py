@@ -6,7 +6,6 @@ import json
 import time
 
 import httpx
-import pytest
 
 from tests.web.conftest import SMALL, live_server, sse_events, wait_for
 
@@ -61,7 +60,7 @@ def test_reconnecting_with_last_event_id_misses_nothing(server):
     httpx.post(f"{server.url}/api/runs/{run['id']}/stop")
 
 
-def test_a_gap_older_than_the_ring_gets_a_reset_and_history_has_it(server):
+def test_a_gap_older_than_the_ring_gets_a_snapshot(server):
     run = httpx.post(f"{server.url}/api/runs", json={"config": SMALL}).json()
     url = f"{server.url}/api/runs/{run['id']}"
     wait_for(lambda: httpx.get(url).json()["status"] == "finished")
@@ -69,19 +68,14 @@ def test_a_gap_older_than_the_ring_gets_a_reset_and_history_has_it(server):
     server.stop()
     server.start()
     events = read(f"{url}/events", 1, headers={"Last-Event-ID": "1"})
-    assert events[0]["event"] == "reset"
-    reset = json.loads(events[0]["data"])
-    assert reset == {"type": "reset", "after": int(events[0]["id"])}
-    history = httpx.get(f"{url}/history").json()  # what the reset sends the client to read
-    assert history["last_event_id"] <= reset["after"]
-    assert len(history["series"]["loss"]["steps"]) == SMALL["steps"]
-    # a stream after the history's id goes on without another reset: a finished run sends nothing more
-    with httpx.stream("GET", f"{url}/events?after={history['last_event_id']}", timeout=3) as response:
-        with pytest.raises(httpx.ReadTimeout):
-            next(sse_events(response))
+    assert events[0]["event"] == "snapshot"
+    snapshot = json.loads(events[0]["data"])
+    assert snapshot["run"]["status"] == "finished"
+    assert len(snapshot["series"]["loss"]["steps"]) == SMALL["steps"]
+    assert int(events[0]["id"]) == snapshot["last_event_id"]
 
 
-def test_a_reset_while_training_is_followed_by_every_later_event_once(server):
+def test_a_snapshot_while_training_is_followed_by_every_later_event_once(server):
     run = httpx.post(f"{server.url}/api/runs", json={"config": LONG}).json()
     url = f"{server.url}/api/runs/{run['id']}"
     wait_for(lambda: httpx.get(url).json()["step"] > 500)
@@ -90,10 +84,11 @@ def test_a_reset_while_training_is_followed_by_every_later_event_once(server):
     httpx.post(f"{url}/resume")
     wait_for(lambda: httpx.get(url).json()["status"] == "running")
     events = read(f"{url}/events", 60, headers={"Last-Event-ID": "1"})
-    assert events[0]["event"] == "reset"
-    after = json.loads(events[0]["data"])["after"]
+    assert events[0]["event"] == "snapshot"
+    snapshot_id = int(events[0]["id"])
     later = ids_of(events[1:])
-    assert later == list(range(after + 1, after + 1 + len(later)))  # complete from `after` on, none twice
+    assert later == sorted(set(later)) and all(i > snapshot_id for i in later)  # none twice, none from the snapshot
+    assert loss_steps(events[1:])[0] >= json.loads(events[0]["data"])["end"] - 1 - 500  # trained on from the checkpoint
 
 
 def test_ids_keep_increasing_across_a_server_killed_with_sigkill(tmp_path):
@@ -105,8 +100,8 @@ def test_ids_keep_increasing_across_a_server_killed_with_sigkill(tmp_path):
         server.stop(kill=True)
         server.start()
         assert httpx.post(f"{url}/resume").status_code == 200
-        # a client arriving now gets a reset (the store keeps what came before), then the events since the restart
-        new = ids_of([e for e in read(f"{url}/events?after=0", 20) if e["event"] != "reset"])
+        # a client arriving now gets what the store kept (the snapshot), then the events since the restart
+        new = ids_of([e for e in read(f"{url}/events?after=0", 20) if e["event"] != "snapshot"])
         again = sorted(set(new) & set(seen))
         assert not again, f"ids a client saw before the SIGKILL came again, for other events: {again}"
         assert new[0] > seen[-1], f"ids after the restart begin at {new[0]}, below {seen[-1]} a client already saw"
@@ -135,10 +130,10 @@ def test_a_client_that_stops_reading_is_dropped_and_resumes_without_a_gap(tmp_pa
         ids = ids_of(seen)
         assert ids == list(range(1, len(ids) + 1))  # nothing lost before the drop either
         resumed = read(f"{url}/events", 5, headers={"Last-Event-ID": str(ids[-1])})
-        if resumed[0]["event"] == "reset":  # older than the ring: /history up to `after`, then every event on
-            after = json.loads(resumed[0]["data"])["after"]
-            assert int(resumed[0]["id"]) == after >= ids[-1]
-            assert ids_of(resumed[1:]) == list(range(after + 1, after + len(resumed)))
+        if resumed[0]["event"] == "snapshot":  # older than the ring: the whole history up to its id, then on
+            assert int(resumed[0]["id"]) >= ids[-1]
+            later = ids_of(resumed[1:])
+            assert later == sorted(set(later)) and later[0] > int(resumed[0]["id"])
         else:  # from the ring: the very next id
             assert ids_of(resumed) == list(range(ids[-1] + 1, ids[-1] + 6))
         httpx.post(f"{url}/stop")

@@ -47,7 +47,7 @@ def test_stalled_readers_slow_heads_and_slow_bodies_at_once_leave_the_server_wor
     assert result["rss_peak_mib"] - result["rss_start_mib"] < hub_mib + 32
     for outcome in result["reconnects"]:  # a cut reader, reconnecting with its last id, misses nothing
         first, last = outcome["first"], outcome["last"]
-        assert first == last + 1 or (outcome["event"] == "reset" and first >= last), outcome
+        assert first == last + 1 or (outcome["event"] == "snapshot" and first >= last), outcome
 
 
 @pytest.fixture(scope="module")
@@ -169,6 +169,6 @@ def test_a_reader_that_stops_reading_is_reset_and_resumes_without_a_gap(capped):
         assert ids == list(range(ids[0], ids[-1] + 1))
         with httpx.stream("GET", events, headers={"Last-Event-ID": str(ids[-1])}, timeout=30) as again:
             first = next(sse_events(again))
-        assert int(first["id"]) == ids[-1] + 1 or (first["event"] == "reset" and int(first["id"]) >= ids[-1])
+        assert int(first["id"]) == ids[-1] + 1 or (first["event"] == "snapshot" and int(first["id"]) >= ids[-1])
     finally:
         httpx.post(f"{capped.url}/api/runs/{run_id}/stop")

@@ -34,7 +34,7 @@ def test_twenty_streams_and_a_sample_loop_do_not_stall_training(tmp_path):
                 try:
                     with httpx.stream("GET", f"{run_url}/events", headers=headers, timeout=httpx.Timeout(10, read=30)) as response:
                         for event in sse_events(response):
-                            if event["event"] != "reset" and last is not None and int(event["id"]) != last + 1:
+                            if event["event"] != "snapshot" and last is not None and int(event["id"]) != last + 1:
                                 errors.append(f"reader {i}: event {event['id']} after {last}: a gap")
                             last = int(event["id"])
                             received[i] += 1
@@ -82,7 +82,7 @@ def test_twenty_streams_and_a_sample_loop_do_not_stall_training(tmp_path):
             last = int(seen[-1]["id"])
             with httpx.stream("GET", f"{run_url}/events", headers={"Last-Event-ID": str(last)}, timeout=30) as again:
                 first = next(sse_events(again))
-            assert first["event"] == "reset" or int(first["id"]) == last + 1, (last, first["id"], first["event"])
+            assert first["event"] == "snapshot" or int(first["id"]) == last + 1, (last, first["id"], first["event"])
         stop.set()
         for thread in threads:
             thread.join(timeout=30)

@@ -15,8 +15,8 @@ from tests.conftest import REPO
 SECTIONS = ["Headline figures", "Targets"] + [f"{i}. {section.title}" for i, section in enumerate(BENCH_SECTIONS, 1)]
 ROWS = [
     # throughput: every variant and every ratio
-    "`autograd`:", "`fused`:", "`trainer`:", "`fused_tb`:", "`autograd_tb`:",
-    "`fused` / `autograd`", "`trainer` / `fused`", "`fused_tb` / `fused`", "`autograd_tb` / `autograd`", "`trainer` / `fused_tb`",
+    "`autograd`:", "`fused`:", "`trainer`:", "`trainer_bare`:", "`fused_tb`:", "`autograd_tb`:",
+    "`fused` / `autograd`", "`trainer` / `fused`", "`trainer` / `trainer_bare`", "`fused_tb` / `fused`", "`autograd_tb` / `autograd`", "`trainer` / `fused_tb`",
     # server CPU per event
     "series points (", "publish: series points", "zlib level 1", "`Store.write` in one transaction", "total: publish + store write",
     # latency

@@ -1,7 +1,8 @@
-"""Fixtures for the web layer: the app in-process (TestClient, real SQLite in tmp_path) and
-the real server as a separate process (uvicorn on a free loopback port)."""
+"""Real servers for the tests: `bnscope serve` as a separate process (uvicorn on a free loopback port),
+and waiting on a condition instead of sleeping. The fixtures built on them are in conftest.py."""
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -11,25 +12,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fastapi.testclient import TestClient
-
-from bnscope.config import Settings
-from bnscope.api.main import create_app
-from tests.conftest import ctrl_c_as_in_a_terminal
 
 # a network that trains fast enough to finish inside a test
 SMALL = {"n_hidden": 32, "n_layers": 2, "steps": 400, "stats_every": 50, "dev_every": 200}
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", autostart=False, checkpoint_every=100)
-
-
-@pytest.fixture
-def client(settings: Settings):
-    with TestClient(create_app(settings)) as test_client:
-        yield test_client
 
 
 def wait_for(predicate, timeout: float = 30.0, every: float = 0.05):
@@ -41,6 +26,13 @@ def wait_for(predicate, timeout: float = 30.0, every: float = 0.05):
             return value
         time.sleep(every)
     pytest.fail(f"timed out after {timeout} s waiting for {getattr(predicate, '__name__', predicate)}")
+
+
+def ctrl_c_as_in_a_terminal() -> None:
+    """For a child the test sends Ctrl-C (SIGINT) to: Python only raises KeyboardInterrupt where
+    SIGINT was not ignored when it started, and a job a shell started in the background (CI's, say)
+    hands its children SIGINT ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def free_port() -> int:
@@ -92,23 +84,3 @@ def live_server(data_dir: Path, *args: str, env: dict | None = None, own_group: 
         yield server
     finally:
         server.stop()
-
-
-@pytest.fixture
-def server(tmp_path: Path):
-    """A live server that does not autostart a run (tests create the runs they need)."""
-    with live_server(tmp_path / "data", env={"BNSCOPE_AUTOSTART": "false"}) as running:
-        yield running
-
-
-def sse_events(response: httpx.Response):
-    """Parse a text/event-stream response into dicts {id, event, data} (comments skipped)."""
-    event: dict = {}
-    for line in response.iter_lines():
-        if not line:
-            if "data" in event:
-                yield event
-            event = {}
-        elif not line.startswith(":"):
-            field, _, value = line.partition(":")
-            event[field] = value.removeprefix(" ")

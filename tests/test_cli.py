@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from bnscope import __version__
 from bnscope.cli import load_weights, main
 from bnscope.config import RunConfig
-from tests.conftest import ctrl_c_as_in_a_terminal
+from tests.servers import ctrl_c_as_in_a_terminal
 
 TINY_FLAGS = ["--n-hidden", "16", "--n-layers", "2", "--steps", "150", "--dev-every", "1000", "--quiet"]
 

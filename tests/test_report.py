@@ -12,8 +12,8 @@ import pytest
 
 from bnscope import report
 from bnscope.storage.store import Store
-from tests.web.conftest import SMALL, wait_for
-from tests.web.test_browser import chromium, guarded_page, wait_for_traces  # noqa: F401 - fixture
+from tests.servers import SMALL, wait_for
+from tests.browser import guarded_page, wait_for_traces
 
 DATA = re.compile(r'<script id="report-data" type="application/json">(.*?)</script>', re.S)
 CHART_TRACES = """(id) => (document.getElementById(id)?.data ?? [])

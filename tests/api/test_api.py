@@ -8,7 +8,7 @@ import sqlite3
 import pytest
 import torch
 
-from tests.web.conftest import SMALL, wait_for
+from tests.servers import SMALL, wait_for
 
 LONG = {**SMALL, "steps": 10_000_000}  # trains until stopped
 

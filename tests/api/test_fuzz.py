@@ -11,7 +11,7 @@ from schemathesis import GenerationMode
 
 from bnscope.config import RunConfig
 from bnscope.runs.stacking import MAX_MEMBERS, grid, too_big
-from tests.web.conftest import live_server
+from tests.servers import live_server
 
 EXAMPLES_PER_OPERATION = 100
 

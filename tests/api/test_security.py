@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 
 from bnscope.config import Settings
 from bnscope.api.main import create_app
-from tests.web.conftest import SMALL, live_server, wait_for
+from tests.servers import SMALL, live_server, wait_for
 
 SECURITY_HEADERS = ("content-security-policy", "x-content-type-options", "referrer-policy", "x-frame-options")
 LONG = {**SMALL, "steps": 1_000_000}  # trains until stopped

@@ -8,9 +8,9 @@ from fastapi.testclient import TestClient
 
 from bnscope.config import Settings
 from bnscope.api.main import create_app
-from tests.test_lecture_parity import NAMES, NOTEBOOK, PRINTED_NAMES, PRINTED_TANH, PRINTED_WEIGHTS, SAMPLE_SEED
-from tests.web.conftest import SMALL, wait_for
-from tests.web.test_browser import chromium, guarded_page  # noqa: F401 - fixtures
+from tests.train.test_lecture_parity import NAMES, NOTEBOOK, PRINTED_NAMES, PRINTED_TANH, PRINTED_WEIGHTS, SAMPLE_SEED
+from tests.servers import SMALL, wait_for
+from tests.browser import guarded_page
 
 
 @pytest.mark.skipif(not NAMES.exists(), reason=f"the lecture's names file is not at {NAMES}")

@@ -8,8 +8,8 @@ import time
 import httpx
 import pytest
 
-from tests.web.conftest import SMALL, live_server, wait_for
-from tests.web.test_browser import chromium, guarded_page, traces, wait_for_traces  # noqa: F401 - fixtures
+from tests.servers import SMALL, live_server, wait_for
+from tests.browser import guarded_page, traces, wait_for_traces
 
 CONFIG = {**SMALL, "steps": 3000, "stats_every": 100, "dev_every": 1000}
 

@@ -8,8 +8,8 @@ import time
 import httpx
 import pytest
 
-from tests.web.conftest import SMALL, live_server, wait_for
-from tests.web.test_browser import chromium, guarded_page  # noqa: F401 - fixtures
+from tests.servers import SMALL, live_server, wait_for
+from tests.browser import guarded_page
 
 LONG = {**SMALL, "steps": 2_000_000, "stats_every": 100, "dev_every": 50_000}
 AHEAD = 10_000  # the first run is this many steps ahead when the second starts

@@ -3,8 +3,8 @@ at once (not at the next run-list poll), so the loss chart's newest point follow
 
 import httpx
 
-from tests.web.conftest import live_server
-from tests.web.test_browser import chromium, guarded_page, traces, wait_for_traces  # noqa: F401 - fixtures
+from tests.servers import live_server
+from tests.browser import guarded_page, wait_for_traces
 
 NEWEST = """() => {
   const chart = document.querySelector('#panel-loss .chart');

@@ -1,7 +1,7 @@
 """Offline, truly: /docs and /redoc render from files this server serves (no CDN, nothing blocked by
 the pages' own Content-Security-Policy), and no request leaves the machine."""
 
-from tests.web.test_browser import chromium, guarded_page  # noqa: F401 - fixture
+from tests.browser import guarded_page
 
 
 def test_docs_list_the_operations_offline(chromium, server):

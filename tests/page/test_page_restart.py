@@ -5,8 +5,8 @@ import time
 
 import httpx
 
-from tests.web.conftest import SMALL, live_server
-from tests.web.test_browser import WAIT_MS, chromium  # noqa: F401 - fixture
+from tests.servers import SMALL, live_server
+from tests.browser import WAIT_MS
 
 
 def test_after_a_restart_the_page_shows_interrupted_and_resume_within_seconds(chromium, tmp_path):

@@ -3,8 +3,8 @@ between the members at once: the plotted data becomes that member's, at the same
 
 import httpx
 
-from tests.web.conftest import SMALL, wait_for
-from tests.web.test_browser import chromium, guarded_page, traces, wait_for_traces  # noqa: F401 - fixtures
+from tests.servers import SMALL, wait_for
+from tests.browser import guarded_page, traces, wait_for_traces
 
 
 def loss_of(server, run_id, start, end):

@@ -9,8 +9,8 @@ import statistics
 import httpx
 import pytest
 
-from tests.web.conftest import SMALL, wait_for
-from tests.web.test_browser import chromium, guarded_page  # noqa: F401 - fixtures
+from tests.servers import SMALL, wait_for
+from tests.browser import guarded_page
 
 CONFIG = {**SMALL, "steps": 1500, "stats_every": 100, "dev_every": 500}
 GRID = {"gain": [1.0, 3.0], "seed": [1, 2, 3]}

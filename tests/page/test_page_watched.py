@@ -7,8 +7,8 @@ import torch.nn as nn
 
 import bnscope
 from bnscope import health
-from tests.web.conftest import live_server
-from tests.web.test_browser import chromium, guarded_page, traces, wait_for_traces  # noqa: F401 - fixtures
+from tests.servers import live_server
+from tests.browser import guarded_page, traces, wait_for_traces
 
 
 class Tiny(nn.Module):

@@ -7,7 +7,7 @@ import signal
 import httpx
 import pytest
 
-from tests.web.conftest import SMALL, live_server, wait_for
+from tests.servers import SMALL, live_server, wait_for
 
 pytest.importorskip("ray", reason="the Ray backend needs the extra: pip install 'bnscope[ray]'")
 LONG = {**SMALL, "steps": 10_000_000}

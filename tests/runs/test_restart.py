@@ -13,7 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from bnscope.api.main import create_app
-from tests.web.conftest import SMALL, live_server, sse_events, wait_for
+from bench.hostile import sse_events
+from tests.servers import SMALL, live_server, wait_for
 
 CONFIG = {**SMALL, "steps": 12_000}  # still training seconds after it starts
 SHORT = {**SMALL, "steps": 3000}  # past its first checkpoint (500) within a few seconds, and soon finished

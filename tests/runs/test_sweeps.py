@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 
-from tests.web.conftest import SMALL, live_server, wait_for
+from tests.servers import SMALL, live_server, wait_for
 
 GRID = {"gain": [0.5, 1.0, 5 / 3, 3.0, 5.0], "batchnorm": [True, False]}
 ENV = {"BNSCOPE_AUTOSTART": "false", "BNSCOPE_CHECKPOINT_EVERY": "500"}

@@ -9,7 +9,7 @@ import sys
 import httpx
 import pytest
 
-from tests.web.conftest import SMALL, free_port, wait_for
+from tests.servers import SMALL, free_port, wait_for
 
 SERVE = [sys.executable, "-m", "bnscope.cli", "serve"]
 

@@ -3,12 +3,12 @@ exactly once, a reconnect with Last-Event-ID that misses nothing and repeats not
 that stops reading dropped without a gap."""
 
 import json
-import time
 
 import httpx
 import pytest
 
-from tests.web.conftest import SMALL, live_server, sse_events, wait_for
+from bench.hostile import sse_events
+from tests.servers import SMALL, live_server, wait_for
 
 TIMEOUT = httpx.Timeout(10, read=20)
 LONG = {**SMALL, "steps": 10_000_000}

@@ -9,9 +9,9 @@ import socket
 import httpx
 import pytest
 
-from bench.hostile import ENV, RCVBUF, RUN, attack, server_sockets
+from bench.hostile import ENV, RCVBUF, RUN, attack, server_sockets, sse_events
 from bnscope.stream.hub import RING_BYTES
-from tests.web.conftest import SMALL, live_server, sse_events, wait_for
+from tests.servers import SMALL, live_server, wait_for
 
 CAPS = {
     "BNSCOPE_AUTOSTART": "false",

@@ -9,7 +9,8 @@ import httpx
 import psutil
 
 from bnscope.stream.hub import QUEUE_BYTES, RING_BYTES
-from tests.web.conftest import SMALL, live_server, sse_events, wait_for
+from bench.hostile import sse_events
+from tests.servers import SMALL, live_server, wait_for
 
 DURATION_S = 20
 READERS, STALLED = 15, 5

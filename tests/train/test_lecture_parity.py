@@ -23,7 +23,7 @@ from bnscope.train.sampling import sample_names
 from bnscope.train.trainer import Trainer
 from bnscope.train.worker import CommandQueue
 from tests.conftest import REPO
-from tests.test_models import lecture_init, paired_parameters
+from tests.models.test_models import lecture_init, paired_parameters
 
 CPU = torch.device("cpu")
 NAMES = REPO.parent / "shared" / "data" / "makemore-names.txt"  # makemore's names.txt: never copied into the repo

@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 
 import bnscope
-from tests.test_watch import recorded, series
+from tests.watched.test_watch import recorded, series
 
 
 def test_a_loss_logged_twice_for_a_step_is_its_last_and_the_next_steps_keep_their_place(tmp_path):

@@ -18,7 +18,7 @@ import bnscope
 from bnscope.storage.store import Store
 from bnscope.watched.process import ProcessSink
 from bnscope.watched.sender import Sender, StoreSink
-from tests.conftest import ctrl_c_as_in_a_terminal
+from tests.servers import ctrl_c_as_in_a_terminal
 
 SCRIPT = """
 import sys, time, torch, torch.nn as nn, bnscope

@@ -13,8 +13,8 @@ import torch.nn.functional as F
 
 import bnscope
 from bnscope.watched.sender import QUEUE_EVENTS
-from tests.test_watch import ACTIVATIONS, NORMS, WEIGHTS, Net, batch
-from tests.web.conftest import LiveServer, live_server, wait_for
+from tests.watched.test_watch import ACTIVATIONS, NORMS, WEIGHTS, Net, batch
+from tests.servers import LiveServer, live_server, wait_for
 
 TOKEN = "watch-test-token-0123456789"
 QUIET = {"BNSCOPE_AUTOSTART": "false"}

@@ -109,3 +109,11 @@ def server(tmp_path: Path):
     """A live server that does not autostart a run (tests create the runs they need)."""
     with live_server(tmp_path / "data", env={"BNSCOPE_AUTOSTART": "false"}) as running:
         yield running
+
+
+def pytest_collection_modifyitems(items):
+    """Every test that drives Chromium is slow (a live server, a page, its charts): the fast tier leaves the
+    page to the full suite."""
+    for item in items:
+        if "chromium" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

@@ -11,6 +11,7 @@ from bnscope.train.trainer import EXPLODE_STEPS, Trainer, load_model
 from bnscope.train.worker import CommandQueue
 from bnscope.models import MLP
 from bnscope.models.lecture import LectureMLP
+from tests.servers import wait_for
 
 CPU = torch.device("cpu")  # bit-for-bit reproducible, whatever machine runs the tests
 LONG = 10_000_000  # steps for a run that only ends when the test stops it
@@ -58,13 +59,6 @@ def is_status(status):
 def is_training(event) -> bool:
     """A scalars event after step 0's (which a stats step flushes at once): steps are under way."""
     return event["type"] == "scalars" and event["step"] > 0
-
-
-def wait_until(condition, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"not true within {timeout} s"
-        time.sleep(0.001)
 
 
 def assert_scalars_cover_steps_in_order(log: EventLog, first_step: int, end_step: int) -> None:
@@ -182,7 +176,7 @@ def test_pause_holds_the_step_resume_continues_stop_ends_the_run(make_config, sp
     trainer = Trainer(make_config(steps=LONG, stats_every=NEVER, dev_every=NEVER), splits, emit=log, device=CPU)
     thread, commands = run_in_thread(trainer)
     _, flushed = log.wait_for(is_training)
-    wait_until(lambda: trainer.step > flushed["step"] + len(flushed["loss"]))  # some losses not sent yet
+    wait_for(lambda: trainer.step > flushed["step"] + len(flushed["loss"]), every=0.001)  # some losses not sent yet
 
     commands.put({"op": "pause"})
     paused_at, paused = log.wait_for(is_status("paused"))

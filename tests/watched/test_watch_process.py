@@ -4,10 +4,11 @@ the store, and a run recorded all the same where no child can be started."""
 import logging
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
-import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ import bnscope
 from bnscope.storage.store import Store
 from bnscope.watched.process import ProcessSink
 from bnscope.watched.sender import Sender, StoreSink
-from tests.servers import ctrl_c_as_in_a_terminal
+from tests.servers import ctrl_c_as_in_a_terminal, wait_for
 
 SCRIPT = """
 import sys, time, torch, torch.nn as nn, bnscope
@@ -45,19 +46,25 @@ def start_script(tmp_path) -> subprocess.Popen:
     process = subprocess.Popen([sys.executable, str(script), str(tmp_path / "data")], stdout=subprocess.PIPE,
                                text=True, start_new_session=True, preexec_fn=ctrl_c_as_in_a_terminal)  # fmt: skip
     assert process.stdout.readline().strip() == "trained"
-    time.sleep(1)  # what it logged went to the recording process (the sender sends every 0.2 s)
+    wait_for(lambda: losses(tmp_path) >= 200)  # what it logged reached the recording process, and its store
     return process
+
+
+def losses(tmp_path) -> int:
+    """How many losses the recording process has stored so far (read-only: it may still be creating the store)."""
+    try:
+        with closing(sqlite3.connect(f"file:{tmp_path / 'data' / 'bnscope.sqlite3'}?mode=ro", uri=True)) as db:
+            return db.execute("SELECT COUNT(*) FROM series WHERE name='loss'").fetchone()[0]
+    except sqlite3.OperationalError:  # not there yet, or no tables yet
+        return 0
 
 
 def the_run(tmp_path, status: str) -> tuple[Store, dict]:
     """The one recorded run, once it has `status` (the recording process may still be writing)."""
-    deadline = time.monotonic() + 30
-    while True:
-        store = Store(tmp_path / "data" / "bnscope.sqlite3")
-        (run,) = store.runs()
-        if run["status"] == status or time.monotonic() > deadline:
-            return store, run
-        time.sleep(0.2)
+    store = Store(tmp_path / "data" / "bnscope.sqlite3")
+    wait_for(lambda: store.runs()[0]["status"] == status, every=0.2)
+    (run,) = store.runs()
+    return store, run
 
 
 def test_a_killed_training_script_keeps_what_it_sent_and_its_run_says_it_ended_unclosed(tmp_path):

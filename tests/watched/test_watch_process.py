@@ -45,8 +45,12 @@ def start_script(tmp_path) -> subprocess.Popen:
     # terminal's Ctrl-C reaches every process of the job
     process = subprocess.Popen([sys.executable, str(script), str(tmp_path / "data")], stdout=subprocess.PIPE,
                                text=True, start_new_session=True, preexec_fn=ctrl_c_as_in_a_terminal)  # fmt: skip
-    assert process.stdout.readline().strip() == "trained"
-    wait_for(lambda: losses(tmp_path) >= 200)  # what it logged reached the recording process, and its store
+    try:
+        assert process.stdout.readline().strip() == "trained"
+        wait_for(lambda: losses(tmp_path) >= 200)  # what it logged reached the recording process, and its store
+    except BaseException:  # a failed wait leaves no script training forever
+        os.killpg(process.pid, signal.SIGKILL)
+        raise
     return process
 
 

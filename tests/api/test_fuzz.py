@@ -4,6 +4,7 @@ never get a 5xx, never an answer the schema does not describe, and valid ones mu
 
 import math
 
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, assume, given, settings
 from pydantic import ValidationError
@@ -13,6 +14,8 @@ from bnscope.config import RunConfig
 from bnscope.runs.stacking import MAX_MEMBERS, grid, too_big
 from tests.servers import live_server
 
+
+pytestmark = pytest.mark.slow  # schemathesis against a real `bnscope serve`
 EXAMPLES_PER_OPERATION = 100
 
 

@@ -9,6 +9,8 @@ import pytest
 
 from tests.servers import SMALL, live_server, wait_for
 
+pytestmark = pytest.mark.slow  # a real `bnscope serve` training runs
+
 pytest.importorskip("ray", reason="the Ray backend needs the extra: pip install 'bnscope[ray]'")
 LONG = {**SMALL, "steps": 10_000_000}
 

@@ -16,6 +16,8 @@ from bnscope.api.main import create_app
 from bench.hostile import sse_events
 from tests.servers import SMALL, live_server, wait_for
 
+pytestmark = pytest.mark.slow  # a real `bnscope serve` training runs
+
 CONFIG = {**SMALL, "steps": 12_000}  # still training seconds after it starts
 SHORT = {**SMALL, "steps": 3000}  # past its first checkpoint (500) within a few seconds, and soon finished
 ACTIVE = ("created", "queued", "running", "paused")
@@ -64,7 +66,6 @@ def alive(pid: int) -> bool:
         return False
 
 
-@pytest.mark.slow
 def test_killed_server_keeps_history_and_resumes_deterministically(tmp_path):
     with live_server(tmp_path / "data", env=ENV) as server:
         run = httpx.post(f"{server.url}/api/runs", json={"config": CONFIG}).json()
@@ -89,7 +90,6 @@ def test_killed_server_keeps_history_and_resumes_deterministically(tmp_path):
         assert samples.status_code == 200 and len(samples.json()["samples"]) == 5
 
 
-@pytest.mark.slow
 def test_sigterm_with_clients_connected_checkpoints_every_run_and_resumes_exactly(tmp_path):
     config = CONFIG
     with live_server(tmp_path / "data", env=ENV) as server:
@@ -131,7 +131,6 @@ def test_sigterm_with_clients_connected_checkpoints_every_run_and_resumes_exactl
         finish_and_compare(server, runs[0]["id"], config=config)
 
 
-@pytest.mark.slow
 def test_a_killed_worker_leaves_its_run_interrupted_and_the_rest_carry_on(tmp_path):
     with live_server(tmp_path / "data", env=ENV) as server:
         victim = httpx.post(f"{server.url}/api/runs", json={"config": CONFIG}).json()
@@ -176,7 +175,6 @@ def test_a_watched_run_interrupted_by_a_restart_is_left_to_its_own_process(setti
         assert client.get("/healthz").json()["queued"] == 0
 
 
-@pytest.mark.slow
 def test_ctrl_c_to_the_process_group_leaves_every_run_interrupted_and_resuming_exactly(tmp_path):
     # the workers share the server's process group: a terminal's Ctrl-C reaches each of them directly,
     # not only through the server
@@ -200,7 +198,6 @@ def test_ctrl_c_to_the_process_group_leaves_every_run_interrupted_and_resuming_e
         finish_and_compare(server, runs[0]["id"], runs[1]["id"], config=SHORT)
 
 
-@pytest.mark.slow
 def test_ctrl_c_to_the_process_group_interrupts_a_stacked_sweep_and_it_resumes_exactly(tmp_path):
     sweep = {"config": SHORT, "vary": {"gain": [1.0, 3.0]}}
     env = {**ENV, "BNSCOPE_MAX_RUNS": "1"}  # one slot: the members train stacked, in one worker
@@ -226,7 +223,6 @@ def test_ctrl_c_to_the_process_group_interrupts_a_stacked_sweep_and_it_resumes_e
             assert losses(server, resumed) == losses(server, uninterrupted), f"member {resumed} did not resume exactly"
 
 
-@pytest.mark.slow
 def test_sigterm_to_one_worker_interrupts_its_run_alone_and_it_resumes_exactly(tmp_path):
     with live_server(tmp_path / "data", env=ENV) as server:
         # the long run first: the short one is killed soon after its first checkpoint, long before it ends

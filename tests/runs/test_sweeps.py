@@ -11,6 +11,8 @@ import pytest
 
 from tests.servers import SMALL, live_server, wait_for
 
+pytestmark = pytest.mark.slow  # a real `bnscope serve` training runs
+
 GRID = {"gain": [0.5, 1.0, 5 / 3, 3.0, 5.0], "batchnorm": [True, False]}
 ENV = {"BNSCOPE_AUTOSTART": "false", "BNSCOPE_CHECKPOINT_EVERY": "500"}
 

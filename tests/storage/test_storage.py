@@ -11,6 +11,8 @@ import pytest
 
 from tests.servers import SMALL, free_port, wait_for
 
+pytestmark = pytest.mark.slow  # a real `bnscope serve` training runs
+
 SERVE = [sys.executable, "-m", "bnscope.cli", "serve"]
 
 

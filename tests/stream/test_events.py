@@ -10,6 +10,8 @@ import pytest
 from bench.hostile import sse_events
 from tests.servers import SMALL, live_server, wait_for
 
+pytestmark = pytest.mark.slow  # a real `bnscope serve` training runs
+
 TIMEOUT = httpx.Timeout(10, read=20)
 LONG = {**SMALL, "steps": 10_000_000}
 

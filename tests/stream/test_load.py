@@ -7,10 +7,13 @@ import time
 
 import httpx
 import psutil
+import pytest
 
 from bnscope.stream.hub import QUEUE_BYTES, RING_BYTES
 from bench.hostile import sse_events
 from tests.servers import SMALL, live_server, wait_for
+
+pytestmark = pytest.mark.slow  # a real `bnscope serve` training runs, read by 20 clients for 20 s
 
 DURATION_S = 20
 READERS, STALLED = 15, 5

@@ -16,6 +16,8 @@ from bnscope.watched.sender import QUEUE_EVENTS
 from tests.watched.test_watch import ACTIVATIONS, NORMS, WEIGHTS, Net, batch
 from tests.servers import LiveServer, live_server, wait_for
 
+pytestmark = pytest.mark.slow  # a real `bnscope serve` training runs
+
 TOKEN = "watch-test-token-0123456789"
 QUIET = {"BNSCOPE_AUTOSTART": "false"}
 LAYERS = {"activations": list(ACTIVATIONS), "weights": WEIGHTS, "norms": list(NORMS)}

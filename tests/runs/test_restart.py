@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from bnscope.api.main import create_app
+from bnscope.storage.store import Store
 from bench.hostile import sse_events
 from tests.servers import SMALL, live_server, wait_for
 
@@ -70,7 +71,8 @@ def test_killed_server_keeps_history_and_resumes_deterministically(tmp_path):
     with live_server(tmp_path / "data", env=ENV) as server:
         run = httpx.post(f"{server.url}/api/runs", json={"config": CONFIG}).json()
         seen = wait_for(lambda: (s := status_of(server, run["id"])["step"]) > 1200 and s)
-        time.sleep(1.5)  # the store flushes about once a second: what was seen then must survive
+        # the store flushes about once a second: what was seen then must survive
+        wait_for(lambda: Store(server.data_dir / "bnscope.sqlite3").run(run["id"])["step"] >= seen)
         server.stop(kill=True)
 
         server.start()
@@ -109,7 +111,7 @@ def test_sigterm_with_clients_connected_checkpoints_every_run_and_resumes_exactl
             thread = threading.Thread(target=read_until_the_server_goes, args=(f"{server.url}/api/runs/{run['id']}/events",), daemon=True)
             thread.start()
             streams.append(thread)
-        time.sleep(1)
+        wait_for(lambda: httpx.get(f"{server.url}/healthz").json()["streams"] == 2)  # both streams open
         started = time.monotonic()
         server.process.send_signal(signal.SIGTERM)
         server.process.wait(timeout=15)

@@ -220,6 +220,7 @@ def test_a_busy_port_is_reported_before_anything_is_written(tmp_path):
     assert not data.exists() or not any(data.iterdir())  # no database, so no phantom run either
 
 
+@pytest.mark.slow
 def test_the_eta_comes_from_the_measured_speed(tmp_path, names_file):
     """The first ETA shown is close to how long the run really takes from there (no guess from the
     slow first steps), and no ETA is shown before steps/s is measured."""

@@ -99,6 +99,7 @@ def test_histograms_over_time_and_the_export(client):
     assert whole["run"]["id"] == run["id"] and len(whole["series"]["loss"]["values"]) == SMALL["steps"]
 
 
+@pytest.mark.slow
 def test_a_paired_run_copies_its_partner_but_the_changed_setting(client):
     first = create(client, config={**SMALL, "seed": 7})
     pair = create(client, paired_with=first["id"], config={"batchnorm": False})
@@ -113,6 +114,7 @@ def test_a_paired_run_copies_its_partner_but_the_changed_setting(client):
     assert "running_mean/batchnorm1" in a and "running_mean/batchnorm1" not in b
 
 
+@pytest.mark.slow
 def test_a_sweep_queues_paired_runs_over_one_settings_values(client, settings):
     response = client.post("/api/sweeps", json={"config": {**SMALL, "steps": 200}, "vary": {"gain": [0.5, 1.0, 3.0]}})
     assert response.status_code == 201, response.text
@@ -137,6 +139,7 @@ def test_a_sweep_queues_paired_runs_over_one_settings_values(client, settings):
     assert len(client.get("/api/runs").json()) == 3  # nothing was made by any of them
 
 
+@pytest.mark.slow
 def test_runs_beyond_the_slots_wait_queued_and_start_in_order(tmp_path):
     from fastapi.testclient import TestClient
 

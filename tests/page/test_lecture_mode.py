@@ -14,6 +14,7 @@ from tests.browser import guarded_page
 
 
 @pytest.mark.skipif(not NAMES.exists(), reason=f"the lecture's names file is not at {NAMES}")
+@pytest.mark.slow
 def test_the_notebook_presets_run_serves_the_notebooks_statistics_and_names(tmp_path):
     settings = Settings(data_dir=tmp_path / "data", autostart=False, names=NAMES)
     with TestClient(create_app(settings)) as client:

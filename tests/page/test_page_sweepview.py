@@ -65,6 +65,7 @@ def test_a_gain_by_seed_grid_draws_seed_bands_and_an_effect_chart_over_the_gains
         assert effect["y"][k] - effect["minus"][k] == pytest.approx(min(at))
 
 
+@pytest.mark.slow
 def test_every_preset_starts_what_the_server_accepts(client):
     presets = client.get("/api/presets").json()
     assert {p["id"] for p in presets} >= {"confidently-wrong", "saturation-vs-gain", "kaiming-init", "batchnorm-x-gain",

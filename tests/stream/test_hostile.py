@@ -155,6 +155,7 @@ def test_a_response_its_client_takes_nothing_of_is_cut_after_the_send_timeout(ca
                 pass
 
 
+@pytest.mark.slow
 def test_a_reader_that_stops_reading_is_reset_and_resumes_without_a_gap(capped):
     run_id = httpx.post(f"{capped.url}/api/runs", json={"config": RUN}).json()["id"]
     events = f"{capped.url}/api/runs/{run_id}/events"

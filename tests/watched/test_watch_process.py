@@ -82,6 +82,7 @@ def test_a_killed_training_script_keeps_what_it_sent_and_its_run_says_it_ended_u
     assert store.stats_steps(run["id"])[:20] == list(range(0, 200, 10))
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_the_run_and_its_stopped_status_is_recorded(tmp_path):
     process = start_script(tmp_path)
     os.killpg(process.pid, signal.SIGINT)  # the whole job, the recording process too

@@ -6,7 +6,7 @@ and a stream reader that reads everything.
     attack(url, pid, run_id)   what the user's clients saw, the hostile sockets the server held over
                                time, its memory, and what readers it cut got on reconnecting
 
-tests/web/test_hostile.py asserts on it; the `hostile` section of `python -m bench` reports it. The
+tests/stream/test_hostile.py asserts on it; the `hostile` section of `python -m bench` reports it. The
 hostile clients connect from 127.0.0.2 upwards, PER_ADDRESS to an address (inside the server's
 per-address caps), so that the server's sockets to them are told apart from the user's (127.0.0.1).
 """

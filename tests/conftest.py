@@ -1,14 +1,20 @@
-"""Shared fixtures for the training-core tests: a small names list, its splits, tiny networks."""
+"""Shared fixtures: a small names list, its splits, tiny networks; the app in-process (TestClient, real SQLite
+in tmp_path), a live server, and one Chromium for the whole session."""
 
-import signal
+import os
 from pathlib import Path
 
 import pytest
 import torch
+from fastapi.testclient import TestClient
+from playwright.sync_api import sync_playwright
 
-from bnscope.config import RunConfig
+from bnscope.api.main import create_app
+from bnscope.config import RunConfig, Settings
 from bnscope.train.data import VOCAB_SIZE, make_splits, read_names
 from bnscope.models import MLP
+from tests.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.servers import live_server
 
 REPO = Path(__file__).resolve().parent.parent  # the checkout: scripts/, bench/, the committed names.txt
 
@@ -52,13 +58,6 @@ def real_words() -> list[str]:
     return read_names()
 
 
-def ctrl_c_as_in_a_terminal() -> None:
-    """For a child the test sends Ctrl-C (SIGINT) to: Python only raises KeyboardInterrupt where
-    SIGINT was not ignored when it started, and a job a shell started in the background (CI's, say)
-    hands its children SIGINT ignored."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def tiny_config(**overrides) -> RunConfig:
     return RunConfig(**{**TINY, **overrides})
 
@@ -78,3 +77,43 @@ def make_mlp():
         return MLP(vocab_size=VOCAB_SIZE, generator=torch.Generator().manual_seed(config.seed), **config.model_kwargs())
 
     return make
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """One Chromium for the session; each test opens its own pages (a context each) in it."""
+    if not CHROMIUM.exists():
+        reason = f"{CHROMIUM} is missing: install Debian's chromium package to run the browser tests"
+        if os.environ.get("CI"):
+            pytest.fail(reason)  # CI must always run them
+        pytest.skip(reason)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path / "data", autostart=False, checkpoint_every=100)
+
+
+@pytest.fixture
+def client(settings: Settings):
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def server(tmp_path: Path):
+    """A live server that does not autostart a run (tests create the runs they need)."""
+    with live_server(tmp_path / "data", env={"BNSCOPE_AUTOSTART": "false"}) as running:
+        yield running
+
+
+def pytest_collection_modifyitems(items):
+    """Every test that drives Chromium is slow (a live server, a page, its charts): the fast tier leaves the
+    page to the full suite."""
+    for item in items:
+        if "chromium" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

@@ -8,9 +8,13 @@ import signal
 import subprocess
 import sys
 
+import pytest
+
 from bench.__main__ import SECTIONS as BENCH_SECTIONS
 from tests.conftest import REPO
 
+
+pytestmark = pytest.mark.slow  # every section of the bench at smoke sizes, servers and all
 # every section python -m bench has, numbered in its order, after the two summaries
 SECTIONS = ["Headline figures", "Targets"] + [f"{i}. {section.title}" for i, section in enumerate(BENCH_SECTIONS, 1)]
 ROWS = [

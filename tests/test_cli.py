@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from bnscope import __version__
 from bnscope.cli import load_weights, main
 from bnscope.config import RunConfig
-from tests.conftest import ctrl_c_as_in_a_terminal
+from tests.servers import ctrl_c_as_in_a_terminal, wait_for
 
 TINY_FLAGS = ["--n-hidden", "16", "--n-layers", "2", "--steps", "150", "--dev-every", "1000", "--quiet"]
 
@@ -182,9 +182,7 @@ def test_ctrl_c_during_train_stops_between_steps_saves_and_exits_130(tmp_path, n
     progress = []  # the bar, read as it is drawn: Ctrl-C comes once steps are under way
     reader = threading.Thread(target=lambda: progress.extend(iter(lambda: process.stderr.read(1), "")), daemon=True)
     reader.start()
-    deadline = time.monotonic() + 120
-    while "steps/s" not in "".join(progress) and time.monotonic() < deadline and process.poll() is None:
-        time.sleep(0.1)
+    wait_for(lambda: "steps/s" in "".join(progress) or process.poll() is not None, timeout=120, every=0.1)
     process.send_signal(signal.SIGINT)
     stdout = process.stdout.read()
     process.wait(timeout=60)
@@ -222,6 +220,7 @@ def test_a_busy_port_is_reported_before_anything_is_written(tmp_path):
     assert not data.exists() or not any(data.iterdir())  # no database, so no phantom run either
 
 
+@pytest.mark.slow
 def test_the_eta_comes_from_the_measured_speed(tmp_path, names_file):
     """The first ETA shown is close to how long the run really takes from there (no guess from the
     slow first steps), and no ETA is shown before steps/s is measured."""

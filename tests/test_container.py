@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from tests.conftest import REPO
-from tests.web.conftest import free_port, wait_for
+from tests.servers import free_port, wait_for
 
 pytestmark = [pytest.mark.container, pytest.mark.slow]
 

@@ -9,6 +9,8 @@ import pytest
 from bnscope.storage.store import Store
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.slow  # each example in a child Python, torch and all
+
 EXAMPLES = {
     "lecture_torch_nn.py": {"activations": {"layers.2": "tanh", "layers.14": "tanh"}, "weights": {"embedding": "embedding", "layers.0": "linear"},
                             "norms": {"layers.1": "batchnorm", "layers.16": "batchnorm"}},

@@ -99,3 +99,11 @@ def test_every_package_folder_is_in_pyprojects_packages():
         for init in root.rglob("__init__.py")
     }
     assert found <= listed, f"packages not in pyproject.toml: {sorted(found - listed)}"
+
+
+def test_the_tests_mirror_the_packages():
+    """tests/<name>/ holds the tests of bnscope.<name> (or bnscope.models); besides them only tests/page/, the
+    page in Chromium. Top-level modules' tests and the repository's (layout, bench, examples) are in tests/."""
+    folders = {path.parent.name for path in (REPO / "tests").glob("*/test_*.py")}
+    packages = {init.parent.name for init in PACKAGES["bnscope"].glob("*/__init__.py")} | {"models", "page"}
+    assert folders <= packages, f"test folders that name no package: {sorted(folders - packages)}"

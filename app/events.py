@@ -39,6 +39,16 @@ from typing_extensions import TypedDict  # pydantic (the OpenAPI schema) needs i
 Status = Literal["queued", "created", "running", "paused", "finished", "stopped", "diverged", "failed", "interrupted"]
 ACTIVE: tuple[Status, ...] = ("created", "running", "paused")  # a worker holds the run
 ENDED: tuple[Status, ...] = ("finished", "stopped", "diverged", "failed")  # nothing more will happen
+PRODUCING: tuple[Status, ...] = ("queued", *ACTIVE)  # more events may come
+BROKEN: tuple[Status, ...] = ("diverged", "failed")  # ended by what went wrong, at the step it did
+EXPLAINED: tuple[Status, ...] = ("queued", "interrupted", "stopped", *BROKEN)  # the message says why it is so
+# the statuses each user action fits (bnscope.runs.service; the page's buttons follow it through /api/meta)
+ACTIONS: dict[str, tuple[Status, ...]] = {
+    "pause": ("running", "created"),
+    "resume": ("paused", "interrupted"),  # a paused run goes on; an interrupted one is queued from its checkpoint
+    "stop": (*ACTIVE, "interrupted", "queued"),
+    "lr": ACTIVE,
+}
 INTERNAL = ("checkpoint", "weights")  # worker -> server only
 
 # bounds a server checks on events it did not make itself (a watched run's, bnscope.watch)

@@ -23,7 +23,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from bnscope import PACKAGE_DIR, __version__
 from bnscope.config import RunConfig
 from bnscope.health import rules_json
-from bnscope.storage.queries import series as series_of
+from bnscope.storage.queries import HISTOGRAM_KINDS, series as series_of
 from bnscope.jsonenc import to_json
 from bnscope.storage.store import Store
 
@@ -108,6 +108,7 @@ def gather(
         "differ": differ,
         "runs": runs,
         "rules": rules_json(),
+        "histogram_kinds": HISTOGRAM_KINDS,  # kind -> where a stats event has it: (layer group, counts, range)
     }
 
 

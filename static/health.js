@@ -4,6 +4,7 @@
 
 import { api } from "./api.js";
 import { drawnSteps, missingCell, stepLabel } from "./histograms.js";
+import { META } from "./meta.js";
 import { runColor } from "./palette.js";
 import { buildOnce, el, formatInt, formatNum, setText } from "./util.js";
 
@@ -72,7 +73,7 @@ export class Health {
 
   row(run, checks) {
     const status = run.live.run;
-    const ended = status.status === "diverged" || status.status === "failed"
+    const ended = META.broken.includes(status.status)
       ? el("span", { className: "badge red", textContent: `✕ ${status.status} at step ${formatInt(status.step)}: ${status.message}` }) : null;
     const groups = (this.rules ?? []).map((rule) => {
       const mine = checks.filter((c) => c.rule === rule);

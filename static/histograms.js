@@ -4,6 +4,7 @@
 
 import { api } from "./api.js";
 import { Chart, LegendTable, baseLayout, stepMarker } from "./charts.js";
+import { META } from "./meta.js";
 import { unionOf } from "./panels.js";
 import { layerColor, runDash } from "./palette.js";
 import { el, formatInt, formatNum, setText } from "./util.js";
@@ -11,23 +12,22 @@ import { el, formatInt, formatNum, setText } from "./util.js";
 const HEATMAP_ROWS = 64;
 const HEATMAP_REFRESH_MS = 30_000; // a training run's heatmap is read again at most this often (200 stats reads)
 
-// kind -> where its histograms are in a statistics event, and what the legend shows
-const KINDS = {
+// kind -> what the legend shows; where its histograms are in a statistics event is the server's (META)
+const LEGENDS = {
   activations: {
-    entries: (stats) => stats.activations, hist: "hist", range: "range",
     xTitle: (entry) => `${entry?.kind ?? "activation"} output`,
     cell: (e) => `σ ${formatNum(e.std, 2)} · ${formatNum(e.saturation, 2)}%`, heading: "σ · saturated",
   },
   activation_grads: {
-    entries: (stats) => stats.activations.filter((a) => a.grad_hist?.length), hist: "grad_hist", range: "grad_range",
     xTitle: () => "gradient at the output", cell: (e) => `σ ${formatNum(e.grad_std, 3)}`, heading: "gradient σ",
   },
   weight_grads: {
-    entries: (stats) => stats.weights, hist: "grad_hist", range: "grad_range",
     xTitle: () => "weight gradient", cell: (e) => `σ ${formatNum(e.grad_std, 3)} · ${formatNum(e.grad_to_data, 3)}`,
     heading: "σ · grad:data",
   },
 };
+const KINDS = Object.fromEntries(Object.entries(META.histogram_kinds).map(([kind, { group, hist, range }]) =>
+  [kind, { entries: (stats) => stats[group].filter((e) => e[hist]?.length), hist, range, ...LEGENDS[kind] }]));
 
 /** Density over the evenly spaced bins of [lo, hi]. */
 function density(counts, [lo, hi]) {

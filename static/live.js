@@ -7,11 +7,12 @@
 // that answer's last event. The run's state is the server's (`run` in each event), never rebuilt here.
 
 import { api } from "./api.js";
+import { META } from "./meta.js";
 import { RunSeries } from "./series.js";
 
-export const PRODUCING = ["queued", "created", "running", "paused"]; // events may still come
-const EVENT_TYPES = ["model", "status", "control", "scalars", "metrics", "stats", "eval"];
-const RAW_POINTS = 10_000; // the API's max_points: a raw read of up to this many steps
+export const PRODUCING = META.producing; // events may still come
+const EVENT_TYPES = META.event_types;
+const RAW_POINTS = META.history_max_points; // a raw read of up to this many steps
 const TAIL_MARGIN = 256; // steps before the run's step read raw: events in flight during the read
 const STATS_CACHE_SIZE = 40; // statistics events kept for scrubbing (~30 kB each)
 const STATS_FETCH_MS = 250; // statistics of a run at another step are asked for at most this often

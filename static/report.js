@@ -17,11 +17,7 @@
     ["dead", "Dead units"],
     ["metric", "Logged metrics"],
   ];
-  const HISTOGRAMS = [
-    ["activations", "activations", "hist", "range", "Activations"],
-    ["activation_grads", "activations", "grad_hist", "grad_range", "Activation gradients"],
-    ["weight_grads", "weights", "grad_hist", "grad_range", "Weight gradients"],
-  ];
+  const HISTOGRAM_TITLES = { activations: "Activations", activation_grads: "Activation gradients", weight_grads: "Weight gradients" };
   const several = data.runs.length > 1;
   const label = (run, what) => (several ? `#${run.id} ${what}` : what);
 
@@ -78,7 +74,8 @@
   }
 
   // the histograms at the chosen step: a line a layer, as a density (the page's: runs of different ranges compare)
-  for (const [kind, group, countsKey, rangeKey, title] of HISTOGRAMS) {
+  for (const [kind, [group, countsKey, rangeKey]] of Object.entries(data.histogram_kinds)) {
+    const title = HISTOGRAM_TITLES[kind];
     const traces = [];
     data.runs.forEach((run, slot) => {
       const layers = run.stats ? run.stats[group] : [];

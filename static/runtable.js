@@ -3,10 +3,10 @@
 // or order of runs changes; live numbers are updated in place.
 
 import { MAX_RUNS, runColor } from "./palette.js";
+import { META, inputBounds } from "./meta.js";
 import { buildOnce, el, formatInt, formatNum, formatSetting, setText } from "./util.js";
 
-const ACTIVE = ["created", "running", "paused"];
-const SAYS_WHY = ["failed", "diverged", "interrupted", "queued", "stopped"]; // their message is shown, not only a tooltip
+const { active: ACTIVE, actions: CAN, explained: SAYS_WHY } = META; // the server's status sets (bnscope.events)
 
 // column -> [heading, sort value (null: not sortable)]
 const COLUMNS = {
@@ -84,7 +84,7 @@ export class RunTable {
     const rename = el("button", { type: "button", className: "icon", textContent: "✎", title: "rename", "aria-label": `rename run #${run.id}` });
     rename.addEventListener("click", () => this.editName(name.parentElement, run));
 
-    const lr = el("input", { type: "number", className: "lr-input", min: "0.00001", max: "100", step: "any", "aria-label": `learning rate of run #${run.id}` });
+    const lr = el("input", { type: "number", className: "lr-input", ...inputBounds("lr"), step: "any", "aria-label": `learning rate of run #${run.id}` });
     lr.addEventListener("change", () => lr.reportValidity() && actions.setLr(run.id, Number(lr.value)));
 
     const button = (action, label, className = "") => {
@@ -128,16 +128,15 @@ export class RunTable {
     setText(cell("dev"), at ? formatNum(at.dev, 4) : "–");
     setText(cell("speed"), run.status === "running" && live && run.steps_per_s ? formatInt(run.steps_per_s) : "–");
     const lr = cell("lr").querySelector("input");
-    const canSetLr = ACTIVE.includes(run.status) && run.source === "trainer";
+    const canSetLr = CAN.lr.includes(run.status) && run.source === "trainer";
     lr.hidden = !canSetLr;
     if (document.activeElement !== lr && run.lr != null) lr.value = Number(run.lr.toPrecision(6));
     setText(cell("lr").querySelector(".lr-text"), canSetLr ? "" : formatNum(run.lr));
-    const can = { pause: ["running", "created"], resume: ["paused", "interrupted"], stop: [...ACTIVE, "interrupted", "queued"] };
-    for (const b of cell("actions").querySelectorAll("button[data-action]")) b.disabled = !can[b.dataset.action].includes(run.status);
+    for (const b of cell("actions").querySelectorAll("button[data-action]")) b.disabled = !CAN[b.dataset.action].includes(run.status);
   }
 
   editName(container, run) {
-    const input = el("input", { type: "text", value: run.name, maxLength: 100, "aria-label": `new name of run #${run.id}` });
+    const input = el("input", { type: "text", value: run.name, maxLength: META.name_max_length, "aria-label": `new name of run #${run.id}` });
     const original = [...container.childNodes];
     let done = false;
     const finish = (save) => {

@@ -6,6 +6,7 @@
 
 import { api } from "./api.js";
 import { Chart, baseLayout, stepMarker } from "./charts.js";
+import { PRODUCING } from "./live.js";
 import { runColor, runDash, translucent } from "./palette.js";
 import { buildOnce, describeSettings, el, formatInt, formatSetting, setText } from "./util.js";
 
@@ -75,7 +76,7 @@ export class SweepView {
     buildOnce(this.measureSelect, JSON.stringify(measures), () => measures.map((m) => el("option", { value: m, textContent: m })));
     this.measureSelect.value = this.measure;
     this.section.querySelector("a.sweep-csv").href = `/api/sweeps/${sweep.id}/summary?format=csv&step=${summary.step}`;
-    const producing = sweep.runs.some((id) => ["queued", "created", "running", "paused"].includes(runs.find((r) => r.id === id)?.status));
+    const producing = sweep.runs.some((id) => PRODUCING.includes(runs.find((r) => r.id === id)?.status));
     const key = `${sweep.id}|${this.measure}|${Math.max(...sweep.runs.map((id) => runs.find((r) => r.id === id)?.step ?? 0))}`;
     if (!this.bands || this.bands.measure !== this.measure || (producing && Date.now() - this.bands.at > REFRESH_MS)) this.fetchBands(sweep, runs, key);
     this.drawBands(summary, view);

@@ -1,6 +1,7 @@
 // The top of the page: the connection, the legend of the runs drawn (each a chip that hides its lines), and
 // the step bar (the scrubber, and where each shown run is and at which step its at-step panels draw it).
 
+import { META } from "./meta.js";
 import { runColor } from "./palette.js";
 import { $, buildOnce, describeSettings, el, formatInt, setText } from "./util.js";
 
@@ -44,7 +45,7 @@ export function renderChips(view, hidden, redraw) {
   chips.querySelectorAll(".chip-status").forEach((node, i) => {
     const run = lives[i].run;
     node.className = `chip-status status status-${run.status}`;
-    setText(node, run.status === "diverged" || run.status === "failed" ? `${run.status} at ${formatInt(run.step)}` : run.status);
+    setText(node, META.broken.includes(run.status) ? `${run.status} at ${formatInt(run.step)}` : run.status);
   });
 }
 

@@ -78,7 +78,7 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     app.state.login_attempts = LoginAttempts()
     app.state.streams = Slots("streams", settings.max_streams, settings.max_streams_per_address)
     for router in (pages.health, runs.router, sweeps.router, report.router, health_rules.router, events.router,
-                   pages.router, docs.router):  # fmt: skip
+                   pages.meta, pages.router, docs.router):  # fmt: skip
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=PACKAGE_DIR / "static"), name="static")
 

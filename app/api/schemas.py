@@ -12,6 +12,7 @@ from pydantic.fields import FieldInfo
 from bnscope.config import JSON_INT, RunConfig
 from bnscope.runs.stacking import MAX_MEMBERS
 from bnscope.events import Reported, StatsEvent, Status
+from bnscope.storage.queries import HistogramKind
 
 MAX_VALUES = 16  # values of one varied setting at most
 MAX_VARIED = 3  # settings a sweep varies at most: their grid is its members (bnscope.runs.stacking.MAX_MEMBERS at most)
@@ -237,7 +238,7 @@ class HistoryOut(BaseModel):
 
 
 class HistogramsOut(BaseModel):
-    kind: Literal["activations", "activation_grads", "weight_grads"]
+    kind: HistogramKind
     steps: list[int]
     layers: dict[str, dict[str, list]]
 

@@ -14,7 +14,7 @@ import time
 from pydantic import ValidationError
 
 from bnscope.config import RunConfig, Settings, describe_errors
-from bnscope.events import ACTIVE, ENDED, status_event
+from bnscope.events import ACTIONS, ACTIVE, ENDED, status_event
 from bnscope.runs import stacking
 from bnscope.runs.errors import Conflict, Invalid, NotFound, StorageFull
 from bnscope.runs.reads import Reads
@@ -232,7 +232,7 @@ class RunService(Scheduling, Samples, Reads):
 
     # ---- control -----------------------------------------------------------------------------------
     def pause(self, run_id: int) -> Run:
-        run = self._training(run_id, "pause", ("running", "created"))
+        run = self._training(run_id, "pause", ACTIONS["pause"])
         run.worker.send({"op": "pause"})
         return self._settled(run, ("paused",))
 

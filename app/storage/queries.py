@@ -11,15 +11,17 @@ or not, is never biased by one run being decimated more than another.
 import csv
 import heapq
 import json
-from typing import TextIO
+from typing import Literal, TextIO
 
 from bnscope.jsonenc import to_json
 from bnscope.storage.store import Store
 
 HISTORY_POINTS = 2000  # points per series in a history answer (W&B draws <= 1,500 a line)
+MAX_POINTS = 10_000  # the most a history answer may be asked for a series
 HISTORY_HISTOGRAMS = 500  # statistics steps listed (TensorBoard keeps 500 histograms a tag)
 HEATMAP_STEPS = 200  # columns of a histograms-over-time heatmap
-HISTOGRAM_KINDS = {  # heatmap kind -> (stats list, histogram key, range key)
+HistogramKind = Literal["activations", "activation_grads", "weight_grads"]
+HISTOGRAM_KINDS: dict[HistogramKind, tuple[str, str, str]] = {  # heatmap kind -> (stats list, histogram key, range key)
     "activations": ("activations", "hist", "range"),
     "activation_grads": ("activations", "grad_hist", "grad_range"),
     "weight_grads": ("weights", "grad_hist", "grad_range"),

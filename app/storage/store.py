@@ -27,6 +27,7 @@ import zlib
 from contextlib import contextmanager
 from pathlib import Path
 
+from bnscope.events import ACTIVE
 from bnscope.jsonenc import to_json
 
 SCHEMA_VERSION = 2
@@ -218,7 +219,8 @@ class Store:
 
     def training_runs(self) -> list[tuple[int, str]]:
         """(id, source) of the runs stored as training: after a restart, those the server died under."""
-        rows = self.connect().execute("SELECT id, source FROM runs WHERE status IN ('created', 'running', 'paused')")
+        marks = ", ".join("?" * len(ACTIVE))
+        rows = self.connect().execute(f"SELECT id, source FROM runs WHERE status IN ({marks})", ACTIVE)
         return [(run_id, source) for run_id, source in rows.fetchall()]
 
     def delete_run(self, run_id: int) -> None:

@@ -30,6 +30,7 @@ def outside_vocab(text: str) -> list[str]:
 
 
 PREFIX_PATTERN = "^[a-z]*$"  # a sample's prefix (bnscope.train.sampling); here, without torch, for the API's check
+PREFIX_MAX_LENGTH = 20
 
 
 def check_prefix(prefix: str) -> str:

@@ -1,4 +1,4 @@
-"""The dashboard page, its Plotly.js (from the plotly package: no CDN, works offline), and the
+"""The dashboard page (with the rules it follows, bnscope.api.meta, inline), its Plotly.js (from the plotly package: no CDN, works offline), and the
 login page used when an access token is set: a right token gets a signed session cookie; an
 address with too many wrong ones in a minute waits (429)."""
 
@@ -11,6 +11,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
 from bnscope import PACKAGE_DIR
+from bnscope.api.meta import Meta, page_meta
 from bnscope.api.schemas import Health
 from bnscope.api.deps import Service
 from bnscope.api.errors import retry_after
@@ -23,7 +24,7 @@ PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 
 @router.get("/", response_class=HTMLResponse)
 def dashboard(request: Request):
-    return templates.TemplateResponse(request, "index.html")
+    return templates.TemplateResponse(request, "index.html", {"meta": page_meta().model_dump()})
 
 
 @router.get("/vendor/plotly.min.js")
@@ -55,6 +56,16 @@ async def login(request: Request):
     response.set_cookie(SESSION_COOKIE, new_session(token), max_age=SESSION_S, httponly=True, samesite="strict",
                         secure=request.url.scheme == "https")  # fmt: skip
     return response
+
+
+meta = APIRouter(tags=["page"])
+
+
+@meta.get("/api/meta", response_model=Meta)
+def page_rules():
+    """The statuses, the actions each fits, RunConfig's bounds and the limits the page follows (it has them
+    inline in its HTML too): the page restates none of them."""
+    return page_meta()
 
 
 health = APIRouter(tags=["health"])

@@ -11,8 +11,8 @@ from bnscope.api.schemas import (
 )  # fmt: skip
 from bnscope.config import JSON_INT, Settings
 from bnscope.events import StatsEvent
-from bnscope.storage.queries import HEATMAP_STEPS, HISTORY_HISTOGRAMS, HISTORY_POINTS
-from bnscope.train.data import PREFIX_PATTERN, check_prefix  # not from sampling: that imports torch
+from bnscope.storage.queries import HEATMAP_STEPS, HISTORY_HISTOGRAMS, HISTORY_POINTS, MAX_POINTS, HistogramKind
+from bnscope.train.data import PREFIX_MAX_LENGTH, PREFIX_PATTERN, check_prefix  # not from sampling: that imports torch
 
 router = APIRouter(prefix="/api", tags=["runs"])
 
@@ -127,7 +127,7 @@ def run_history(
     service: Service,
     start: Annotated[int, Query(ge=0, le=JSON_INT, description="first step")] = 0,
     end: Annotated[int | None, Query(ge=1, le=JSON_INT, description="the step after the last (default: the run's step)")] = None,
-    max_points: Annotated[int, Query(ge=2, le=10_000, description="points per series at most")] = HISTORY_POINTS,
+    max_points: Annotated[int, Query(ge=2, le=MAX_POINTS, description="points per series at most")] = HISTORY_POINTS,
     max_histograms: Annotated[int, Query(ge=1, le=HISTORY_HISTOGRAMS, description="statistics steps listed at most")] = HISTORY_HISTOGRAMS,
     series: Annotated[list[Annotated[str, Field(max_length=200)]] | None, Query(max_length=64, description="only these series (repeat the parameter); default: every one")] = None,
 ):
@@ -151,7 +151,7 @@ def run_stats(run_id: int, service: Service, step: STEP):
 def run_histograms(
     run_id: int,
     service: Service,
-    kind: Literal["activations", "activation_grads", "weight_grads"] = "activations",
+    kind: HistogramKind = "activations",
     start: STEP = 0,
     end: Annotated[int | None, Query(ge=1, le=JSON_INT)] = None,
     max_steps: Annotated[int, Query(ge=1, le=1000, description="statistics steps at most, evenly spaced")] = HEATMAP_STEPS,
@@ -178,7 +178,7 @@ def run_samples(
     n: Annotated[int, Query(ge=1, le=1000, description="how many names")] = 10,
     temperature: Annotated[float, Query(gt=0, le=10, allow_inf_nan=False, description="<1 safer, >1 wilder")] = 1.0,
     seed: Annotated[int | None, Query(ge=0, le=JSON_INT, description="same seed and weights, same names")] = None,
-    prefix: Annotated[str, Query(max_length=20, json_schema_extra={"pattern": PREFIX_PATTERN}, description="every name starts with these letters (a-z)"),
+    prefix: Annotated[str, Query(max_length=PREFIX_MAX_LENGTH, json_schema_extra={"pattern": PREFIX_PATTERN}, description="every name starts with these letters (a-z)"),
                       AfterValidator(check_prefix)] = "",  # fmt: skip
     max_len: Annotated[int, Query(ge=1, le=50, description="longest name, prefix included (a prefix this long is the whole name)")] = 30,
     one_at_a_time: Annotated[bool, Query(description="each name drawn to its end before the next, as the lecture")] = False,

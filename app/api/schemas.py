@@ -165,7 +165,7 @@ class WatchedCreate(BaseModel):
 
 class IngestBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    events: list[Reported] = Field(max_length=1000, description="the watched run's events, in order (bnscope.events)")
+    events: list[Annotated[Reported, Field(discriminator="type")]] = Field(max_length=1000, description="the watched run's events, in order (bnscope.events)")
 
 
 class IngestOut(BaseModel):

@@ -4,15 +4,18 @@ one of its events takes: folded into its state, numbered, streamed and stored.""
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from bnscope.config import RunConfig
 from bnscope.events import INTERNAL, RunState, series_points, wire
 from bnscope.health import Recent
 from bnscope.jsonenc import to_json
-from bnscope.runs.workers import Worker
 from bnscope.storage.store import Store
 from bnscope.storage.writer import StoreWriter
 from bnscope.stream.hub import Channel
+
+if TYPE_CHECKING:  # a watched run's recording process loads neither (pydantic-settings, the trainer): ~0.1 s of CPU
+    from bnscope.config import RunConfig
+    from bnscope.runs.workers import Worker
 
 SETTLE_SECONDS = 5.0  # how long a control request waits for the worker to act (a step, or a dev evaluation)
 
@@ -29,7 +32,7 @@ class Run:
     state: RunState
     channel: Channel
     model: dict | None = None  # the layers it reports (a `model` event's body)
-    worker: Worker | None = None
+    worker: "Worker | None" = None
     worker_info: dict | None = None  # where it trains (or trained last)
     settled: threading.Condition = field(default_factory=threading.Condition)  # notified at every status change
     weights: tuple[float, int, bytes] | None = field(default=None, repr=False)  # (received at, step, bytes)
@@ -39,7 +42,9 @@ class Run:
     sampler: tuple[int, object] | None = field(default=None, repr=False)  # (step, eval model) built from weights
 
     @property
-    def run_config(self) -> RunConfig:
+    def run_config(self) -> "RunConfig":
+        from bnscope.config import RunConfig
+
         return RunConfig(**self.config)
 
 

@@ -67,6 +67,29 @@ def watch(
     `model` may also be the lecture's list of hand-written layers (each keeping its output in `.out`,
     with `.parameters()`), trained by hand with no optimizer; `weights` names tensors outside the layers
     (the lecture's {"C": C}); see bnscope.watched.layers."""
+    lecture = _check(model, optimizer, every, server, data_dir, weights)
+    module = model if lecture else getattr(model, "_orig_mod", model)  # a torch.compile'd model: its own module's names
+    params = list(weights.values()) if weights else []
+    params += [p for layer in model for p in layer.parameters()] if lecture else list(module.parameters())
+    kind = "layers" if lecture else type(module).__name__
+    name = name or kind
+    description = {
+        "model": kind, "parameters": sum(p.numel() for p in params),
+        "optimizer": type(optimizer).__name__ if optimizer is not None else None, "every": every,
+        "device": str(params[0].device) if params else "cpu",
+        "torch": str(torch.__version__),  # a str: torch's own TorchVersion would make the recording process import torch
+    }  # fmt: skip
+    sink = _store_sink(data_dir, name, description) if server is None else HttpSink(server, name, description)
+    if lecture:
+        from bnscope.watched.layers import WatchedLayers
+
+        return WatchedLayers(list(model), dict(weights or {}), every, Sender(ProcessSink(sink)))
+    return WatchedRun(module, optimizer, every, Sender(ProcessSink(sink)))
+
+
+def _check(model, optimizer, every, server, data_dir, weights) -> bool:
+    """watch()'s arguments, refused with a TypeError or ValueError that says why; whether `model` is
+    the lecture's list of layers."""
     lecture = isinstance(model, (list, tuple))
     if lecture:
         if (
@@ -85,30 +108,15 @@ def watch(
         raise ValueError(f"every must be a whole number of steps >= 1, not {every!r}")
     if server is not None and data_dir is not None:
         raise ValueError("give server (stream to a running bnscope serve) or data_dir (record for later), not both")
-    module = model if lecture else getattr(model, "_orig_mod", model)  # a torch.compile'd model: its own module's names
-    params = list(weights.values()) if weights else []
-    params += [p for layer in model for p in layer.parameters()] if lecture else list(module.parameters())
-    kind = "layers" if lecture else type(module).__name__
-    name = name or kind
-    description = {
-        "model": kind, "parameters": sum(p.numel() for p in params),
-        "optimizer": type(optimizer).__name__ if optimizer is not None else None, "every": every,
-        "device": str(params[0].device) if params else "cpu",
-        "torch": str(torch.__version__),  # a str: torch's own TorchVersion would make the recording process import torch
-    }  # fmt: skip
-    if server is not None:
-        sink = HttpSink(server, name, description)
-    else:
-        from bnscope.config import Settings  # the server's own default data directory
+    return lecture
 
-        sink = StoreSink(
-            data_dir if data_dir is not None else Settings.model_fields["data_dir"].default, name, description
-        )
-    if lecture:
-        from bnscope.watched.layers import WatchedLayers
 
-        return WatchedLayers(list(model), dict(weights or {}), every, Sender(ProcessSink(sink)))
-    return WatchedRun(module, optimizer, every, Sender(ProcessSink(sink)))
+def _store_sink(data_dir, name, description) -> StoreSink:
+    if data_dir is None:
+        from bnscope.config import Settings  # the server's own default data directory (pydantic: only here)
+
+        data_dir = Settings.model_fields["data_dir"].default
+    return StoreSink(data_dir, name, description)
 
 
 class WatchedRun:

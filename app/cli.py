@@ -23,19 +23,55 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         flag = "--" + name.replace("_", "-")
         default = field.default
         if field.annotation is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
-                                help=f"{field.description} (default: {'on' if default else 'off'})")
+            parser.add_argument(
+                flag,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=f"{field.description} (default: {'on' if default else 'off'})",
+            )
         else:
             kind = type(default)
             choices = getattr(field.annotation, "__args__", None) if kind is str else None
-            parser.add_argument(flag, type=kind, choices=choices, default=None, metavar=name.upper(),
-                                help=f"{field.description} (default: {default:.6g})" if kind is float
-                                else f"{field.description} (default: {default})")  # fmt: skip
+            parser.add_argument(
+                flag,
+                type=kind,
+                choices=choices,
+                default=None,
+                metavar=name.upper(),
+                help=f"{field.description} (default: {default:.6g})"
+                if kind is float
+                else f"{field.description} (default: {default})",
+            )
 
 
 def _config_from(args: argparse.Namespace) -> RunConfig:
     overrides = {name: getattr(args, name) for name in RunConfig.model_fields if getattr(args, name) is not None}
     return RunConfig(**overrides)
+
+
+def _progress(config, bar, seen: dict):
+    """The CLI's listener: the progress bar with its ETA, dev losses as lines, and in `seen` the final
+    losses, status and checkpoint. It runs on the training thread: quick, never blocking."""
+
+    def on_event(event: dict) -> None:
+        kind = event["type"]
+        if kind == "scalars" and event["loss"]:
+            bar.update(len(event["loss"]))
+            rate = event["steps_per_s"]  # 0 until measured after a warm-up: no guess from the first slow steps
+            eta = format_duration((config.steps - bar.n) / rate) if rate else "…"
+            bar.set_postfix_str(
+                f"eta {eta}, {rate:.0f} steps/s, loss {event['loss'][-1]:.4f}, lr {event['lr']:.3g}", refresh=False
+            )
+        elif kind == "eval" and event.get("final"):
+            seen["finals"][event["split"]] = event["loss"]
+        elif kind == "eval":
+            bar.write(f"step {event['step']:>7d}  dev loss {event['loss']:.4f}")
+        elif kind == "checkpoint":
+            seen["checkpoint"] = event["state"]
+        elif kind == "status":
+            seen["status"] = event
+
+    return on_event
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -46,30 +82,23 @@ def _train(args: argparse.Namespace) -> int:
 
     config = _config_from(args)
     words = read_names(args.names)
-    bar = tqdm(total=config.steps, unit="step", dynamic_ncols=True, disable=args.quiet,
-               bar_format="{percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")  # fmt: skip
+    bar = tqdm(
+        total=config.steps,
+        unit="step",
+        dynamic_ncols=True,
+        disable=args.quiet,
+        bar_format="{percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]",
+    )
     seen: dict = {"finals": {}, "status": None, "checkpoint": None}
-
-    def on_event(event: dict) -> None:  # on the training thread: quick, never blocking
-        kind = event["type"]
-        if kind == "scalars" and event["loss"]:
-            bar.update(len(event["loss"]))
-            rate = event["steps_per_s"]  # 0 until measured after a warm-up: no guess from the first slow steps
-            eta = format_duration((config.steps - bar.n) / rate) if rate else "…"
-            bar.set_postfix_str(f"eta {eta}, {rate:.0f} steps/s, loss {event['loss'][-1]:.4f}, lr {event['lr']:.3g}", refresh=False)
-        elif kind == "eval" and event.get("final"):
-            seen["finals"][event["split"]] = event["loss"]
-        elif kind == "eval":
-            bar.write(f"step {event['step']:>7d}  dev loss {event['loss']:.4f}")
-        elif kind == "checkpoint":
-            seen["checkpoint"] = event["state"]
-        elif kind == "status":
-            seen["status"] = event
-
+    on_event = _progress(config, bar, seen)
     done = threading.Event()
     # the CLI needs only the final checkpoint: the trainer makes one whenever training stops
-    worker = ThreadWorker(0, RunSpec(config, words, checkpoint_every=config.steps + 1, threads=args.threads),
-                          on_event, lambda reason: done.set())  # fmt: skip
+    worker = ThreadWorker(
+        0,
+        RunSpec(config, words, checkpoint_every=config.steps + 1, threads=args.threads),
+        on_event,
+        lambda reason: done.set(),
+    )
     interrupted = False
     try:
         while not done.wait(0.2):
@@ -135,7 +164,9 @@ def load_weights(path: Path):
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as err:
         raise NotWeights(f"{path}: not bnscope weights ({expected}; {type(err).__name__})") from None
     if not isinstance(saved, dict) or "config" not in saved or "model" not in saved.get("state", {}):
-        raise NotWeights(f"{path}: not bnscope weights ({expected}; it holds {type(saved).__name__} without config and state)")
+        raise NotWeights(
+            f"{path}: not bnscope weights ({expected}; it holds {type(saved).__name__} without config and state)"
+        )
     config = RunConfig(**saved["config"])
     model = build_model(config, seed_init=False)
     model.load_state_dict(saved["state"]["model"])
@@ -147,9 +178,17 @@ def _sample(args: argparse.Namespace) -> int:
 
     config, model = load_weights(args.weights)
     train_words = frozenset(split_words(read_names(args.names))[0])
-    rows = sample_names(model, args.n, block_size=config.block_size, temperature=args.temperature,
-                        prefix=args.prefix, seed=args.seed, max_len=args.max_len, train_words=train_words,
-                        one_at_a_time=args.one_at_a_time)  # fmt: skip
+    rows = sample_names(
+        model,
+        args.n,
+        block_size=config.block_size,
+        temperature=args.temperature,
+        prefix=args.prefix,
+        seed=args.seed,
+        max_len=args.max_len,
+        train_words=train_words,
+        one_at_a_time=args.one_at_a_time,
+    )
     for row in rows:
         print(row["name"] + ("" if row["novel"] else "   (in the training set)"))
     return 0
@@ -158,8 +197,15 @@ def _sample(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from bnscope.api.main import serve
 
-    return serve(host=args.host, port=args.port, data_dir=args.data_dir, token=args.token, names=args.names,
-                 allowed_hosts=args.allowed_hosts, ray=args.ray)  # fmt: skip
+    return serve(
+        host=args.host,
+        port=args.port,
+        data_dir=args.data_dir,
+        token=args.token,
+        names=args.names,
+        allowed_hosts=args.allowed_hosts,
+        ray=args.ray,
+    )
 
 
 def _write_report(args: argparse.Namespace) -> int:
@@ -231,12 +277,20 @@ def _add_serve(commands) -> None:
     serve.add_argument("--data-dir", type=Path, default=None, help="where runs are kept (default ~/.bnscope)")
     serve.add_argument("--token", default=None, help="access token required by the API (env BNSCOPE_TOKEN)")
     serve.add_argument("--names", type=Path, default=None, help="names file to train on")
-    serve.add_argument("--ray", default=None, metavar="ADDRESS",
-                       help="train each run as a Ray actor: a Ray cluster's address, or 'local' for a private local Ray "
-                            "(env BNSCOPE_RAY; needs the extra: pip install 'bnscope[ray]')")  # fmt: skip
-    serve.add_argument("--allowed-hosts", default=None, metavar="NAMES",
-                       help="comma-separated host names the server answers to besides localhost and its bound "
-                       "address, e.g. the name a proxy serves it under (env BNSCOPE_ALLOWED_HOSTS)")  # fmt: skip
+    serve.add_argument(
+        "--ray",
+        default=None,
+        metavar="ADDRESS",
+        help="train each run as a Ray actor: a Ray cluster's address, or 'local' for a private local Ray "
+        "(env BNSCOPE_RAY; needs the extra: pip install 'bnscope[ray]')",
+    )
+    serve.add_argument(
+        "--allowed-hosts",
+        default=None,
+        metavar="NAMES",
+        help="comma-separated host names the server answers to besides localhost and its bound "
+        "address, e.g. the name a proxy serves it under (env BNSCOPE_ALLOWED_HOSTS)",
+    )
     serve.set_defaults(func=_serve)
 
 

@@ -27,7 +27,8 @@ class RunConfig(BaseModel):
     block_size: int = Field(3, ge=1, le=16, description="characters of context used to predict the next one")
     batchnorm: StrictBool = Field(True, description="BatchNorm1d after every Linear (off: Linear layers keep a bias)")
     init: Literal["kaiming", "torch-default"] = Field(
-        "kaiming", description="kaiming: randn/sqrt(fan_in)*gain; torch-default: nn.Linear's U(-1/sqrt(fan_in), 1/sqrt(fan_in))"
+        "kaiming",
+        description="kaiming: randn/sqrt(fan_in)*gain; torch-default: nn.Linear's U(-1/sqrt(fan_in), 1/sqrt(fan_in))",
     )
     gain: float = Field(5 / 3, gt=0, le=20, description="init gain on the Linear weights (5/3 suits tanh)")
     last_layer_scale: float = Field(
@@ -36,8 +37,9 @@ class RunConfig(BaseModel):
     bn_eps: float = Field(1e-5, gt=0, le=1, description="BatchNorm epsilon")
     bn_momentum: float = Field(0.1, gt=0, le=1, description="BatchNorm running-statistics momentum")
     bn_variance: Literal["biased", "unbiased"] = Field(
-        "biased", description="the batch variance BatchNorm normalises with in training: biased (torch's BatchNorm1d) "
-        "or unbiased (x.var(), the lecture's hand-written layer)"
+        "biased",
+        description="the batch variance BatchNorm normalises with in training: biased (torch's BatchNorm1d) "
+        "or unbiased (x.var(), the lecture's hand-written layer)",
     )
     # the optimisation
     batch_size: int = Field(32, ge=1, le=4096, description="examples per minibatch")
@@ -46,8 +48,9 @@ class RunConfig(BaseModel):
     lr_decay_step: int = Field(150_000, ge=0, le=10_000_000, description="step after which lr is multiplied by 0.1")
     seed: int = Field(2147483647, ge=0, le=JSON_INT, description="seeds the init and the minibatch order")
     batch_order: Literal["own", "lecture"] = Field(
-        "own", description="own: minibatches from a generator of their own (paired runs of any shape see the same "
-        "batches); lecture: from the init's generator right after the init, as the lecture's notebook draws them"
+        "own",
+        description="own: minibatches from a generator of their own (paired runs of any shape see the same "
+        "batches); lecture: from the init's generator right after the init, as the lecture's notebook draws them",
     )
     # the diagnostics
     stats_every: int = Field(100, ge=1, le=1_000_000, description="steps between activation/gradient statistics")
@@ -76,10 +79,18 @@ class RunConfig(BaseModel):
     def model_kwargs(self) -> dict:
         """The arguments of bnscope.models.MLP (less vocab_size and generator)."""
         return dict(
-            block_size=self.block_size, n_embd=self.n_embd, n_hidden=self.n_hidden, n_layers=self.n_layers,
-            batchnorm=self.batchnorm, init=self.init, gain=self.gain, last_layer_scale=self.last_layer_scale,
-            bn_eps=self.bn_eps, bn_momentum=self.bn_momentum, bn_variance=self.bn_variance,
-        )  # fmt: skip
+            block_size=self.block_size,
+            n_embd=self.n_embd,
+            n_hidden=self.n_hidden,
+            n_layers=self.n_layers,
+            batchnorm=self.batchnorm,
+            init=self.init,
+            gain=self.gain,
+            last_layer_scale=self.last_layer_scale,
+            bn_eps=self.bn_eps,
+            bn_momentum=self.bn_momentum,
+            bn_variance=self.bn_variance,
+        )
 
     def lr_at(self, step: int, base_lr: float | None = None) -> float:
         """The scheduled learning rate: the lecture's step decay (x0.1 after lr_decay_step) of

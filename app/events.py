@@ -60,7 +60,8 @@ MANY = 4096  # layers, weights, norms, values a step
 
 # ---- the layers a run reports -------------------------------------------------------------------
 class LayerInfo(TypedDict):
-    name: Name  # the lecture's names for its network ('tanh3', 'linear2', 'batchnorm1', 'C'); a watched model's qualified names
+    # the lecture's names for its network ('tanh3', 'linear2', 'batchnorm1', 'C'); a watched model's qualified names
+    name: Name
     kind: Annotated[str, MaxLen(40)]  # 'tanh', 'relu', 'linear', 'embedding', 'batchnorm', 'layernorm', ...
 
 
@@ -68,7 +69,9 @@ class ModelEvent(TypedDict):
     type: Literal["model"]
     step: Step
     activations: Annotated[list[LayerInfo], MaxLen(MANY)]  # activation modules, in forward order
-    weights: Annotated[list[LayerInfo], MaxLen(MANY)]  # weight matrices and kernels (>= 2-D): gradients, grad:data, update:data
+    weights: Annotated[
+        list[LayerInfo], MaxLen(MANY)
+    ]  # weight matrices and kernels (>= 2-D): gradients, grad:data, update:data
     norms: Annotated[list[LayerInfo], MaxLen(MANY)]  # normalisation layers: running statistics, affine parameters
 
 
@@ -105,12 +108,16 @@ class ControlEvent(TypedDict):
 class ScalarsEvent(TypedDict):
     type: Literal["scalars"]
     step: Step  # the step of loss[0]
-    loss: Annotated[list[float | None], MaxLen(100_000)]  # one minibatch loss a step: steps step .. step + len(loss) - 1
+    loss: Annotated[
+        list[float | None], MaxLen(100_000)
+    ]  # one minibatch loss a step: steps step .. step + len(loss) - 1
     lr: float | None
     steps_per_s: float  # 0 until measured after a warm-up
     ud_names: Annotated[list[Name], MaxLen(MANY)]  # the weights update:data is measured for...
     ud_steps: Annotated[list[Step], MaxLen(10_000)]  # ...the steps it was measured at...
-    ud: Annotated[list[Annotated[list[float | None], MaxLen(MANY)]], MaxLen(10_000)]  # ...log10(std(lr*grad)/std(w)) a row a step (None: gradient all 0)
+    ud: Annotated[
+        list[Annotated[list[float | None], MaxLen(MANY)]], MaxLen(10_000)
+    ]  # ...log10(std(lr*grad)/std(w)) a row a step (None: gradient all 0)
 
 
 class MetricsEvent(TypedDict):
@@ -134,7 +141,8 @@ class ActivationStats(TypedDict):
     units: int  # features (2-D outputs, 3-D: the last dim) or channels (4-D and up: dim 1)
     mean: float | None
     std: float | None
-    saturation: float  # % of outputs in the flat part of the function (tanh |t| > 0.97, sigmoid < 0.03 or > 0.97, ReLU family <= 0)
+    # % of outputs in the flat part of the function (tanh |t| > 0.97, sigmoid < 0.03 or > 0.97, ReLU family <= 0)
+    saturation: float
     dead: int  # units saturated for every example of the batch: they pass no gradient
     hist: Hist  # HIST_BINS counts over `range`
     range: Range  # [lo, hi]
@@ -142,7 +150,9 @@ class ActivationStats(TypedDict):
     grad_std: float | None
     grad_hist: Hist
     grad_range: Range
-    image: NotRequired[Annotated[list[Annotated[str, MaxLen(1024)]], MaxLen(1024)]]  # tanh layers of 2-D outputs: the lecture's |t| > 0.99 image, a hex row an example
+    image: NotRequired[
+        Annotated[list[Annotated[str, MaxLen(1024)]], MaxLen(1024)]
+    ]  # tanh layers of 2-D outputs: the lecture's |t| > 0.99 image, a hex row an example
 
 
 class WeightStats(TypedDict):
@@ -222,9 +232,16 @@ def reset(after: int) -> ResetEvent:
 Reported = ModelEvent | ReportedStatusEvent | ScalarsEvent | MetricsEvent | EvalEvent | StatsEvent
 
 Event = (
-    ModelEvent | StatusEvent | ControlEvent | ScalarsEvent | MetricsEvent | EvalEvent | StatsEvent
-    | CheckpointEvent | WeightsEvent
-)  # fmt: skip
+    ModelEvent
+    | StatusEvent
+    | ControlEvent
+    | ScalarsEvent
+    | MetricsEvent
+    | EvalEvent
+    | StatsEvent
+    | CheckpointEvent
+    | WeightsEvent
+)
 
 # what a client of a run's stream receives (each with what `wire` adds): every event but the worker-only ones, and reset
 Streamed = ModelEvent | StatusEvent | ControlEvent | ScalarsEvent | MetricsEvent | EvalEvent | StatsEvent | ResetEvent
@@ -232,11 +249,19 @@ Streamed = ModelEvent | StatusEvent | ControlEvent | ScalarsEvent | MetricsEvent
 
 # ---- derived: time series -------------------------------------------------------------------------
 # per activation layer, per weight and per norm layer: (series prefix, the stats key it reads)
-ACTIVATION_SERIES = (("saturation", "saturation"), ("dead", "dead"), ("act_mean", "mean"), ("act_std", "std"),
-                     ("grad_std", "grad_std"))  # fmt: skip
+ACTIVATION_SERIES = (
+    ("saturation", "saturation"),
+    ("dead", "dead"),
+    ("act_mean", "mean"),
+    ("act_std", "std"),
+    ("grad_std", "grad_std"),
+)
 WEIGHT_SERIES = (("grad_to_data", "grad_to_data"),)
-NORM_SERIES = (("running_mean", "mean_of_running_mean"), ("running_var", "mean_of_running_var"),
-               ("norm_gain", "gain_mean"))  # fmt: skip
+NORM_SERIES = (
+    ("running_mean", "mean_of_running_mean"),
+    ("running_var", "mean_of_running_var"),
+    ("norm_gain", "gain_mean"),
+)
 
 Point = tuple[str, int, float]  # (series name, step, value)
 
@@ -256,10 +281,15 @@ def series_points(event: dict) -> list[Point]:
         for at, row in zip(event["ud_steps"], event["ud"]):
             points += [(f"update_to_data/{name}", at, value) for name, value in zip(event["ud_names"], row)]
     elif kind == "metrics":
-        points += [("loss" if name == "loss" else f"metric/{name}", step, value) for name, value in event["values"].items()]
+        points += [
+            ("loss" if name == "loss" else f"metric/{name}", step, value) for name, value in event["values"].items()
+        ]
     elif kind == "stats":
-        for entries, table in ((event["activations"], ACTIVATION_SERIES), (event["weights"], WEIGHT_SERIES),
-                               (event["norms"], NORM_SERIES)):  # fmt: skip
+        for entries, table in (
+            (event["activations"], ACTIVATION_SERIES),
+            (event["weights"], WEIGHT_SERIES),
+            (event["norms"], NORM_SERIES),
+        ):
             for entry in entries:
                 points += [(f"{prefix}/{entry['name']}", step, entry[key]) for prefix, key in table if key in entry]
     elif kind == "eval" and event["split"] == "dev" and not event.get("final"):
@@ -297,7 +327,9 @@ class RunState:
         return True
 
     def as_dict(self) -> dict:
-        return dict(vars(self))  # its fields are plain values: dataclasses.asdict's deep copy costs 30x more, on every event
+        return dict(
+            vars(self)
+        )  # its fields are plain values: dataclasses.asdict's deep copy costs 30x more, on every event
 
 
 def wire(event: dict, points: list[Point], state: RunState | None, judged: dict | None = None) -> dict:

@@ -107,113 +107,151 @@ FAMILIES = "calibrated with scripts/calibrate_families.py on 2026-12-03"
 
 RULES: list[Rule] = [
     Rule(
-        id="saturation", title="Saturation", panel="panel-saturation",
+        id="saturation",
+        title="Saturation",
+        panel="panel-saturation",
         measure="% of a tanh layer's outputs with |t| > 0.97 (one minibatch)",
-        amber=(None, 30.0), red=(None, 50.0),
+        amber=(None, 30.0),
+        red=(None, 50.0),
         explain="Outputs in the tanh's flat tail, where (1 - t²) ≈ 0 kills the gradient flowing back. "
-                "A BatchNorm network starts near 3 % and climbs to ~25 % as it trains, which is fine; "
-                "far above, most of the layer passes no gradient back.",
-        source=f"{CALIBRATED}: default run max 24.7 % (p99 23.2 %) over 200k steps; "
-               "gain 5 without BN at init 64–66 %",
-        quantity="saturation", kinds=TANH,
+        "A BatchNorm network starts near 3 % and climbs to ~25 % as it trains, which is fine; "
+        "far above, most of the layer passes no gradient back.",
+        source=f"{CALIBRATED}: default run max 24.7 % (p99 23.2 %) over 200k steps; gain 5 without BN at init 64–66 %",
+        quantity="saturation",
+        kinds=TANH,
     ),
     Rule(
-        id="sigmoid_saturation", title="Saturation (sigmoid)", panel="panel-saturation",
+        id="sigmoid_saturation",
+        title="Saturation (sigmoid)",
+        panel="panel-saturation",
         measure="% of a sigmoid layer's outputs below 0.03 or above 0.97 (one minibatch)",
-        amber=(None, 5.0), red=(None, 20.0),
+        amber=(None, 5.0),
+        red=(None, 20.0),
         explain="Outputs in the sigmoid's flat tails, where s(1 - s) ≈ 0 kills the gradient flowing back "
-                "(a quarter of tanh's at best, so less of it can be spared). With BatchNorm before it, "
-                "almost none.",
+        "(a quarter of tanh's at best, so less of it can be spared). With BatchNorm before it, "
+        "almost none.",
         source=f"{FAMILIES}: the lecture's MLP with sigmoids and BN, 3k steps, max 0.09 %; "
-               "without BN at gain 5, at init 23.6–47.3 %",
-        quantity="saturation", kinds=("sigmoid",),
+        "without BN at gain 5, at init 23.6–47.3 %",
+        quantity="saturation",
+        kinds=("sigmoid",),
     ),
     Rule(
-        id="dead", title="Dead units", panel="panel-dead",
+        id="dead",
+        title="Dead units",
+        panel="panel-dead",
         measure="% of a tanh layer's units with |t| > 0.99 for every example of the batch",
-        amber=(None, 0.0), red=(None, 10.0),
-        explain="A unit saturated for every example learns nothing: the lecture's all-white column. "
-                "Healthy: none.",
+        amber=(None, 0.0),
+        red=(None, 10.0),
+        explain="A unit saturated for every example learns nothing: the lecture's all-white column. Healthy: none.",
         source=f"{CALIBRATED}: default run 0 in every layer at every stats step of 200k; "
-               "lr 50 without BN: 87–100 % from step 100 on",
-        quantity="dead", kinds=TANH,
+        "lr 50 without BN: 87–100 % from step 100 on",
+        quantity="dead",
+        kinds=TANH,
     ),
     Rule(
-        id="relu_dead", title="Dead ReLUs", panel="panel-dead",
+        id="relu_dead",
+        title="Dead ReLUs",
+        panel="panel-dead",
         measure="% of a ReLU layer's units never positive over the batch (every example and position)",
-        amber=(None, 2.0), red=(None, 10.0),
+        amber=(None, 2.0),
+        red=(None, 10.0),
         explain="A ReLU unit whose input is negative for every example passes no gradient back and never "
-                "recovers. Half a layer's outputs at 0 is normal (not judged); a unit at 0 for all is not.",
+        "recovers. Half a layer's outputs at 0 is normal (not judged); a unit at 0 for all is not.",
         source=f"{FAMILIES}: 0 at every stats step of examples/cnn.py (600 steps) and of the lecture's MLP "
-               "with ReLUs and BN (3k); at init the CNN with its BN biases at −5 20.8–46.9 %, "
-               "the MLP without BN at gain 5 12 % (its last ReLU)",
-        quantity="dead", kinds=RELU_FAMILY,
+        "with ReLUs and BN (3k); at init the CNN with its BN biases at −5 20.8–46.9 %, "
+        "the MLP without BN at gain 5 12 % (its last ReLU)",
+        quantity="dead",
+        kinds=RELU_FAMILY,
     ),
     Rule(
-        id="gelu_dead", title="Dead GELU/SiLU units", panel="panel-dead",
+        id="gelu_dead",
+        title="Dead GELU/SiLU units",
+        panel="panel-dead",
         measure="% of a GELU or SiLU layer's units never positive over the batch (every example and position)",
-        amber=(None, 2.0), red=(None, 10.0),
+        amber=(None, 2.0),
+        red=(None, 10.0),
         explain="Below 0 a GELU or SiLU passes a small gradient, and far below none: a unit never positive "
-                "barely learns. Half a layer's outputs below 0 is normal (not judged).",
+        "barely learns. Half a layer's outputs below 0 is normal (not judged).",
         source=f"{FAMILIES}: 0 at every stats step of examples/transformer_block.py (1,500 steps) and of the "
-               "lecture's MLP with GELUs or SiLUs and BN (3k); without BN at gain 5 12 % (their last layer) at "
-               "init; the transformer with its MLPs ×10 up to 3.9 % by step 150",
-        quantity="dead", kinds=GELU_FAMILY,
+        "lecture's MLP with GELUs or SiLUs and BN (3k); without BN at gain 5 12 % (their last layer) at "
+        "init; the transformer with its MLPs ×10 up to 3.9 % by step 150",
+        quantity="dead",
+        kinds=GELU_FAMILY,
     ),
     Rule(
-        id="activation_std", title="Activation std", panel="panel-activations",
+        id="activation_std",
+        title="Activation std",
+        panel="panel-activations",
         measure="std of a tanh layer's outputs (one minibatch)",
-        amber=(0.5, 0.85), red=(0.2, 0.9),
+        amber=(0.5, 0.85),
+        red=(0.2, 0.9),
         explain="The gain fights the tanh's squashing so every layer's outputs keep a similar spread "
-                "(~0.6–0.8). Low: the activations shrink towards 0 with depth (gain too small); "
-                "high: they pile up at ±1 (gain too big).",
+        "(~0.6–0.8). Low: the activations shrink towards 0 with depth (gain too small); "
+        "high: they pile up at ±1 (gain too big).",
         source=f"{CALIBRATED}: default run 0.62–0.82 (p99 0.80) over 200k steps; at init gain 5 "
-               "without BN 0.91, gain 0.5 without BN 0.41 (tanh1) down to 0.024 (tanh5)",
-        quantity="activation_std", kinds=TANH,
+        "without BN 0.91, gain 0.5 without BN 0.41 (tanh1) down to 0.024 (tanh5)",
+        quantity="activation_std",
+        kinds=TANH,
     ),
     Rule(
-        id="relu_activation_std", title="Activation std (ReLU)", panel="panel-activations",
+        id="relu_activation_std",
+        title="Activation std (ReLU)",
+        panel="panel-activations",
         measure="std of a ReLU layer's outputs (one minibatch)",
-        amber=(None, 1.5), red=(None, 2.5),
+        amber=(None, 1.5),
+        red=(None, 2.5),
         explain="Unbounded above, a ReLU passes on whatever scale its input has: ~0.6 after BatchNorm; far "
-                "wider, a gain too big that grows layer after layer (the lecture's too-hot init, for a ReLU).",
+        "wider, a gain too big that grows layer after layer (the lecture's too-hot init, for a ReLU).",
         source=f"{FAMILIES}: examples/cnn.py 0.56–0.90 over 600 steps, the lecture's MLP with ReLUs and BN "
-               "0.575–0.633 over 3k; without BN at gain 5, at init 2.74 (first layer) to 446 (last)",
-        quantity="activation_std", kinds=RELU_FAMILY,
+        "0.575–0.633 over 3k; without BN at gain 5, at init 2.74 (first layer) to 446 (last)",
+        quantity="activation_std",
+        kinds=RELU_FAMILY,
     ),
     Rule(
-        id="gelu_activation_std", title="Activation std (GELU/SiLU)", panel="panel-activations",
+        id="gelu_activation_std",
+        title="Activation std (GELU/SiLU)",
+        panel="panel-activations",
         measure="std of a GELU or SiLU layer's outputs (one minibatch)",
-        amber=(None, 1.5), red=(None, 2.5),
+        amber=(None, 1.5),
+        red=(None, 2.5),
         explain="Unbounded above, a GELU or SiLU passes on whatever scale its input has: 0.3–0.65 in "
-                "healthy runs; far wider, a gain too big that grows layer after layer.",
+        "healthy runs; far wider, a gain too big that grows layer after layer.",
         source=f"{FAMILIES}: examples/transformer_block.py 0.30–0.62 over 1,500 steps, the lecture's MLP with "
-               "GELUs or SiLUs and BN 0.546–0.64 over 3k; at init the transformer with its MLPs' first Linear "
-               "×10 3.26, the MLPs without BN at gain 5 2.76 (first layer) to 447 (last)",
-        quantity="activation_std", kinds=GELU_FAMILY,
+        "GELUs or SiLUs and BN 0.546–0.64 over 3k; at init the transformer with its MLPs' first Linear "
+        "×10 3.26, the MLPs without BN at gain 5 2.76 (first layer) to 447 (last)",
+        quantity="activation_std",
+        kinds=GELU_FAMILY,
     ),
     Rule(
-        id="gradient_flow", title="Gradient flow", panel="panel-act-grads",
+        id="gradient_flow",
+        title="Gradient flow",
+        panel="panel-act-grads",
         measure="std(gradient at the last tanh) / std(gradient at the first tanh)",
-        amber=(0.2, 2.0), red=(0.1, 5.0),
+        amber=(0.2, 2.0),
+        red=(0.1, 5.0),
         explain="About 1 when the gradient keeps its size through the depth. Above: it shrinks on the "
-                "way back to the input (vanishing); below: it grows (exploding).",
+        "way back to the input (vanishing); below: it grows (exploding).",
         source=f"{CALIBRATED}: default run 0.27–1.35 (p99 1.20) over 200k steps; at init gain 5 "
-               "without BN 0.115, gain 0.5 without BN 16.2, torch-default init without BN 9.6",
-        quantity="gradient_flow", kinds=TANH,
+        "without BN 0.115, gain 0.5 without BN 16.2, torch-default init without BN 9.6",
+        quantity="gradient_flow",
+        kinds=TANH,
     ),
     Rule(
-        id="update_to_data", title="Update:data", panel="panel-update",
+        id="update_to_data",
+        title="Update:data",
+        panel="panel-update",
         measure=f"log10(std(lr × grad) / std(weight)), mean of the last {UPDATE_RATIO_POINTS} measurements",
-        amber=(-4.5, -2.0), red=(-5.5, -1.5),
+        amber=(-4.5, -2.0),
+        red=(-5.5, -1.5),
         explain="How much of itself each step changes a weight: about −3 (1/1000) is healthy; it drops "
-                "by 1 when the lr decays ×0.1. Much above: learning too fast, or the weight is too small "
-                "(the no-BN last layer, scaled ×0.1); much below: barely learning.",
+        "by 1 when the lr decays ×0.1. Much above: learning too fast, or the weight is too small "
+        "(the no-BN last layer, scaled ×0.1); much below: barely learning.",
         source=f"{CALIBRATED}: default run −3.98 to −2.18 (p99 −2.31) over 200k steps; at init gain 0.5 "
-               "(BN on) linear1–6 −2.17 to −1.84, BN off linear6 −0.62, gain 5 without BN linear6 −0.54",
-        quantity="update_to_data", kinds=TANH,
+        "(BN on) linear1–6 −2.17 to −1.84, BN off linear6 −0.62, gain 5 without BN linear6 −0.54",
+        quantity="update_to_data",
+        kinds=TANH,
     ),
-]  # fmt: skip
+]
 BY_ID: dict[str, Rule] = {rule.id: rule for rule in RULES}
 LAYER_QUANTITIES = ("saturation", "dead", "activation_std")  # judged a layer at a time, by its kind
 NETWORK_QUANTITIES = ("gradient_flow", "update_to_data")  # judged where every activation is of the rule's kinds
@@ -314,8 +352,11 @@ class Monitor:
 
 def checks(measured: Measured) -> list[tuple[str, str, float, Level]]:
     """Every badge: (rule id, label, value, level)."""
-    return [(rule_id, label, value, verdict(rule_id, value))
-            for rule_id, values in measured.items() for label, value in values.items()]  # fmt: skip
+    return [
+        (rule_id, label, value, verdict(rule_id, value))
+        for rule_id, values in measured.items()
+        for label, value in values.items()
+    ]
 
 
 class Recent:

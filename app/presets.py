@@ -65,16 +65,18 @@ PRESETS: list[dict] = [
         "activations shrink layer by layer. torch's default takes no gain, so its two members are the same "
         "network, a check that members are paired. The lecture's one-hidden-layer network: dev 2.1026 with its "
         "hand-tuned init, 2.1069 with kaiming.",
-        "body": {"config": {"batchnorm": False, "steps": 5000}, "vary": {"init": ["kaiming", "torch-default"],
-                                                                     "gain": [1.0, 5 / 3]}},
+        "body": {
+            "config": {"batchnorm": False, "steps": 5000},
+            "vary": {"init": ["kaiming", "torch-default"], "gain": [1.0, 5 / 3]},
+        },
     },
     {
         "id": "batchnorm-x-gain",
         "kind": "sweep",
         "name": "4. BatchNorm on and off, across the gain",
-        "text": "5,000 steps of each gain with BatchNorm on and off: with BatchNorm the dev loss varies about half as much "
-        "across gains than without, where gain 5/3 is best and 5 worst. The lecture's one-hidden-layer network's "
-        "dev loss over its fixes: 2.1682 (first), 2.1310 (softmax fixed), 2.1026 (tanh fixed), 2.1048 with "
+        "text": "5,000 steps of each gain with BatchNorm on and off: with BatchNorm the dev loss varies about half "
+        "as much across gains than without, where gain 5/3 is best and 5 worst. The lecture's one-hidden-layer "
+        "network's dev loss over its fixes: 2.1682 (first), 2.1310 (softmax fixed), 2.1026 (tanh fixed), 2.1048 with "
         "BatchNorm.",
         "body": {"config": {"steps": 5000}, "vary": {"gain": [0.5, 1.0, 5 / 3, 3.0, 5.0], "batchnorm": [True, False]}},
     },
@@ -83,8 +85,8 @@ PRESETS: list[dict] = [
         "kind": "sweep",
         "name": "5. the learning rate against update:data",
         "text": "update:data, log10(std(lr x grad) / std(weight)), rises with the learning rate, a decade or a "
-        "little more per decade up to 0.1. The lecture's rule of thumb puts it near -3: lr 0.01 stays below it, 0.1 above (the "
-        "default), and at 0.001 the dev loss is still far above the others after 2,000 steps.",
+        "little more per decade up to 0.1. The lecture's rule of thumb puts it near -3: lr 0.01 stays below it, "
+        "0.1 above (the default), and at 0.001 the dev loss is still far above the others after 2,000 steps.",
         "body": {"config": {"steps": 2000}, "vary": {"lr": [0.001, 0.01, 0.1, 1.0]}},
     },
 ]

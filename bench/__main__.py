@@ -77,7 +77,9 @@ def _page(ctx: Context) -> dict:
 
     if not page.CHROMIUM.exists() or importlib.util.find_spec("playwright") is None:
         return {"skipped": f"needs Chromium at {page.CHROMIUM} and playwright"}
-    return page.measure(*((1.0, 1) if ctx.quick else (20.0, 3)), warmup_s=1.0 if ctx.quick else 10.0, server=ctx.served())
+    return page.measure(
+        *((1.0, 1) if ctx.quick else (20.0, 3)), warmup_s=1.0 if ctx.quick else 10.0, server=ctx.served()
+    )
 
 
 def _quality(ctx: Context) -> dict:
@@ -85,12 +87,18 @@ def _quality(ctx: Context) -> dict:
 
 
 SECTIONS = [
-    Section("throughput", "Training step and logging overhead", lambda c: throughput.measure(c.quick), report.throughput),
+    Section(
+        "throughput", "Training step and logging overhead", lambda c: throughput.measure(c.quick), report.throughput
+    ),
     Section("event_cost", "Server CPU per event", lambda c: event_cost.measure(c.quick), report.event_cost),
     Section("latency", "Event latency, step → client", lambda c: latency.measure(c.quick, c.served()), report.latency),
-    Section("sampling", "Sampling latency through the API", lambda c: sampling.measure(c.quick, c.served()), report.sampling),
+    Section(
+        "sampling", "Sampling latency through the API", lambda c: sampling.measure(c.quick, c.served()), report.sampling
+    ),
     Section("workers", "Workers: runs at once", lambda c: workers.measure(c.quick, c.served()), report.workers),
-    Section("ray", "Ray (local) against worker processes", lambda c: ray_local.measure(c.quick, c.served()), report.ray),
+    Section(
+        "ray", "Ray (local) against worker processes", lambda c: ray_local.measure(c.quick, c.served()), report.ray
+    ),
     Section("page", "Page cost", _page, report.page),
     Section("scale", "Scale: one run to 1M steps", lambda c: scale.measure(c.quick), report.scale),
     Section("quality", "Learning quality over 3 seeds", _quality, report.quality),
@@ -99,17 +107,24 @@ SECTIONS = [
     Section("hostile", hostile.TITLE, lambda c: hostile.measure(c.quick), hostile.markdown),
     Section("sweeps", sweeps.TITLE, lambda c: sweeps.measure(c.quick), sweeps.markdown),
     Section("stats", stats_cost.TITLE, lambda c: stats_cost.measure(c.quick), stats_cost.markdown),
-]  # fmt: skip
+]
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a smoke run: every section, tiny sizes, figures meaningless")
-    parser.add_argument("--out", type=Path, help="write the report here (default: BENCHMARKS.md for a full run, "
-                                                 "else a temporary file)")  # fmt: skip
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke run: every section, tiny sizes, figures meaningless"
+    )
+    parser.add_argument(
+        "--out", type=Path, help="write the report here (default: BENCHMARKS.md for a full run, else a temporary file)"
+    )
     parser.add_argument("--only", action="append", metavar="SECTION", help="run only this section (repeatable)")
-    parser.add_argument("--lecture-names", type=Path, default=None,
-                        help=f"the lecture's names file for the quality section (default: {quality.LECTURE_NAMES} if it exists)")  # fmt: skip
+    parser.add_argument(
+        "--lecture-names",
+        type=Path,
+        default=None,
+        help=f"the lecture's names file for the quality section (default: {quality.LECTURE_NAMES} if it exists)",
+    )
     return parser.parse_args(argv)
 
 
@@ -118,19 +133,30 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     known = [s.key for s in SECTIONS]
     if args.only and (unknown := set(args.only) - set(known)):
-        print(f"python -m bench: no section {', '.join(sorted(unknown))}; sections: {', '.join(known)}", file=sys.stderr)
+        print(
+            f"python -m bench: no section {', '.join(sorted(unknown))}; sections: {', '.join(known)}", file=sys.stderr
+        )
         return 2
     chosen = [s for s in SECTIONS if not args.only or s.key in args.only]
-    out = args.out or (BENCHMARKS if not args.quick and not args.only else
-                       Path(tempfile.mkstemp(prefix="bnscope-bench-", suffix=".md")[1]))  # fmt: skip
+    out = args.out or (
+        BENCHMARKS
+        if not args.quick and not args.only
+        else Path(tempfile.mkstemp(prefix="bnscope-bench-", suffix=".md")[1])
+    )
     from bnscope.train.data import DEFAULT_NAMES
 
     lecture = args.lecture_names or (quality.LECTURE_NAMES if quality.LECTURE_NAMES.exists() else None)
     if lecture is not None and not lecture.exists():
         print(f"python -m bench: --lecture-names {lecture}: no such file", file=sys.stderr)
         return 2
-    note = "" if lecture else (f"The lecture's names file was not measured: no --lecture-names given and "
-                               f"{quality.LECTURE_NAMES} does not exist.")  # fmt: skip
+    note = (
+        ""
+        if lecture
+        else (
+            f"The lecture's names file was not measured: no --lecture-names given and "
+            f"{quality.LECTURE_NAMES} does not exist."
+        )
+    )
     if note:
         print(note)
     command = " ".join(["python -m bench", *argv])
@@ -151,11 +177,15 @@ def main(argv: list[str] | None = None) -> int:
                 f"_Produced by `{command}` (this section alone: `python -m bench --only {section.key}`), "
                 f"{time.perf_counter() - t0:.0f} s. Machine: {report.machine_line(start_machine)}; "
                 f"{report.load_line(at_start, other.summary())}._\n\n" + section.render(results[section.key])
-            )  # fmt: skip
+            )
     other = whole.summary()
     wall = time.time() - started
-    verdict = ("**The machine was busy with other work during this run: figures are noisy; read the ratios, measured "
-               "side by side.**" if report.busy(other, start_machine["cores"]) else "The machine was otherwise quiet.")  # fmt: skip
+    verdict = (
+        "**The machine was busy with other work during this run: figures are noisy; read the ratios, measured "
+        "side by side.**"
+        if report.busy(other, start_machine["cores"])
+        else "The machine was otherwise quiet."
+    )
     header = [
         "# bnscope benchmarks",
         f"`{command}`, {start_machine['date']}, {wall / 60:.0f} min. {verdict} Other processes used "
@@ -164,10 +194,15 @@ def main(argv: list[str] | None = None) -> int:
         f"Machine: {report.machine_line(start_machine)}.",
         "Variants compared side by side take turns (A B C A B C …) and give medians with min–max over the rounds; "
         "ratios are taken round by round. Latencies are nearest-rank percentiles over every event or request.",
-    ]  # fmt: skip
+    ]
     if args.quick:
         header.append("**Smoke run (`--quick`): sizes are tiny and the figures mean nothing.**")
-    header += ["## Headline figures", report.headline(results), "## Targets", report.render_targets(report.targets(results))]
+    header += [
+        "## Headline figures",
+        report.headline(results),
+        "## Targets",
+        report.render_targets(report.targets(results)),
+    ]
     out.write_text("\n\n".join(header + bodies) + "\n")
     print(f"wrote {out}")
     return 0

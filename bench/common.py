@@ -1,9 +1,9 @@
 """What every benchmark shares: summaries of repeated measurements, interleaved rounds, the machine.
 
-  spread(values)       median, min and max of a measurement repeated over rounds
-  percentiles(values)  p50 / p95 / p99 (nearest rank) and the count, of latencies
-  interleaved(...)     variants taking turns, A B C A B C ..., a window each per round
-  machine()            CPU, cores, Python, torch, torch threads and the load average now
+spread(values)       median, min and max of a measurement repeated over rounds
+percentiles(values)  p50 / p95 / p99 (nearest rank) and the count, of latencies
+interleaved(...)     variants taking turns, A B C A B C ..., a window each per round
+machine()            CPU, cores, Python, torch, torch threads and the load average now
 """
 
 import math
@@ -41,7 +41,10 @@ def interleaved(variants: dict[str, Window], rounds: int, warmup_rounds: int = 1
             if round_ >= warmup_rounds:
                 rates[name].append(units / seconds)
         if round_ >= warmup_rounds:
-            log(f"  round {round_ + 1 - warmup_rounds}/{rounds}: " + ", ".join(f"{n} {r[-1]:.0f}/s" for n, r in rates.items()))
+            log(
+                f"  round {round_ + 1 - warmup_rounds}/{rounds}: "
+                + ", ".join(f"{n} {r[-1]:.0f}/s" for n, r in rates.items())
+            )
     return rates
 
 
@@ -52,8 +55,11 @@ def ratios(values: list[float], reference: list[float]) -> dict:
 
 def cpu_model() -> str:
     try:
-        return next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                    if line.startswith("model name"))  # fmt: skip
+        return next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
     except (OSError, StopIteration):
         return platform.processor() or platform.machine()
 
@@ -62,6 +68,11 @@ def machine() -> dict:
     import torch
 
     return {
-        "cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(), "load": os.getloadavg(), "date": time.strftime("%Y-%m-%d %H:%M"),
-    }  # fmt: skip
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "load": os.getloadavg(),
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+    }

@@ -89,8 +89,17 @@ def measure(quick: bool, log=print) -> dict:
         for kind, batch in BATCH.items():
             sample = events[kind]
             run_id = store.create_run(kind, RunConfig().model_dump())
-            run = Run(id=run_id, name=kind, source="trainer", config=RunConfig().model_dump(), paired_with=None,
-                      sweep_id=None, created_at=time.time(), state=RunState(), channel=Channel())  # fmt: skip
+            run = Run(
+                id=run_id,
+                name=kind,
+                source="trainer",
+                config=RunConfig().model_dump(),
+                paired_with=None,
+                sweep_id=None,
+                created_at=time.time(),
+                state=RunState(),
+                channel=Channel(),
+            )
             span = 1 + max(e["step"] + len(e.get("loss", [])) for e in sample)
             parts: dict[str, list[float]] = {"series points": [], "publish": [], "compression": [], "store write": []}
             sizes = []
@@ -110,9 +119,12 @@ def measure(quick: bool, log=print) -> dict:
                     parts["store write"].append(_cpu(lambda: store.write(rows, [])) / len(rows))
             ms = {part: statistics.mean(values) * 1e3 for part, values in parts.items() if values}
             out[kind] = {
-                "ms": ms, "total_ms": ms["publish"] + ms["store write"], "events": len(sample) * repeats,
-                "kib": statistics.mean(sizes) / 1024, "batch": batch,
+                "ms": ms,
+                "total_ms": ms["publish"] + ms["store write"],
+                "events": len(sample) * repeats,
+                "kib": statistics.mean(sizes) / 1024,
+                "batch": batch,
                 "losses_per_event": statistics.mean(len(e["loss"]) for e in sample) if kind == "scalars" else None,
-            }  # fmt: skip
+            }
             log(f"  {kind}: " + ", ".join(f"{part} {v:.3f} ms" for part, v in ms.items()))
     return out

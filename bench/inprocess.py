@@ -54,9 +54,17 @@ class RealPath:
         self.failures: list[str] = []
         self.writer = StoreWriter(self.store, lambda run_ids, reason: self.failures.append(reason))
         run_id = self.store.create_run("bench", config.model_dump(), status="created", lr=config.lr)
-        self.run = Run(id=run_id, name="bench", source="trainer", config=config.model_dump(), paired_with=None,
-                       sweep_id=None, created_at=time.time(), state=RunState(),
-                       channel=Channel(reserve=lambda ceiling: self.store.reserve_ids(run_id, ceiling)))  # fmt: skip
+        self.run = Run(
+            id=run_id,
+            name="bench",
+            source="trainer",
+            config=config.model_dump(),
+            paired_with=None,
+            sweep_id=None,
+            created_at=time.time(),
+            state=RunState(),
+            channel=Channel(reserve=lambda ceiling: self.store.reserve_ids(run_id, ceiling)),
+        )
 
     def __call__(self, event: dict) -> None:
         if event["type"] == "checkpoint":
@@ -164,7 +172,9 @@ class TrainerWindows:
         self._changed = threading.Condition()
         self._pausing = False
         self.commands.put({"op": "pause"})  # paused before its first step
-        self.thread = threading.Thread(target=self.trainer.run, args=(self.commands,), name="bench-trainer", daemon=True)
+        self.thread = threading.Thread(
+            target=self.trainer.run, args=(self.commands,), name="bench-trainer", daemon=True
+        )
         self.thread.start()
         self._wait("paused")
 
@@ -211,8 +221,10 @@ class TrainerWindows:
 
     def run_for(self, seconds: float) -> tuple[int, float]:
         """About `seconds` of training: (steps, seconds)."""
-        return self._window(lambda: self.commands.put({"op": "resume"}),
-                            lambda: (time.sleep(seconds), self.commands.put({"op": "pause"})))  # fmt: skip
+        return self._window(
+            lambda: self.commands.put({"op": "resume"}),
+            lambda: (time.sleep(seconds), self.commands.put({"op": "pause"})),
+        )
 
     def close(self) -> None:
         self.commands.put({"op": "stop"})

@@ -56,9 +56,13 @@ class OtherLoad:
 
     def summary(self) -> dict:
         samples = list(self.samples)
-        return {"mean_cores": sum(samples) / len(samples) if samples else 0.0, "max_cores": max(samples, default=0.0),
-                "over_half_core": sum(s > 0.5 for s in samples) / len(samples) if samples else 0.0,
-                "samples": len(samples), "every": self.every}  # fmt: skip
+        return {
+            "mean_cores": sum(samples) / len(samples) if samples else 0.0,
+            "max_cores": max(samples, default=0.0),
+            "over_half_core": sum(s > 0.5 for s in samples) / len(samples) if samples else 0.0,
+            "samples": len(samples),
+            "every": self.every,
+        }
 
     def __enter__(self) -> "OtherLoad":
         self._thread.start()

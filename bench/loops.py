@@ -46,7 +46,9 @@ class TensorBoardLog:
     def wants_stats(self, i: int) -> bool:
         return i % self.config.stats_every == 0
 
-    def log(self, i: int, loss: torch.Tensor, outputs: list[torch.Tensor], grads: list[torch.Tensor], lr: float) -> None:
+    def log(
+        self, i: int, loss: torch.Tensor, outputs: list[torch.Tensor], grads: list[torch.Tensor], lr: float
+    ) -> None:
         """Before the update: the step's loss and, at a stats step, its statistics."""
         w = self.writer
         w.add_scalar("loss", loss.item(), i)

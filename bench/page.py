@@ -14,8 +14,15 @@ from pathlib import Path
 from bench.server import BenchServer
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--enable-precise-memory-info"]  # fmt: skip
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--enable-precise-memory-info",
+]
 
 OBSERVE = """() => {
   window.__longTasks = [];
@@ -42,8 +49,15 @@ def _browser_cpu_s() -> float:
     return total
 
 
-def measure(window_s: float = 20.0, rounds: int = 3, warmup_s: float = 10.0, width: int = 1440, height: int = 900,
-            server: BenchServer | None = None, log=print) -> dict:  # fmt: skip
+def measure(
+    window_s: float = 20.0,
+    rounds: int = 3,
+    warmup_s: float = 10.0,
+    width: int = 1440,
+    height: int = 900,
+    server: BenchServer | None = None,
+    log=print,
+) -> dict:
     """Steps/s of the default network without and with the page open; the page's long tasks and heap.
     `server`: one to use (one run of it trains, any others pause), else a server of its own.
     Returns {"steps_per_s_without", "steps_per_s_with", "ratio", "long_tasks", "longest_task_ms",
@@ -72,8 +86,10 @@ def measure(window_s: float = 20.0, rounds: int = 3, warmup_s: float = 10.0, wid
             tasks += end["tasks"]
             heaps.append((start["heap"], end["heap"]))
             page.close()
-            log(f"  round {round_ + 1}: {without[-1]:.0f} steps/s without the page, {with_page[-1]:.0f} with; "
-                f"browser {cores[-1]:.2f} cores, {len(end['tasks'])} long tasks, heap {start['heap'] / 2**20:.1f} -> {end['heap'] / 2**20:.1f} MB")  # fmt: skip
+            log(
+                f"  round {round_ + 1}: {without[-1]:.0f} steps/s without the page, {with_page[-1]:.0f} with; "
+                f"browser {cores[-1]:.2f} cores, {len(end['tasks'])} long tasks, heap {start['heap'] / 2**20:.1f} -> {end['heap'] / 2**20:.1f} MB"
+            )
         browser.close()
     median_without, median_with = statistics.median(without), statistics.median(with_page)
     return {

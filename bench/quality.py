@@ -68,7 +68,11 @@ def train_stack(names: str, seeds: list[int], overrides: dict) -> dict:
     splits = make_splits(read_names(Path(names)), configs[0].block_size)
     t0 = time.perf_counter()
     StackTrainer(configs, splits, keep, device=torch.device("cpu")).run(CommandQueue())
-    return {"names": names, "wall_s": time.perf_counter() - t0, "members": [{"seed": s, **f} for s, f in zip(seeds, finals)]}
+    return {
+        "names": names,
+        "wall_s": time.perf_counter() - t0,
+        "members": [{"seed": s, **f} for s, f in zip(seeds, finals)],
+    }
 
 
 def _spread(values: list[float]) -> dict:
@@ -97,6 +101,15 @@ def measure(quick: bool, names_files: list[Path], log=print) -> dict:
         row["single_dev_each"] = {r["seed"]: r["dev"] for r in mine}
         row["stacked_wall_s"] = stack["wall_s"]
         files.append(row)
-        log(f"  {path.name}: " + ", ".join(f"{s} {row[s]['mean']:.4f} ± {row[s]['std']:.4f}" for s in ("train", "dev", "test")))
-    return {"overrides": overrides, "seeds": list(seeds), "files": files, "wall_s": wall, "parallel": parallel,
-            "lecture_dev": LECTURE_DEV}  # fmt: skip
+        log(
+            f"  {path.name}: "
+            + ", ".join(f"{s} {row[s]['mean']:.4f} ± {row[s]['std']:.4f}" for s in ("train", "dev", "test"))
+        )
+    return {
+        "overrides": overrides,
+        "seeds": list(seeds),
+        "files": files,
+        "wall_s": wall,
+        "parallel": parallel,
+        "lecture_dev": LECTURE_DEV,
+    }

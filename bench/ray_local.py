@@ -19,13 +19,13 @@ from bench.latency import control_round_trips, stream_latencies
 from bench.server import BenchServer
 
 
-
 def train_alone(this: BenchServer, servers: dict[str, BenchServer]) -> list[int]:
     """One run training on `this` server, every run of the others paused: its id."""
     for other in servers.values():
         if other is not this:
             other.train_only(0)
     return this.train_only(1)
+
 
 def measure(quick: bool, server: BenchServer, log=print) -> dict:
     window, rounds, latency_s, trips, settle = (1.0, 1, 1.0, 2, 0.3) if quick else (10.0, 4, 20.0, 20, 1.0)
@@ -51,11 +51,15 @@ def measure(quick: bool, server: BenchServer, log=print) -> dict:
             this.train_only(0)
         memory = ray.rss()
     return {
-        "window_s": window, "rounds": rounds,
+        "window_s": window,
+        "rounds": rounds,
         "steps_per_s": {k: spread(v) for k, v in rates.items()},
         "ray_vs_process": ratios(rates["ray"], rates["process"]),
         "latency_ms": latency,
         "startup_s": {"process": server.startup_s, "ray": ray.startup_s},
-        "ray_rss_mib": {"server": memory["server_mib"], "actor": memory["workers_mib"],
-                        "ray_processes": sum(memory["others_mib"])},
-    }  # fmt: skip
+        "ray_rss_mib": {
+            "server": memory["server_mib"],
+            "actor": memory["workers_mib"],
+            "ray_processes": sum(memory["others_mib"]),
+        },
+    }

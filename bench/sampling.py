@@ -74,7 +74,10 @@ def measure(quick: bool, server: BenchServer, log=print) -> dict:
         _requests(server, both, 2)
         times["loaded"] += _requests(server, both, per_round)
         disconnect(clients)
-        log(f"  round {round_ + 1}/{rounds}: " + ", ".join(f"{k} p50 {statistics.median(v) * 1e3:.1f} ms" for k, v in times.items()))
+        log(
+            f"  round {round_ + 1}/{rounds}: "
+            + ", ".join(f"{k} p50 {statistics.median(v) * 1e3:.1f} ms" for k, v in times.items())
+        )
     return {
         "api_ms": {k: percentiles([t * 1e3 for t in v]) for k, v in times.items()},
         "stream_clients": STREAM_CLIENTS,

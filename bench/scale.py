@@ -23,7 +23,9 @@ def _history(server: BenchServer, run_id: int, start: int, end: int) -> dict:
     times, size = [], 0
     for _ in range(5):
         t0 = time.perf_counter()
-        response = server.http.get(f"/api/runs/{run_id}/history", params={"start": start, "end": end, "max_points": 2000})
+        response = server.http.get(
+            f"/api/runs/{run_id}/history", params={"start": start, "end": end, "max_points": 2000}
+        )
         response.raise_for_status()
         times.append(time.perf_counter() - t0)
         size = len(response.content)
@@ -42,10 +44,15 @@ def measure(quick: bool, log=print) -> dict:
             ):
                 time.sleep(0.5)
             step = now["step"]
-            rows.append({
-                "step": step, "rss_mib": server.rss()["server_mib"], "db_mib": server.db_mib(),
-                "whole": _history(server, run["id"], 0, step), "zoom": _history(server, run["id"], max(0, step - ZOOM), step),
-                "wall_s": time.monotonic() - t0,
-            })  # fmt: skip
+            rows.append(
+                {
+                    "step": step,
+                    "rss_mib": server.rss()["server_mib"],
+                    "db_mib": server.db_mib(),
+                    "whole": _history(server, run["id"], 0, step),
+                    "zoom": _history(server, run["id"], max(0, step - ZOOM), step),
+                    "wall_s": time.monotonic() - t0,
+                }
+            )
             log(f"  {rows[-1]}")
     return {"config": SMALL, "rows": rows, "zoom_steps": ZOOM}

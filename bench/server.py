@@ -40,8 +40,13 @@ class BenchServer:
         env = {**os.environ, "BNSCOPE_DATA_DIR": str(self.data_dir), "BNSCOPE_AUTOSTART": str(autostart).lower(), **env}
         self.log = (self.data_dir / "server.log").open("w")
         self.launched = time.perf_counter()
-        self.process = subprocess.Popen([sys.executable, "-m", "bnscope.cli", "serve", "--port", str(self.port)],
-                                        cwd=self.data_dir, env=env, stdout=subprocess.DEVNULL, stderr=self.log)  # fmt: skip
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bnscope.cli", "serve", "--port", str(self.port)],
+            cwd=self.data_dir,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=self.log,
+        )
         self.http = httpx.Client(base_url=self.url, timeout=60)
         self.startup_s = None
         try:
@@ -58,7 +63,9 @@ class BenchServer:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"the benchmark server exited with code {self.process.returncode}: {self._log_tail()}")
+                raise RuntimeError(
+                    f"the benchmark server exited with code {self.process.returncode}: {self._log_tail()}"
+                )
             try:
                 if self.http.get("/healthz", timeout=1).status_code == 200:
                     return

@@ -1,8 +1,8 @@
 """A real client of a run's Server-Sent Events (/api/runs/{id}/events), on a thread of its own.
 
-    client = StreamClient(url, on_event)   # on_event(type, data, received): received = time.time()
-    client.start(); ...; client.stop()     # when the event's last line arrived, before parsing
-    StreamClient(url).start()              # no on_event: reads the stream and drops it (load only)
+client = StreamClient(url, on_event)   # on_event(type, data, received): received = time.time()
+client.start(); ...; client.stop()     # when the event's last line arrived, before parsing
+StreamClient(url).start()              # no on_event: reads the stream and drops it (load only)
 """
 
 import json

@@ -109,13 +109,18 @@ def _served(quick: bool, log) -> dict:
         log("  wall time of the grid, stacked and 0.2's way ...")
         wall = {"grid": _wall(server, grid, steps), "singles": _wall(server, singles, steps)}
         return {
-            "window_s": window, "rounds": rounds, "slots": slots, "wall_steps": steps,
+            "window_s": window,
+            "rounds": rounds,
+            "slots": slots,
+            "wall_steps": steps,
             "rates": {name: spread(values) for name, values in rates.items()},
             "vs_one": {name: ratios(values, rates["one"]) for name, values in rates.items()},
             "spread_steps": max(w["spread"] for w in seen["grid"]),
             "rss_one": statistics.median(max(w["rss"]) for w in seen["one"]),
             "rss_stack": statistics.median(max(w["rss"]) for w in seen["grid"]),
-            "members": members, "stack_size": -(-members // slots), "wall_s": wall,
+            "members": members,
+            "stack_size": -(-members // slots),
+            "wall_s": wall,
         }
 
 
@@ -153,14 +158,21 @@ def measure(quick: bool, log=print) -> dict:
 
 def markdown(result: dict) -> str:
     s, pm = result["served"], result["per_member"]
-    label = {"one": "one run alone", "singles": f"{s['members']} runs, a process each (0.2)",
-             "grid": f"grid of {s['members']}, stacked"}
+    label = {
+        "one": "one run alone",
+        "singles": f"{s['members']} runs, a process each (0.2)",
+        "grid": f"grid of {s['members']}, stacked",
+    }
     rows = "\n".join(
         f"| {label[name]} | {r['median']:.0f} ({r['min']:.0f}–{r['max']:.0f}) | {s['vs_one'][name]['median']:.2f}× "
-        f"({s['vs_one'][name]['min']:.2f}–{s['vs_one'][name]['max']:.2f}) |" for name, r in s["rates"].items())
+        f"({s['vs_one'][name]['min']:.2f}–{s['vs_one'][name]['max']:.2f}) |"
+        for name, r in s["rates"].items()
+    )
     wall = s["wall_s"]
-    sizes = "\n".join(f"| {R} | {v['median']:.2f} ({v['min']:.2f}–{v['max']:.2f}) | {v['median'] / R:.2f} | "
-                      f"{R / v['median']:.2f}× |" for R, v in pm.items())
+    sizes = "\n".join(
+        f"| {R} | {v['median']:.2f} ({v['min']:.2f}–{v['max']:.2f}) | {v['median'] / R:.2f} | {R / v['median']:.2f}× |"
+        for R, v in pm.items()
+    )
     per_member_mib = (s["rss_stack"] - s["rss_one"]) / max(1, s["stack_size"] - 1)
     return (
         f"Total steps/s of every member together, {s['rounds']} rounds of {s['window_s']:.0f}-s windows, "
@@ -176,5 +188,6 @@ def markdown(result: dict) -> str:
         "The stacked step in this process (no diagnostics, one thread), R members of the default network, against "
         "the fused single-run step on the same batches:\n\n"
         "| members R | step time / one single-run step | per member | per-member throughput |\n|---|---|---|---|\n"
-        + sizes + "\n"
+        + sizes
+        + "\n"
     )

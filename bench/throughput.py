@@ -59,11 +59,16 @@ def measure(quick: bool, log=print) -> dict:
     splits = make_splits(read_names(), config.block_size)
     steps, rounds = (50, 2) if quick else (5000, 5)
     bare = config.model_copy(update={"stats_every": LONG, "update_every": LONG})  # past every window
-    trainers = {name: TrainerWindows(c, splits, path=ServerProcess(c)) for name, c in
-                (("trainer", config), ("trainer_bare", bare))}  # fmt: skip
-    loops = {"autograd": autograd_step(config, splits), "fused": fused_step(config, splits),
-             "fused_tb": fused_step(config, splits, tensorboard=True),
-             "autograd_tb": autograd_step(config, splits, tensorboard=True)}  # fmt: skip
+    trainers = {
+        name: TrainerWindows(c, splits, path=ServerProcess(c))
+        for name, c in (("trainer", config), ("trainer_bare", bare))
+    }
+    loops = {
+        "autograd": autograd_step(config, splits),
+        "fused": fused_step(config, splits),
+        "fused_tb": fused_step(config, splits, tensorboard=True),
+        "autograd_tb": autograd_step(config, splits, tensorboard=True),
+    }
     windows = {name: steps_window(step, tb, steps) for name, (step, tb) in loops.items()}
     for name, trainer in trainers.items():
         windows[name] = lambda trainer=trainer: trainer.run_steps(steps)
@@ -81,9 +86,15 @@ def measure(quick: bool, log=print) -> dict:
         split_loss(trainers["trainer"].trainer.model, splits, "dev")
         dev_s.append(time.perf_counter() - t0)
     return {
-        "steps_per_window": steps, "rounds": rounds,
-        "cadences": {"stats_every": config.stats_every, "update_every": config.update_every, "dev_every": config.dev_every},
+        "steps_per_window": steps,
+        "rounds": rounds,
+        "cadences": {
+            "stats_every": config.stats_every,
+            "update_every": config.update_every,
+            "dev_every": config.dev_every,
+        },
         "steps_per_s": {name: spread(values) for name, values in rates.items()},
         "ratios": {key: ratios(rates[a], rates[b]) for key, (a, b, _) in RATIOS.items()},
-        "dev_eval_ms": statistics.median(dev_s) * 1e3, "dev_examples": int(splits.Xdev.shape[0]),
-    }  # fmt: skip
+        "dev_eval_ms": statistics.median(dev_s) * 1e3,
+        "dev_examples": int(splits.Xdev.shape[0]),
+    }

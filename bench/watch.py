@@ -83,7 +83,8 @@ class Network:
 
     def hooked(self) -> bool:
         return any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks for m in self.model.modules()) or bool(
-            self.optimizer._optimizer_step_pre_hooks or self.optimizer._optimizer_step_post_hooks)  # fmt: skip
+            self.optimizer._optimizer_step_pre_hooks or self.optimizer._optimizer_step_post_hooks
+        )
 
 
 class Loop:
@@ -275,12 +276,14 @@ def _compare(net: Network, variants: list[Loop], steps: int, rounds: int, log) -
             variant.close()
     cpu = {v.key: v.cpu[-rounds:] for v in variants}  # the warm-up round's dropped, as interleaved drops it
     return {
-        "steps_per_window": steps, "rounds": rounds, "labels": {v.key: v.name for v in variants},
+        "steps_per_window": steps,
+        "rounds": rounds,
+        "labels": {v.key: v.name for v in variants},
         "steps_per_s": {key: spread(values) for key, values in rates.items()},
         "ratios": {key: ratios(values, rates["unwatched"]) for key, values in rates.items()},
         "cpu_ratios": {key: ratios(values, cpu["unwatched"]) for key, values in cpu.items()},
         "dropped": {v.key: v.dropped for v in variants if isinstance(v, Bnscope)},
-    }  # fmt: skip
+    }
 
 
 def _peers(net: Network, workdir: str) -> list[Loop]:

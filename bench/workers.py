@@ -108,11 +108,17 @@ def measure(quick: bool, server: BenchServer, log=print) -> dict:
     stats = stream_latencies(server, ids, 1.0 if quick else 20.0)["stats"]
     server.train_only(0)
     return {
-        "window_s": window, "rounds": rounds,
+        "window_s": window,
+        "rounds": rounds,
         "steps_per_s": {k: spread(v) for k, v in rates.items()},
         "scaling": {k: ratios(rates[str(k)], rates["1"]) for k in COUNTS[1:]},
-        "made": {"runs": MADE, "training": len(made.training), "queued": made.queued, "vs_1": ratios(rates["made"], rates["1"])},
+        "made": {
+            "runs": MADE,
+            "training": len(made.training),
+            "queued": made.queued,
+            "vs_1": ratios(rates["made"], rates["1"]),
+        },
         "worker_vs_inprocess": ratios(rates["1"], rates["in-process"]),
         "stats_latency_ms_4_runs": percentiles([s * 1e3 for s in stats]),
         "rss_4_runs": memory,
-    }  # fmt: skip
+    }

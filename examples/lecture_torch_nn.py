@@ -53,8 +53,9 @@ def main() -> None:
     splits = make_splits(read_names(), block_size=3)
     model = MLP()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    with bnscope.watch(model, optimizer, every=args.every, name="lecture MLP (torch.nn)",
-                       server=args.server, data_dir=args.data_dir) as run:  # fmt: skip
+    with bnscope.watch(
+        model, optimizer, every=args.every, name="lecture MLP (torch.nn)", server=args.server, data_dir=args.data_dir
+    ) as run:
         for step in range(args.steps):
             ix = torch.randint(0, splits.Xtr.shape[0], (32,))
             loss = F.cross_entropy(model(splits.Xtr[ix]), splits.Ytr[ix])

@@ -79,8 +79,9 @@ def main() -> None:
     X, Y = sequences(train_words)
     model = TinyTransformer()
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.01)
-    with bnscope.watch(model, optimizer, every=args.every, name="tiny transformer", server=args.server,
-                       data_dir=args.data_dir) as run:  # fmt: skip
+    with bnscope.watch(
+        model, optimizer, every=args.every, name="tiny transformer", server=args.server, data_dir=args.data_dir
+    ) as run:
         for step in range(args.steps):
             ix = torch.randint(0, X.shape[0], (64,))
             logits = model(X[ix])

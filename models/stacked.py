@@ -91,8 +91,15 @@ class StackedMLP:
 
     def tensors(self) -> dict[str, list[torch.Tensor]]:
         """Every stacked tensor by name (C as a one-element list)."""
-        return {"C": [self.C], "W": self.W, "b": self.b, "gamma": self.gamma, "beta": self.beta,
-                "running_mean": self.running_mean, "running_var": self.running_var}
+        return {
+            "C": [self.C],
+            "W": self.W,
+            "b": self.b,
+            "gamma": self.gamma,
+            "beta": self.beta,
+            "running_mean": self.running_mean,
+            "running_var": self.running_var,
+        }
 
     def keep(self, rows: list[int]) -> None:
         """Only the members at `rows` stay, in that order: the stack of those who still train."""
@@ -113,8 +120,15 @@ class StackedMLP:
         R, H, n = hprebn.shape
         if self._kernel:
             hpreact, bnmean, bnvar_inv = torch.native_batch_norm(
-                hprebn.view(1, R * H, n), self.gamma[l].view(-1), self.beta[l].view(-1), self.running_mean[l].view(-1),
-                self.running_var[l].view(-1), True, self.momentum_of[0], self.eps_of[0])
+                hprebn.view(1, R * H, n),
+                self.gamma[l].view(-1),
+                self.beta[l].view(-1),
+                self.running_mean[l].view(-1),
+                self.running_var[l].view(-1),
+                True,
+                self.momentum_of[0],
+                self.eps_of[0],
+            )
             return hpreact.view(R, H, n), (bnmean, bnvar_inv)
         bnvar, bnmean = torch.var_mean(hprebn, dim=2, keepdim=True, correction=0)  # (R, H, 1)
         unbiased = bnvar * (n / (n - 1))
@@ -124,8 +138,12 @@ class StackedMLP:
         hpreact = torch.addcmul(self.beta[l].unsqueeze(2), self.gamma[l].unsqueeze(2), bnraw)
         moving = (self._train & self._bn.view(-1)).view(-1, 1)  # nn.BatchNorm1d's update, members in training only
         m = self._momentum
-        self.running_mean[l] = torch.where(moving, torch.lerp(self.running_mean[l], bnmean.squeeze(2), m), self.running_mean[l])
-        self.running_var[l] = torch.where(moving, torch.lerp(self.running_var[l], unbiased.squeeze(2), m), self.running_var[l])
+        self.running_mean[l] = torch.where(
+            moving, torch.lerp(self.running_mean[l], bnmean.squeeze(2), m), self.running_mean[l]
+        )
+        self.running_var[l] = torch.where(
+            moving, torch.lerp(self.running_var[l], unbiased.squeeze(2), m), self.running_var[l]
+        )
         return hpreact, (bnraw, bnvar_inv)
 
     def _batchnorm_backward(self, l: int, dhpreact: torch.Tensor, hprebn: torch.Tensor, saved: tuple) -> tuple:
@@ -133,8 +151,16 @@ class StackedMLP:
         R, H, n = dhpreact.shape
         if self._kernel:
             dx, dgamma, dbeta = torch.ops.aten.native_batch_norm_backward(
-                dhpreact.reshape(1, R * H, n), hprebn.view(1, R * H, n), self.gamma[l].view(-1), None, None, *saved,
-                True, self.eps_of[0], [True, True, True])
+                dhpreact.reshape(1, R * H, n),
+                hprebn.view(1, R * H, n),
+                self.gamma[l].view(-1),
+                None,
+                None,
+                *saved,
+                True,
+                self.eps_of[0],
+                [True, True, True],
+            )
             return dx.view(R, H, n), dgamma.view(R, H), dbeta.view(R, H)
         bnraw, bnvar_inv = saved
         dgamma = (bnraw * dhpreact).sum(2, keepdim=True)
@@ -215,7 +241,8 @@ class StackedMLP:
         return loss
 
     def load_into(self, r: int, mlp: MLP) -> MLP:
-        """Member r's tensors copied into its own MLP (bnscope.models.MLP): its state to save, sample from or evaluate."""
+        """Member r's tensors copied into its own MLP (bnscope.models.MLP): its state to save, sample from or
+        evaluate."""
         with torch.no_grad():
             mlp.embedding.weight.copy_(self.C[r])
             for l, (linear, norm) in enumerate(_linears_and_norms(mlp)):

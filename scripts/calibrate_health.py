@@ -74,8 +74,10 @@ def fmt(x: float) -> str:
 
 def table(runs: dict[str, list]) -> str:
     """Per config and measure: step 0 over layers, and the whole run over steps x layers."""
-    lines = ["| config | measure | step 0: min / median / max | run: min / p50 / p99 / max | flagged at step 0 |",
-             "|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "| config | measure | step 0: min / median / max | run: min / p50 / p99 / max | flagged at step 0 |",
+        "|---|---|---|---|---|",
+    ]
     for name, history in runs.items():
         for rule_id in MEASURES:
             at0, run = values(history, rule_id, range(1)), values(history, rule_id)
@@ -112,8 +114,9 @@ def judged(runs: dict[str, list]) -> list[str]:
     bad = [(step, c) for step, m in runs["default"] for c in health.checks(m) if c[3] != "ok"]
     if bad:
         step, (rule_id, label, value, level) = bad[0]
-        lines.append(f"FAIL default: {len(bad)} non-ok badges, first at step {step}: "
-                     f"{rule_id} {label} = {fmt(value)} ({level})")
+        lines.append(
+            f"FAIL default: {len(bad)} non-ok badges, first at step {step}: {rule_id} {label} = {fmt(value)} ({level})"
+        )
     else:
         lines.append(f"ok   default: every badge ok at every one of {len(runs['default'])} stats steps")
     for name, _, rule_id in BROKEN:
@@ -142,12 +145,16 @@ def main(argv: list[str] | None = None) -> None:
     for name, config in configs:
         history, status, seconds = train(config, words)
         runs[name] = history
-        print(f"{name}: {config.steps:,} steps, stats every {config.stats_every}, {status}, {seconds:.0f} s",
-              file=sys.stderr)
+        print(
+            f"{name}: {config.steps:,} steps, stats every {config.stats_every}, {status}, {seconds:.0f} s",
+            file=sys.stderr,
+        )
     total = time.perf_counter() - started
 
-    print(f"Calibrated {date.today()} on {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-          f"1 thread, {total:.0f} s in all; `python {' '.join(sys.argv)}`\n")  # fmt: skip
+    print(
+        f"Calibrated {date.today()} on {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+        f"1 thread, {total:.0f} s in all; `python {' '.join(sys.argv)}`\n"
+    )
     print(table(runs))
     print("\nupdate:data (log10, mean of the last 5) per weight:\n")
     print(per_weight(runs))

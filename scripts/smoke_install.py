@@ -28,8 +28,12 @@ def check_wheel(wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     tops = sorted({n.split("/")[0] for n in names if not n.split("/")[0].endswith((".dist-info", ".data"))})
     assert tops == ["bnscope"], f"the wheel installs {tops}, not just bnscope"
-    for what, end in (("names.txt", "bnscope/names.txt"), ("the page", "bnscope/templates/index.html"),
-                      ("its script", "bnscope/static/dashboard.js"), ("the networks", "bnscope/models/mlp.py")):  # fmt: skip
+    for what, end in (
+        ("names.txt", "bnscope/names.txt"),
+        ("the page", "bnscope/templates/index.html"),
+        ("its script", "bnscope/static/dashboard.js"),
+        ("the networks", "bnscope/models/mlp.py"),
+    ):
         assert any(n.endswith(end) for n in names), f"the wheel has no {what} ({end})"
     print(f"wheel: {wheel.name}, {wheel.stat().st_size / 1024:.0f} KiB, {len(names)} files, top level {tops}")
 
@@ -59,8 +63,10 @@ def check_serve(work: Path) -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(["bnscope", "serve", "--port", str(port), "--data-dir", str(work / "data")],
-                              env={**os.environ, "BNSCOPE_MAX_RUNS": "1"})  # fmt: skip
+    server = subprocess.Popen(
+        ["bnscope", "serve", "--port", str(port), "--data-dir", str(work / "data")],
+        env={**os.environ, "BNSCOPE_MAX_RUNS": "1"},
+    )
     try:
         deadline = time.monotonic() + 90
         while True:

@@ -9,9 +9,13 @@ from playwright.sync_api import Page
 
 CHROMIUM = Path("/usr/bin/chromium")  # the distribution's browser: Playwright never downloads its own
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--no-first-run",
-]  # fmt: skip
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 WAIT_MS = 40_000  # generous: a slow 2-core CI machine trains and runs the browser at once
 LOCAL_HOSTS = {"127.0.0.1", "localhost"}
 

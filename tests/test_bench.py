@@ -19,20 +19,49 @@ pytestmark = pytest.mark.slow  # every section of the bench at smoke sizes, serv
 SECTIONS = ["Headline figures", "Targets"] + [f"{i}. {section.title}" for i, section in enumerate(BENCH_SECTIONS, 1)]
 ROWS = [
     # throughput: every variant and every ratio
-    "`autograd`:", "`fused`:", "`trainer`:", "`trainer_bare`:", "`fused_tb`:", "`autograd_tb`:",
-    "`fused` / `autograd`", "`trainer` / `fused`", "`trainer` / `trainer_bare`", "`fused_tb` / `fused`", "`autograd_tb` / `autograd`", "`trainer` / `fused_tb`",
+    "`autograd`:",
+    "`fused`:",
+    "`trainer`:",
+    "`trainer_bare`:",
+    "`fused_tb`:",
+    "`autograd_tb`:",
+    "`fused` / `autograd`",
+    "`trainer` / `fused`",
+    "`trainer` / `trainer_bare`",
+    "`fused_tb` / `fused`",
+    "`autograd_tb` / `autograd`",
+    "`trainer` / `fused_tb`",
     # server CPU per event
-    "series points (", "publish: series points", "zlib level 1", "`Store.write` in one transaction", "total: publish + store write",
+    "series points (",
+    "publish: series points",
+    "zlib level 1",
+    "`Store.write` in one transaction",
+    "total: publish + store write",
     # latency
-    "loss point: its step → the trainer emits it", "loss point: server publish → SSE client",
-    "stats event: its step → the trainer emits it", "stats event: server publish → SSE client", "control round trip",
+    "loss point: its step → the trainer emits it",
+    "loss point: server publish → SSE client",
+    "stats event: its step → the trainer emits it",
+    "stats event: server publish → SSE client",
+    "control round trip",
     # sampling, workers, ray
-    "1 run training, no stream clients", "2 runs training, 20 stream clients reading", "| 1,000 |",
-    "1 run training at once", "2 runs training at once", "4 runs training at once", "1 run, the trainer in-process",
-    "With 4 runs training: stats events", "steps/s, one run", "start-up: server launch", "Ray's memory",
+    "1 run training, no stream clients",
+    "2 runs training, 20 stream clients reading",
+    "| 1,000 |",
+    "1 run training at once",
+    "2 runs training at once",
+    "4 runs training at once",
+    "1 run, the trainer in-process",
+    "With 4 runs training: stats events",
+    "steps/s, one run",
+    "start-up: server launch",
+    "Ray's memory",
     # scale, quality, sweeps
-    "| 600 |", "| names.txt |", "| grid of 4, stacked |", "4 runs, a process each (0.2)", "| members R |",
-]  # fmt: skip
+    "| 600 |",
+    "| names.txt |",
+    "| grid of 4, stacked |",
+    "4 runs, a process each (0.2)",
+    "| members R |",
+]
 
 
 def digest(path) -> str:
@@ -44,8 +73,14 @@ def test_the_benchmark_command_writes_every_section(tmp_path):
     before, mtime = digest(committed), committed.stat().st_mtime_ns if committed.exists() else None
     out = tmp_path / "report.md"
     # a session of its own: a timeout takes the servers and workers the benchmark started down with it
-    bench = subprocess.Popen([sys.executable, "-m", "bench", "--quick", "--out", str(out)], cwd=REPO,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    bench = subprocess.Popen(
+        [sys.executable, "-m", "bench", "--quick", "--out", str(out)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         stdout, stderr = bench.communicate(timeout=480)
     finally:

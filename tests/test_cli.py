@@ -157,10 +157,14 @@ def test_sample_from_missing_weights_exits_2(capsys, tmp_path, names_file):
 # ---- the command as a user runs it ---------------------------------------------------------------
 
 
-
 def bnscope(*args, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "bnscope.cli", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kwargs)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "bnscope.cli", *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
 
 
 def test_version(capsys):
@@ -177,8 +181,22 @@ def test_help_does_not_load_torch():
 
 def test_ctrl_c_during_train_stops_between_steps_saves_and_exits_130(tmp_path, names_file):
     out = tmp_path / "w.pt"
-    process = bnscope("train", "--names", names_file, "--out", out, "--n-hidden", 16, "--n-layers", 2,
-                      "--steps", 10_000_000, "--dev-every", 1_000_000, preexec_fn=ctrl_c_as_in_a_terminal)  # fmt: skip
+    process = bnscope(
+        "train",
+        "--names",
+        names_file,
+        "--out",
+        out,
+        "--n-hidden",
+        16,
+        "--n-layers",
+        2,
+        "--steps",
+        10_000_000,
+        "--dev-every",
+        1_000_000,
+        preexec_fn=ctrl_c_as_in_a_terminal,
+    )
     progress = []  # the bar, read as it is drawn: Ctrl-C comes once steps are under way
     reader = threading.Thread(target=lambda: progress.extend(iter(lambda: process.stderr.read(1), "")), daemon=True)
     reader.start()
@@ -212,8 +230,12 @@ def test_a_busy_port_is_reported_before_anything_is_written(tmp_path):
         busy.listen()
         port = busy.getsockname()[1]
         data = tmp_path / "data"
-        result = subprocess.run([sys.executable, "-m", "bnscope.cli", "serve", "--port", str(port), "--data-dir", str(data)],
-                                capture_output=True, text=True, timeout=60)  # fmt: skip
+        result = subprocess.run(
+            [sys.executable, "-m", "bnscope.cli", "serve", "--port", str(port), "--data-dir", str(data)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     assert result.returncode == 2
     assert f"127.0.0.1:{port}" in result.stderr and "in use" in result.stderr.lower()
     assert "dashboard on" not in result.stdout
@@ -226,8 +248,22 @@ def test_the_eta_comes_from_the_measured_speed(tmp_path, names_file):
     slow first steps), and no ETA is shown before steps/s is measured."""
     steps = 6000
     started = time.monotonic()
-    process = bnscope("train", "--names", names_file, "--n-hidden", 16, "--n-layers", 2, "--steps", steps,
-                      "--dev-every", 1_000_000, "--stats-every", 1_000_000, env={**os.environ, "COLUMNS": "200"})  # fmt: skip
+    process = bnscope(
+        "train",
+        "--names",
+        names_file,
+        "--n-hidden",
+        16,
+        "--n-layers",
+        2,
+        "--steps",
+        steps,
+        "--dev-every",
+        1_000_000,
+        "--stats-every",
+        1_000_000,
+        env={**os.environ, "COLUMNS": "200"},
+    )
     _, stderr = process.communicate(timeout=300)
     total = time.monotonic() - started
     assert process.returncode == 0

@@ -65,8 +65,19 @@ def test_the_servers_own_status_events_follow_the_schema(tmp_path, words):
     path = tmp_path / "bnscope.sqlite3"
     store = Store(path)
     died_under = store.create_run("died under", RunConfig(**TINY).model_dump())
-    store.write([(died_under, 1, {"type": "scalars", "step": 0}, "{}", [], {"status": "running", "message": "",
-                                                                          "step": 40, "lr": 0.1})], [])  # fmt: skip
+    store.write(
+        [
+            (
+                died_under,
+                1,
+                {"type": "scalars", "step": 0},
+                "{}",
+                [],
+                {"status": "running", "message": "", "step": 40, "lr": 0.1},
+            )
+        ],
+        [],
+    )
     service = RunService(Store(path), words, Settings(data_dir=tmp_path), ThreadBackend())
     assert service.get(died_under).state.status == "interrupted"
     service.writer.on_failure({died_under}, "could not save to the database: disk full")  # no worker to say it

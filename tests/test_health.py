@@ -90,16 +90,28 @@ def test_a_learning_rate_far_too_high_kills_units(run):
 
 # ---- the measures' bookkeeping --------------------------------------------------------------------------
 def stats_event(step: int, grad_stds: list[float]) -> dict:
-    acts = [{"name": f"tanh{i}", "kind": "tanh", "units": 10, "saturation": 1.0, "dead": 2, "std": 0.6, "grad_std": g}
-            for i, g in enumerate(grad_stds, 1)]  # fmt: skip
+    acts = [
+        {"name": f"tanh{i}", "kind": "tanh", "units": 10, "saturation": 1.0, "dead": 2, "std": 0.6, "grad_std": g}
+        for i, g in enumerate(grad_stds, 1)
+    ]
     return {"type": "stats", "step": step, "activations": acts, "weights": [], "norms": []}
 
 
 def test_update_to_data_is_the_mean_of_the_last_five_finite_values():
     monitor = health.Monitor()
     rows = [[-1.0], [-2.0], [None], [-3.0], [-4.0], [-5.0], [-6.0]]  # None: an all-zero gradient
-    monitor({"type": "scalars", "step": 0, "loss": [], "lr": 0.1, "steps_per_s": 0, "ud_names": ["linear1"],
-             "ud_steps": list(range(0, 70, 10)), "ud": rows})  # fmt: skip
+    monitor(
+        {
+            "type": "scalars",
+            "step": 0,
+            "loss": [],
+            "lr": 0.1,
+            "steps_per_s": 0,
+            "ud_names": ["linear1"],
+            "ud_steps": list(range(0, 70, 10)),
+            "ud": rows,
+        }
+    )
     monitor(stats_event(60, [2.0, 1.0]))
     step, measured = monitor.history[0]
     assert step == 60

@@ -107,3 +107,15 @@ def test_the_tests_mirror_the_packages():
     folders = {path.parent.name for path in (REPO / "tests").glob("*/test_*.py")}
     packages = {init.parent.name for init in PACKAGES["bnscope"].glob("*/__init__.py")} | {"models", "page"}
     assert folders <= packages, f"test folders that name no package: {sorted(folders - packages)}"
+
+
+def test_ruff_format_owns_the_style():
+    """One formatter for every Python file, no exceptions marked in the code: a diff is about what changed."""
+    files = subprocess.run(["git", "ls-files", "*.py"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    markers = ("fmt: " + "skip", "fmt: " + "off")  # spelled apart, or this file would hold them
+    marked = [f for f in files.split() if any(m in (REPO / f).read_text() for m in markers)]
+    assert not marked, f"formatter exceptions in {marked}"
+    check = subprocess.run(
+        [sys.executable, "-m", "ruff", "format", "--check", "."], cwd=REPO, capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stdout + check.stderr

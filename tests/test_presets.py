@@ -32,9 +32,12 @@ def train(preset: str, splits) -> dict[str, dict]:
     for i, (name, _) in enumerate(members):
         mine = [e for e in events if e["member"] == i]
         losses = [x for e in mine if e["type"] == "scalars" for x in e["loss"]]
-        out[name] = {"losses": losses, "stats": [e for e in mine if e["type"] == "stats"],
-                     "dev": [e["loss"] for e in mine if e["type"] == "eval" and e["split"] == "dev"][-1],
-                     "ud": [e["ud"][-1] for e in mine if e["type"] == "scalars" and e["ud"]][-1]}
+        out[name] = {
+            "losses": losses,
+            "stats": [e for e in mine if e["type"] == "stats"],
+            "dev": [e["loss"] for e in mine if e["type"] == "eval" and e["split"] == "dev"][-1],
+            "ud": [e["ud"][-1] for e in mine if e["type"] == "scalars" and e["ud"]][-1],
+        }
     return out
 
 

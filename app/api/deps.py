@@ -22,6 +22,14 @@ def query_given_once(request: Request) -> None:
     seen: set[str] = set()
     for key, _ in request.query_params.multi_items():
         if key in seen and key not in REPEATABLE_QUERY:
-            raise RequestValidationError([{"type": "value_error", "loc": ("query", key), "input": request.query_params.getlist(key),
-                                           "msg": f"{key} is given more than once; give it once"}])  # fmt: skip
+            raise RequestValidationError(
+                [
+                    {
+                        "type": "value_error",
+                        "loc": ("query", key),
+                        "input": request.query_params.getlist(key),
+                        "msg": f"{key} is given more than once; give it once",
+                    }
+                ]
+            )
         seen.add(key)

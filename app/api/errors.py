@@ -1,11 +1,11 @@
 """Error responses that always serialise and always tell the client what it can do next:
-  - TooManyRequests(message, retry_after_s): a 429 with Retry-After, for any part of the app to raise;
-    ServerBusy, the same as a 503, when the whole server (not this client) is at a limit;
-  - a 422 whose offending input (NaN, Infinity, a lone surrogate...) is shown by its repr, never a 500;
-  - a 405 whose Allow header lists every method the path takes, not only those of the first route;
-  - the run service's refusals: NotFound 404, Conflict 409, QueueFull 429, StorageFull 507, and a
-    config RunConfig refuses or an Invalid field a 422 naming the field, as FastAPI's own 422s do;
-  - an unexpected error: a JSON 500 with a short id, and that id with the traceback in the log.
+- TooManyRequests(message, retry_after_s): a 429 with Retry-After, for any part of the app to raise;
+  ServerBusy, the same as a 503, when the whole server (not this client) is at a limit;
+- a 422 whose offending input (NaN, Infinity, a lone surrogate...) is shown by its repr, never a 500;
+- a 405 whose Allow header lists every method the path takes, not only those of the first route;
+- the run service's refusals: NotFound 404, Conflict 409, QueueFull 429, StorageFull 507, and a
+  config RunConfig refuses or an Invalid field a 422 naming the field, as FastAPI's own 422s do;
+- an unexpected error: a JSON 500 with a short id, and that id with the traceback in the log.
 """
 
 import json

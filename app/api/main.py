@@ -77,8 +77,17 @@ def create_app(settings: Settings | None = None, backend: Backend | None = None)
     app.state.settings = settings
     app.state.login_attempts = LoginAttempts()
     app.state.streams = Slots("streams", settings.max_streams, settings.max_streams_per_address)
-    for router in (pages.health, runs.router, sweeps.router, report.router, health_rules.router, events.router,
-                   pages.meta, pages.router, docs.router):  # fmt: skip
+    for router in (
+        pages.health,
+        runs.router,
+        sweeps.router,
+        report.router,
+        health_rules.router,
+        events.router,
+        pages.meta,
+        pages.router,
+        docs.router,
+    ):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=PACKAGE_DIR / "static"), name="static")
 
@@ -112,18 +121,33 @@ class Server(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
-def serve(host: str | None, port: int | None, data_dir: Path | None, token: str | None, names: Path | None,
-          allowed_hosts: str | None = None, ray: str | None = None) -> int:  # fmt: skip
-    given = dict(host=host, port=port, data_dir=data_dir, token=token, names=names, allowed_hosts=allowed_hosts, ray=ray)
+def serve(
+    host: str | None,
+    port: int | None,
+    data_dir: Path | None,
+    token: str | None,
+    names: Path | None,
+    allowed_hosts: str | None = None,
+    ray: str | None = None,
+) -> int:
+    given = dict(
+        host=host, port=port, data_dir=data_dir, token=token, names=names, allowed_hosts=allowed_hosts, ray=ray
+    )
     settings = Settings(**{k: v for k, v in given.items() if v is not None})
     if settings.token is not None and len(settings.token) < MIN_TOKEN_LENGTH:
         hint = 'python -c "import secrets; print(secrets.token_urlsafe(24))"'
-        print(f"bnscope: the access token has {len(settings.token)} characters; it needs at least {MIN_TOKEN_LENGTH} "
-              f"(make one with: {hint})", file=sys.stderr)  # fmt: skip
+        print(
+            f"bnscope: the access token has {len(settings.token)} characters; it needs at least {MIN_TOKEN_LENGTH} "
+            f"(make one with: {hint})",
+            file=sys.stderr,
+        )
         return 2
     if not is_loopback(settings.host) and not settings.token:
-        print(f"bnscope: refusing to serve on {settings.host} without an access token: "
-              "pass --token or set BNSCOPE_TOKEN (or bind 127.0.0.1)", file=sys.stderr)  # fmt: skip
+        print(
+            f"bnscope: refusing to serve on {settings.host} without an access token: "
+            "pass --token or set BNSCOPE_TOKEN (or bind 127.0.0.1)",
+            file=sys.stderr,
+        )
         return 2
     try:  # everything that can fail is checked before anything is written
         guard = create_app(settings)  # a bad --allowed-hosts entry is reported here
@@ -136,11 +160,15 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, token: str 
     except OSError as err:
         print(f"bnscope: cannot listen on {settings.host}:{settings.port}: {err.strerror or err}", file=sys.stderr)
         return 2
-    config = uvicorn.Config(guard, log_level="warning", timeout_graceful_shutdown=3,
-                            http=bounded_protocol(settings), log_config=LOG_CONFIG)  # fmt: skip
+    config = uvicorn.Config(
+        guard, log_level="warning", timeout_graceful_shutdown=3, http=bounded_protocol(settings), log_config=LOG_CONFIG
+    )
     bound = listener.getsockname()[1]
-    print(f"bnscope: dashboard on http://{settings.host}:{bound}  (runs kept in {settings.data_dir}; Ctrl-C stops, "
-          "training runs resume after a restart)", flush=True)  # fmt: skip
+    print(
+        f"bnscope: dashboard on http://{settings.host}:{bound}  (runs kept in {settings.data_dir}; Ctrl-C stops, "
+        "training runs resume after a restart)",
+        flush=True,
+    )
     Server(config, guard.app).run(sockets=[listener])
     return 0
 

@@ -5,7 +5,15 @@ of bnscope.events."""
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel, ConfigDict, Field, PrivateAttr, StrictBool, StrictFloat, StrictInt, create_model, model_validator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    create_model,
+    model_validator,
 )
 from pydantic.fields import FieldInfo
 
@@ -37,11 +45,17 @@ ConfigOverrides.__doc__ = (
 # For a paired run the partner's settings count too; a conflict with them is a 409.
 BATCHNORM_NEEDS_A_BATCH = {
     "if": {"properties": {"paired_with": {"type": "null"}}},
-    "then": {"properties": {"config": {"anyOf": [
-        {"properties": {"batchnorm": {"const": False}}, "required": ["batchnorm"]},
-        {"properties": {"batch_size": {"anyOf": [{"type": "null"}, {"type": "integer", "minimum": 2}]}}},
-    ]}}},
-}  # fmt: skip
+    "then": {
+        "properties": {
+            "config": {
+                "anyOf": [
+                    {"properties": {"batchnorm": {"const": False}}, "required": ["batchnorm"]},
+                    {"properties": {"batch_size": {"anyOf": [{"type": "null"}, {"type": "integer", "minimum": 2}]}}},
+                ]
+            }
+        }
+    },
+}
 
 
 class RunCreate(BaseModel):
@@ -51,43 +65,65 @@ class RunCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid", json_schema_extra=BATCHNORM_NEEDS_A_BATCH)
     config: ConfigOverrides = Field(default_factory=ConfigOverrides)  # type: ignore[valid-type]
-    paired_with: int | None = Field(None, ge=1, le=JSON_INT, description="start from this run's config, seed and batch order")
+    paired_with: int | None = Field(
+        None, ge=1, le=JSON_INT, description="start from this run's config, seed and batch order"
+    )
     name: str | None = Field(None, min_length=1, max_length=100)
 
 
 def _values_of(field: FieldInfo) -> tuple[Any, FieldInfo]:
     """A sweep's values of one setting: 2 to MAX_VALUES of them, each within the setting's own range."""
     item = Annotated[field.annotation, *field.metadata] if field.metadata else field.annotation
-    return list[item], FieldInfo(default=None, min_length=2, max_length=MAX_VALUES, json_schema_extra={"uniqueItems": True})
+    return list[item], FieldInfo(
+        default=None, min_length=2, max_length=MAX_VALUES, json_schema_extra={"uniqueItems": True}
+    )
 
 
 Vary = create_model(
     "Vary",
-    __config__=ConfigDict(extra="forbid", allow_inf_nan=False,
-                          json_schema_extra={"minProperties": 1, "maxProperties": MAX_VARIED}),  # fmt: skip
+    __config__=ConfigDict(
+        extra="forbid", allow_inf_nan=False, json_schema_extra={"minProperties": 1, "maxProperties": MAX_VARIED}
+    ),
     **{name: _values_of(field) for name, field in RunConfig.model_fields.items()},
 )
-Vary.__doc__ = (f"1 to {MAX_VARIED} settings, each with 2 to {MAX_VALUES} different values; the members are every "
-                f"combination (at most {MAX_MEMBERS}), e.g. {{\"gain\": [0.5, 1, 3], \"batchnorm\": [true, false]}}.")
+Vary.__doc__ = (
+    f"1 to {MAX_VARIED} settings, each with 2 to {MAX_VALUES} different values; the members are every "
+    f'combination (at most {MAX_MEMBERS}), e.g. {{"gain": [0.5, 1, 3], "batchnorm": [true, false]}}.'
+)
 _BN_ON_NEEDS_A_BATCH = {"properties": {"batch_size": {"anyOf": [{"type": "null"}, {"type": "integer", "minimum": 2}]}}}
-SWEEP_RULES = {"allOf": [
-    {  # varying the batch size: every value >= 2, unless BatchNorm is off for all
-        "if": {"properties": {"vary": {"required": ["batch_size"]}}},
-        "then": {"anyOf": [
-            {"properties": {"config": {"properties": {"batchnorm": {"const": False}}, "required": ["batchnorm"]}},
-             "required": ["config"]},
-            {"properties": {"vary": {"properties": {"batch_size": {"items": {"minimum": 2}}}}}},
-        ]},
-    },
-    {  # anything else: the shared config itself (BatchNorm is on in one member at least, if varied)
-        "if": {"properties": {"vary": {"not": {"required": ["batch_size"]}}}},
-        "then": {"anyOf": [
-            {"properties": {"config": {"properties": {"batchnorm": {"const": False}}, "required": ["batchnorm"]},
-                            "vary": {"not": {"required": ["batchnorm"]}}}, "required": ["config"]},
-            {"properties": {"config": _BN_ON_NEEDS_A_BATCH}},
-        ]},
-    },
-]}  # fmt: skip
+SWEEP_RULES = {
+    "allOf": [
+        {  # varying the batch size: every value >= 2, unless BatchNorm is off for all
+            "if": {"properties": {"vary": {"required": ["batch_size"]}}},
+            "then": {
+                "anyOf": [
+                    {
+                        "properties": {
+                            "config": {"properties": {"batchnorm": {"const": False}}, "required": ["batchnorm"]}
+                        },
+                        "required": ["config"],
+                    },
+                    {"properties": {"vary": {"properties": {"batch_size": {"items": {"minimum": 2}}}}}},
+                ]
+            },
+        },
+        {  # anything else: the shared config itself (BatchNorm is on in one member at least, if varied)
+            "if": {"properties": {"vary": {"not": {"required": ["batch_size"]}}}},
+            "then": {
+                "anyOf": [
+                    {
+                        "properties": {
+                            "config": {"properties": {"batchnorm": {"const": False}}, "required": ["batchnorm"]},
+                            "vary": {"not": {"required": ["batchnorm"]}},
+                        },
+                        "required": ["config"],
+                    },
+                    {"properties": {"config": _BN_ON_NEEDS_A_BATCH}},
+                ]
+            },
+        },
+    ]
+}
 
 
 class SweepCreate(BaseModel):
@@ -160,12 +196,17 @@ class WatchedCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=100)
     description: dict[str, StrictBool | StrictInt | StrictFloat | str | None] = Field(
-        default_factory=dict, max_length=32, description="what the watcher says of the model (class, parameters, cadence)")
+        default_factory=dict,
+        max_length=32,
+        description="what the watcher says of the model (class, parameters, cadence)",
+    )
 
 
 class IngestBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    events: list[Annotated[Reported, Field(discriminator="type")]] = Field(max_length=1000, description="the watched run's events, in order (bnscope.events)")
+    events: list[Annotated[Reported, Field(discriminator="type")]] = Field(
+        max_length=1000, description="the watched run's events, in order (bnscope.events)"
+    )
 
 
 class IngestOut(BaseModel):
@@ -204,7 +245,9 @@ class RunOut(BaseModel):
     differs: dict[str, Any] = Field(description="settings that differ from the partner run")
     layers: Layers
     queue_position: int | None = Field(description="1 = next to start, while queued")
-    worker: WorkerInfo | None = Field(description="where the run trains, or trained last (None: not since the server started)")
+    worker: WorkerInfo | None = Field(
+        description="where the run trains, or trained last (None: not since the server started)"
+    )
     created_at: float
     last_event_id: int
 
@@ -249,4 +292,3 @@ class Health(BaseModel):
     training: int
     queued: int
     streams: int = Field(description="clients following a run's events now")
-

@@ -287,8 +287,13 @@ class Guard:
         if target is not None and self.names_this_server(*target, scope):
             return None
         name = target[0] if target is not None else host[:100]
-        return JSONResponse({"detail": f"Host {host[:100]!r} is not a name of this server. If it is yours, start it "
-                             f"with --allowed-hosts {name} (or BNSCOPE_ALLOWED_HOSTS={name})."}, 400)  # fmt: skip
+        return JSONResponse(
+            {
+                "detail": f"Host {host[:100]!r} is not a name of this server. If it is yours, start it "
+                f"with --allowed-hosts {name} (or BNSCOPE_ALLOWED_HOSTS={name})."
+            },
+            400,
+        )
 
     @staticmethod
     def _cross_site(path: str, headers: dict[bytes, bytes]) -> Response | None:

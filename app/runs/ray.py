@@ -40,8 +40,12 @@ class RunActor:
             self.outbox.put(None)  # the end, after the last event
 
     def info(self) -> dict:
-        return {"backend": "ray", "host": socket.gethostname(), "pid": os.getpid(),
-                "node": ray.get_runtime_context().get_node_id()}  # fmt: skip
+        return {
+            "backend": "ray",
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "node": ray.get_runtime_context().get_node_id(),
+        }
 
     def send(self, command: dict) -> None:
         self.commands.put(command)

@@ -27,8 +27,15 @@ class Reads:
         if any(self.store.run(run.id)["status"] != run.state.status for run in ended):
             self.writer.flush(timeout=2 * FLUSH_SECONDS)
 
-    def history(self, run_id: int, start: int = 0, end: int | None = None, max_points: int = HISTORY_POINTS,
-                max_histograms: int = HISTORY_HISTOGRAMS, names: list[str] | None = None) -> dict:  # fmt: skip
+    def history(
+        self,
+        run_id: int,
+        start: int = 0,
+        end: int | None = None,
+        max_points: int = HISTORY_POINTS,
+        max_histograms: int = HISTORY_HISTOGRAMS,
+        names: list[str] | None = None,
+    ) -> dict:
         """Every series over [start, end) (default: the whole run) at one resolution, the statistics steps,
         the latest statistics and the timeline, as the store holds them; `run` is the run's state as of
         the same event, `last_event_id`, where its live stream picks up."""
@@ -43,8 +50,14 @@ class Reads:
             timeline = self.store.timeline(run_id)
         # the state the stored events give, not the newer one in memory: the stream brings the events between
         described = self.describe(run) | {key: stored[key] for key in STATE_COLUMNS}
-        return {"run": described | {"last_event_id": stored["last_event_id"]}, "last_event_id": stored["last_event_id"],
-                **answer, "stats_steps": evenly(stats_steps, max_histograms), "latest_stats": latest, "timeline": timeline}  # fmt: skip
+        return {
+            "run": described | {"last_event_id": stored["last_event_id"]},
+            "last_event_id": stored["last_event_id"],
+            **answer,
+            "stats_steps": evenly(stats_steps, max_histograms),
+            "latest_stats": latest,
+            "timeline": timeline,
+        }
 
     def stats_at(self, run_id: int, step: int) -> dict:
         """The statistics at `step`, or the nearest recorded before it (after it, when none is before): from
@@ -61,8 +74,9 @@ class Reads:
             raise NotFound(f"run {run_id} has no statistics recorded yet")
         return stats
 
-    def histograms(self, run_id: int, kind: str, start: int = 0, end: int | None = None,
-                   max_steps: int = HEATMAP_STEPS) -> dict:  # fmt: skip
+    def histograms(
+        self, run_id: int, kind: str, start: int = 0, end: int | None = None, max_steps: int = HEATMAP_STEPS
+    ) -> dict:
         run = self.get(run_id)
         self.written(run)
         return histograms_of(self.store, run_id, kind, start, end if end is not None else run.state.step + 1, max_steps)
@@ -75,7 +89,9 @@ class Reads:
         self.written(run)
         out = tempfile.SpooledTemporaryFile(max_size=8 * 2**20, mode="w+", newline="")
         with self.store.reading():
-            export_csv(self.store, run_id, out) if fmt == "csv" else export_json(self.store, run_id, self.describe(run), out)
+            export_csv(self.store, run_id, out) if fmt == "csv" else export_json(
+                self.store, run_id, self.describe(run), out
+            )
         out.seek(0)
         return out
 

@@ -53,10 +53,21 @@ def run_from_row(store: Store, row: dict) -> Run:
     (Also how bnscope.watch records a run into a data directory without a server.)"""
     state = RunState(status=row["status"], message=row["message"], step=row["step"], lr=row["lr"])
     last_id = max(row["last_event_id"], row["reserved_event_id"])
-    channel = Channel(last_id, row["last_event_id"], reserve=lambda ceiling, run_id=row["id"]: store.reserve_ids(run_id, ceiling))
-    return Run(id=row["id"], name=row["name"], source=row["source"], config=row["config"],
-               paired_with=row["paired_with"], sweep_id=row["sweep_id"], created_at=row["created_at"],
-               state=state, channel=channel, model=row["model"])  # fmt: skip
+    channel = Channel(
+        last_id, row["last_event_id"], reserve=lambda ceiling, run_id=row["id"]: store.reserve_ids(run_id, ceiling)
+    )
+    return Run(
+        id=row["id"],
+        name=row["name"],
+        source=row["source"],
+        config=row["config"],
+        paired_with=row["paired_with"],
+        sweep_id=row["sweep_id"],
+        created_at=row["created_at"],
+        state=state,
+        channel=channel,
+        model=row["model"],
+    )
 
 
 def publish(run: Run, event: dict, writer: StoreWriter) -> None:

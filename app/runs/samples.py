@@ -52,9 +52,17 @@ class Samples:
         step, model = self.sampler(run)
         if not all(bool(p.isfinite().all()) for p in model.parameters()):
             raise Conflict(f"run {run_id}'s weights are not finite (it diverged at step {step:,}): nothing to sample")
-        names = sample_names(model, n, block_size=run.run_config.block_size, temperature=temperature, prefix=prefix,
-                             seed=seed, max_len=max_len, train_words=self.splits(run.run_config.block_size).train_words,
-                             one_at_a_time=one_at_a_time)  # fmt: skip
+        names = sample_names(
+            model,
+            n,
+            block_size=run.run_config.block_size,
+            temperature=temperature,
+            prefix=prefix,
+            seed=seed,
+            max_len=max_len,
+            train_words=self.splits(run.run_config.block_size).train_words,
+            one_at_a_time=one_at_a_time,
+        )
         return {"run_id": run.id, "step": step, "samples": names}
 
     def _live_weights(self, run: Run) -> tuple[int, bytes]:

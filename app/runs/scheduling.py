@@ -20,12 +20,16 @@ class Scheduling:
         free = self.settings.max_runs - self._training_count()
         waiting = len(self.queue) + max(0, count - free)
         if waiting > self.settings.max_queued:
-            raise QueueFull(f"{len(self.queue)} runs are already waiting for one of {self.settings.max_runs} slots "
-                            f"(max_queued {self.settings.max_queued}); try again when some have started")  # fmt: skip
+            raise QueueFull(
+                f"{len(self.queue)} runs are already waiting for one of {self.settings.max_runs} slots "
+                f"(max_queued {self.settings.max_queued}); try again when some have started"
+            )
 
     def _training_count(self) -> int:
         """Slots in use: a worker each, whether it trains one run or a stack of them."""
-        return len({id(getattr(run.worker, "slot", run.worker)) for run in self.runs.values() if run.worker is not None})
+        return len(
+            {id(getattr(run.worker, "slot", run.worker)) for run in self.runs.values() if run.worker is not None}
+        )
 
     def _queue_position(self, run_id: int) -> int | None:
         return next((i + 1 for i, unit in enumerate(self.queue) if run_id in unit), None)
@@ -41,7 +45,10 @@ class Scheduling:
         with self._lock:
             while self.queue and not self._stopping and self._training_count() < self.settings.max_runs:
                 runs = [self.runs[run_id] for run_id in self.queue.pop(0)]
-                saved = [(run.last_checkpoint or self.store.checkpoint(run.id)) if run.state.step > 0 else None for run in runs]
+                saved = [
+                    (run.last_checkpoint or self.store.checkpoint(run.id)) if run.state.step > 0 else None
+                    for run in runs
+                ]
                 if runs[0].sweep_id is None:
                     self._start(runs[0], saved[0][1] if saved[0] else None)
                 else:
@@ -83,6 +90,7 @@ class Scheduling:
     def _start(self, run: Run, checkpoint: bytes | None) -> None:
         spec = RunSpec(run.run_config, self.words, checkpoint, self.settings.checkpoint_every)
         self._publish(run, status_event(run.state.step, "created"))
-        run.worker = self.backend.start(run.id, spec, lambda event: self._on_event(run, event),
-                                        lambda reason: self._on_exit(run, reason))  # fmt: skip
+        run.worker = self.backend.start(
+            run.id, spec, lambda event: self._on_event(run, event), lambda reason: self._on_exit(run, reason)
+        )
         run.worker_info = run.worker.info

@@ -46,8 +46,11 @@ class RunService(Scheduling, Samples, Reads):
         self._pacers: dict[int, stacking.Pacer] = {}  # by sweep: its stacks kept in lockstep
         self.runs: dict[int, Run] = {row["id"]: run_from_row(self.store, row) for row in store.runs()}
         for run_id, source in store.training_runs():  # the server died under them: an event, as any change
-            message = ("the server stopped while this watched run reported; its process goes on when it reconnects"
-                       if source == "watched" else "the server stopped while this run trained; resume to continue")  # fmt: skip
+            message = (
+                "the server stopped while this watched run reported; its process goes on when it reconnects"
+                if source == "watched"
+                else "the server stopped while this run trained; resume to continue"
+            )
             run = self.runs[run_id]
             self._publish(run, status_event(run.state.step, "interrupted", message))
         # what waits for a slot, oldest first: a run alone, or the members of a stack ([id, ...] each)
@@ -74,15 +77,27 @@ class RunService(Scheduling, Samples, Reads):
         steps = config["steps"] if config else None
         partner = self.runs.get(run.paired_with) if run.paired_with else None
         return {
-            "id": run.id, "name": run.name, "source": run.source, "status": state.status, "message": state.message,
-            "step": state.step, "steps": steps, "steps_per_s": state.steps_per_s,
+            "id": run.id,
+            "name": run.name,
+            "source": run.source,
+            "status": state.status,
+            "message": state.message,
+            "step": state.step,
+            "steps": steps,
+            "steps_per_s": state.steps_per_s,
             "eta_s": (steps - state.step) / state.steps_per_s if steps and state.steps_per_s > 0 else None,
-            "lr": state.lr, "config": config, "watched": None if config else run.config,
-            "paired_with": run.paired_with, "sweep_id": run.sweep_id,
+            "lr": state.lr,
+            "config": config,
+            "watched": None if config else run.config,
+            "paired_with": run.paired_with,
+            "sweep_id": run.sweep_id,
             "differs": _differs(run.config, partner.config) if partner and config else {},
-            "layers": _layer_names(run.model), "queue_position": self._queue_position(run.id),
-            "worker": run.worker_info, "created_at": run.created_at, "last_event_id": run.channel.last_id,
-        }  # fmt: skip
+            "layers": _layer_names(run.model),
+            "queue_position": self._queue_position(run.id),
+            "worker": run.worker_info,
+            "created_at": run.created_at,
+            "last_event_id": run.channel.last_id,
+        }
 
     # ---- creating -------------------------------------------------------------------------------
     def create(self, overrides: dict, paired_with: int | None = None, name: str | None = None) -> Run:
@@ -96,7 +111,9 @@ class RunService(Scheduling, Samples, Reads):
                 raise  # the request itself breaks a rule: 422
             raise Conflict(f"with run {paired_with}'s settings: {describe_errors(err)}") from None
         if name is None:
-            name = ", ".join(f"{key}={value}" for key, value in overrides.items()) or ("copy" if paired_with else "default")
+            name = ", ".join(f"{key}={value}" for key, value in overrides.items()) or (
+                "copy" if paired_with else "default"
+            )
         with self._lock:
             self._check_queue_room(1)
             return self._add(name, config, paired_with, sweep_id=None)
@@ -114,7 +131,9 @@ class RunService(Scheduling, Samples, Reads):
         with self._lock:
             self._check_queue_room(1)
             shared = {k: v for k, v in overrides.items() if k not in vary}
-            dumped = {s: [RunConfig(**{**overrides, s: v}).model_dump()[s] for v in values] for s, values in vary.items()}
+            dumped = {
+                s: [RunConfig(**{**overrides, s: v}).model_dump()[s] for v in values] for s, values in vary.items()
+            }
             sweep_id = self.store.create_sweep(shared, dumped)
             runs: list[Run] = []
             for name, config in members:
@@ -178,9 +197,13 @@ class RunService(Scheduling, Samples, Reads):
             raise Conflict(f"run {run_id} is a watched run: bnscope cannot train a copy of it")
         return run.config
 
-    def _add(self, name: str, config: RunConfig, paired_with: int | None, sweep_id: int | None, queue: bool = True) -> Run:
+    def _add(
+        self, name: str, config: RunConfig, paired_with: int | None, sweep_id: int | None, queue: bool = True
+    ) -> Run:
         dumped = config.model_dump()
-        run_id = self.store.create_run(name, dumped, paired_with=paired_with, sweep_id=sweep_id, status="queued", lr=config.lr)
+        run_id = self.store.create_run(
+            name, dumped, paired_with=paired_with, sweep_id=sweep_id, status="queued", lr=config.lr
+        )
         row = self.store.run(run_id)
         run = run_from_row(self.store, row)
         self.runs[run_id] = run

@@ -35,7 +35,8 @@ def too_big(members: list[tuple[str, RunConfig]]) -> str | None:
         return f"the grid makes {len(members)} members; a sweep has at most {MAX_MEMBERS}"
     total = sum(config.parameter_count() for _, config in members)
     if total > MAX_SWEEP_PARAMETERS:
-        return f"the grid's {len(members)} members have {total:,} parameters in all; a sweep has at most {MAX_SWEEP_PARAMETERS:,}"
+        most = f"{MAX_SWEEP_PARAMETERS:,}"
+        return f"the grid's {len(members)} members have {total:,} parameters in all; a sweep has at most {most}"
     return None
 
 
@@ -88,8 +89,11 @@ class Pacer:
         # A stack whose worker is still starting ("created") counts at its members' step: the first stack up
         # waits for it there, instead of running ahead of a sweep that has not begun
         going = ("created", "running")
-        slowest = [max(r.state.step for r in runs if r.state.status in going)
-                   for _, runs in self.stacks.values() if any(r.state.status in going for r in runs)]
+        slowest = [
+            max(r.state.step for r in runs if r.state.status in going)
+            for _, runs in self.stacks.values()
+            if any(r.state.status in going for r in runs)
+        ]
         until = min(slowest) + self.interval if len(slowest) > 1 else None  # one stack alone needs no pacing
         if until != self.until:
             self.until = until

@@ -86,8 +86,9 @@ class ProcessWorker:
     def __init__(self, run_id: int, spec: Spec, on_event: OnEvent, on_exit: OnExit, context):
         commands_in, self._commands = context.Pipe(duplex=False)
         events_in, events_out = context.Pipe(duplex=False)
-        self.process = context.Process(target=process_main, args=(spec, commands_in, events_out),
-                                       name=f"bnscope-run-{run_id}", daemon=True)  # fmt: skip
+        self.process = context.Process(
+            target=process_main, args=(spec, commands_in, events_out), name=f"bnscope-run-{run_id}", daemon=True
+        )
         self.process.start()
         commands_in.close()  # the child's ends: a dead child is then an EOF here
         events_out.close()

@@ -59,7 +59,8 @@ CREATE TABLE IF NOT EXISTS series (
     run_id INTEGER NOT NULL, name TEXT NOT NULL, step INTEGER NOT NULL, value REAL NOT NULL,
     PRIMARY KEY (run_id, name, step)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS series_names (run_id INTEGER NOT NULL, name TEXT NOT NULL, PRIMARY KEY (run_id, name)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS series_names (run_id INTEGER NOT NULL, name TEXT NOT NULL, PRIMARY KEY (run_id, name))
+    WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS rollups (
     run_id INTEGER NOT NULL, name TEXT NOT NULL, bucket INTEGER NOT NULL,
     first_step INTEGER NOT NULL, total REAL NOT NULL, count INTEGER NOT NULL,
@@ -110,7 +111,9 @@ class Store:
             self._check_integrity(db)
             self._migrate(db)
         except sqlite3.DatabaseError as err:
-            raise StoreError(f"{self.path} is not a bnscope database ({err}): move it aside or use another --data-dir") from err
+            raise StoreError(
+                f"{self.path} is not a bnscope database ({err}): move it aside or use another --data-dir"
+            ) from err
 
     def connect(self) -> sqlite3.Connection:
         """This thread's connection (sqlite3 connections stay in the thread that made them)."""
@@ -147,7 +150,9 @@ class Store:
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if "meta" not in tables:
             if tables:
-                raise StoreError(f"{self.path} holds tables but no bnscope schema version; refusing to guess its layout")
+                raise StoreError(
+                    f"{self.path} holds tables but no bnscope schema version; refusing to guess its layout"
+                )
             db.executescript(SCHEMA)
             db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             return
@@ -164,8 +169,17 @@ class Store:
             )
 
     # ---- runs and sweeps -----------------------------------------------------------------------
-    def create_run(self, name: str, config: dict, *, source: str = "trainer", paired_with: int | None = None,
-                   sweep_id: int | None = None, status: str = "created", lr: float | None = None) -> int:  # fmt: skip
+    def create_run(
+        self,
+        name: str,
+        config: dict,
+        *,
+        source: str = "trainer",
+        paired_with: int | None = None,
+        sweep_id: int | None = None,
+        status: str = "created",
+        lr: float | None = None,
+    ) -> int:
         now = time.time()
         cur = self.connect().execute(
             "INSERT INTO runs (name, config, source, paired_with, sweep_id, status, lr, created_at, updated_at) "
@@ -209,7 +223,9 @@ class Store:
         """Set some of a run's columns (name, status, message, ...) now, outside the writer's batches."""
         sets = ", ".join(f"{key}=?" for key in columns)
         try:
-            self.connect().execute(f"UPDATE runs SET {sets}, updated_at=? WHERE id=?", (*columns.values(), time.time(), run_id))
+            self.connect().execute(
+                f"UPDATE runs SET {sets}, updated_at=? WHERE id=?", (*columns.values(), time.time(), run_id)
+            )
         except sqlite3.OperationalError as err:
             raise (StoreFull if _is_full(err) else StoreError)(f"could not save run {run_id}: {err}") from err
 
@@ -246,7 +262,9 @@ class Store:
             pass  # busy or full: the space comes back at the next delete or restart
 
     # ---- batched writes (StoreWriter's thread) -------------------------------------------------
-    def write(self, events: list[tuple[int, int, dict, str, list, dict | None]], checkpoints: list[tuple[int, int, bytes]]) -> None:
+    def write(
+        self, events: list[tuple[int, int, dict, str, list, dict | None]], checkpoints: list[tuple[int, int, bytes]]
+    ) -> None:
         """One transaction: events as (run_id, event_id, event, its JSON, its series points, the run's
         state after it or None), and checkpoints as (run_id, step, bytes)."""
         series_rows, stats_rows, timeline_rows = [], [], []
@@ -315,8 +333,9 @@ class Store:
         elif bucket > 1:
             rows = db.execute(
                 "SELECT MIN(step), AVG(value) FROM series WHERE run_id=? AND name=? AND step>=? AND step<? "
-                "GROUP BY step / ? ORDER BY 1", (run_id, name, start, end, bucket),
-            ).fetchall()  # fmt: skip
+                "GROUP BY step / ? ORDER BY 1",
+                (run_id, name, start, end, bucket),
+            ).fetchall()
         else:
             rows = db.execute(
                 "SELECT step, value FROM series WHERE run_id=? AND name=? AND step>=? AND step<? ORDER BY step",
@@ -326,7 +345,9 @@ class Store:
 
     def series_rows(self, run_id: int, name: str):
         """Every raw point of a series, as (step, value) in step order, read as it is iterated."""
-        return self.connect().execute("SELECT step, value FROM series WHERE run_id=? AND name=? ORDER BY step", (run_id, name))
+        return self.connect().execute(
+            "SELECT step, value FROM series WHERE run_id=? AND name=? ORDER BY step", (run_id, name)
+        )
 
     def stats_steps(self, run_id: int) -> list[int]:
         return [r[0] for r in self.connect().execute("SELECT step FROM stats WHERE run_id=? ORDER BY step", (run_id,))]
@@ -338,11 +359,14 @@ class Store:
         """The statistics recorded at `step`, or at the nearest recorded step before it (after it
         when there is none before)."""
         db = self.connect()
-        row = db.execute(
-            "SELECT payload FROM stats WHERE run_id=? AND step<=? ORDER BY step DESC LIMIT 1", (run_id, step)
-        ).fetchone() or db.execute(
-            "SELECT payload FROM stats WHERE run_id=? AND step>? ORDER BY step LIMIT 1", (run_id, step)
-        ).fetchone()  # fmt: skip
+        row = (
+            db.execute(
+                "SELECT payload FROM stats WHERE run_id=? AND step<=? ORDER BY step DESC LIMIT 1", (run_id, step)
+            ).fetchone()
+            or db.execute(
+                "SELECT payload FROM stats WHERE run_id=? AND step>? ORDER BY step LIMIT 1", (run_id, step)
+            ).fetchone()
+        )
         return json.loads(zlib.decompress(row[0])) if row else None
 
     def stats_of(self, run_id: int, steps: list[int]) -> list[dict]:
@@ -356,7 +380,9 @@ class Store:
         return out
 
     def timeline(self, run_id: int) -> list[dict]:
-        rows = self.connect().execute("SELECT event_id, payload FROM timeline WHERE run_id=? ORDER BY event_id", (run_id,))
+        rows = self.connect().execute(
+            "SELECT event_id, payload FROM timeline WHERE run_id=? ORDER BY event_id", (run_id,)
+        )
         return [{"id": r[0], **json.loads(r[1])} for r in rows]
 
     def checkpoint(self, run_id: int) -> tuple[int, bytes] | None:

@@ -21,12 +21,17 @@ UPDATE_MEAN_OF = 5  # update:data is judged on the mean of its last 5 values (bn
 def _value(store: Store, run_id: int, name: str, step: int, stats_every: int) -> float | None:
     db = store.connect()
     if name == "loss":
-        row = db.execute("SELECT AVG(value) FROM series WHERE run_id=? AND name=? AND step>? AND step<=?",
-                         (run_id, name, step - stats_every, step)).fetchone()
+        row = db.execute(
+            "SELECT AVG(value) FROM series WHERE run_id=? AND name=? AND step>? AND step<=?",
+            (run_id, name, step - stats_every, step),
+        ).fetchone()
     else:
         count = UPDATE_MEAN_OF if name.startswith("update_to_data/") else 1
-        row = db.execute("SELECT AVG(value) FROM (SELECT value FROM series WHERE run_id=? AND name=? AND step<=? "
-                         "ORDER BY step DESC LIMIT ?)", (run_id, name, step, count)).fetchone()
+        row = db.execute(
+            "SELECT AVG(value) FROM (SELECT value FROM series WHERE run_id=? AND name=? AND step<=? "
+            "ORDER BY step DESC LIMIT ?)",
+            (run_id, name, step, count),
+        ).fetchone()
     return row[0]
 
 
@@ -48,8 +53,13 @@ def summary(store: Store, sweep: dict, members: list[dict], step: int | None) ->
             key = tuple(settings[s] for s in shown)
             groups.setdefault(key, []).append(rows[-1])
     return {
-        "sweep_id": sweep["id"], "step": step, "vary": vary, "axis": shown[0] if shown else "seed",
-        "lines_by": shown[1] if len(shown) > 1 else None, "measures": names, "members": rows,
+        "sweep_id": sweep["id"],
+        "step": step,
+        "vary": vary,
+        "axis": shown[0] if shown else "seed",
+        "lines_by": shown[1] if len(shown) > 1 else None,
+        "measures": names,
+        "members": rows,
         "groups": [_group(dict(zip(shown, key)), mine, names) for key, mine in groups.items()],
     }
 
@@ -72,5 +82,7 @@ def to_csv(answer: dict) -> str:
     settings, names = list(answer["vary"]), answer["measures"]
     writer.writerow(["run_id", "step", *settings, *names])
     for m in answer["members"]:
-        writer.writerow([m["run_id"], m["step"], *(m["settings"][s] for s in settings), *(m["values"][n] for n in names)])
+        writer.writerow(
+            [m["run_id"], m["step"], *(m["settings"][s] for s in settings), *(m["values"][n] for n in names)]
+        )
     return buffer.getvalue()

@@ -1,7 +1,8 @@
 """StoreWriter: the one thread that writes to SQLite. The runs service hands it events and
 checkpoints as they arrive from the workers; it writes them in one transaction about once a second,
-in the order they came, so a checkpoint is never ahead of the history it covers. If a write fails (disk full, read-only file) the runs in
-that batch are reported to `on_failure` and the writer carries on with later batches."""
+in the order they came, so a checkpoint is never ahead of the history it covers. If a write fails (disk
+full, read-only file) the runs in that batch are reported to `on_failure` and the writer carries on
+with later batches."""
 
 import queue
 import sqlite3
@@ -24,7 +25,9 @@ class StoreWriter:
         self._thread.start()
 
     # ---- from any thread (cheap: a queue put) ------------------------------------------------
-    def event(self, run_id: int, event_id: int, event: dict, text: str, points: list[Point], state: dict | None) -> None:
+    def event(
+        self, run_id: int, event_id: int, event: dict, text: str, points: list[Point], state: dict | None
+    ) -> None:
         """An event with its id, its JSON, its series points and the run's state after it (None: unchanged)."""
         self._queue.put(("event", (run_id, event_id, event, text, points, state)))
 

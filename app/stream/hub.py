@@ -114,7 +114,9 @@ class Channel:
                 self.unsubscribe(sub)
         return message
 
-    def subscribe(self, after: int | None, loop: asyncio.AbstractEventLoop, **bounds) -> tuple[Subscriber, list[Message] | None]:
+    def subscribe(
+        self, after: int | None, loop: asyncio.AbstractEventLoop, **bounds
+    ) -> tuple[Subscriber, list[Message] | None]:
         """A new subscriber (`bounds`: max_bytes, max_seconds of its queue) and the backlog after event id
         `after` (None: from now on). The backlog is None when some events after `after` are no longer
         held: send a reset."""

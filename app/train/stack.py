@@ -24,8 +24,17 @@ from bnscope.events import status_event
 from bnscope.train.data import Splits
 from bnscope.models.stacked import StackedMLP
 from bnscope.train.trainer import (
-    EXPLODE_STEPS, FLUSH_SECONDS, Commands, Emit, _RecentLoss, _Speedometer, build_model, divergence, pick_device,
-    scalars, split_loss,
+    EXPLODE_STEPS,
+    FLUSH_SECONDS,
+    Commands,
+    Emit,
+    _RecentLoss,
+    _Speedometer,
+    build_model,
+    divergence,
+    pick_device,
+    scalars,
+    split_loss,
 )
 
 
@@ -68,8 +77,16 @@ def _save(state: dict) -> bytes:
 
 
 class StackTrainer:
-    def __init__(self, configs: list[RunConfig], splits: Splits, emit: Emit, *, checkpoint_every: int = 10_000,
-                 checkpoints: list[bytes | None] | None = None, device: torch.device | None = None):
+    def __init__(
+        self,
+        configs: list[RunConfig],
+        splits: Splits,
+        emit: Emit,
+        *,
+        checkpoint_every: int = 10_000,
+        checkpoints: list[bytes | None] | None = None,
+        device: torch.device | None = None,
+    ):
         self.device = device or pick_device()
         self.emit_raw, self.splits, self.checkpoint_every = emit, splits, checkpoint_every
         self.Xtr, self.Ytr = splits.Xtr.to(self.device), splits.Ytr.to(self.device)
@@ -182,8 +199,11 @@ class StackTrainer:
         body, _ = diagnostics.collect_with(diagnostics.Layers(activations, weights, norms), outputs, grads, {})
         out, a, w, n = {}, 0, 0, 0
         for index, na, nw, nn_ in plan:
-            out[index] = {"activations": body["activations"][a : a + na], "weights": body["weights"][w : w + nw],
-                          "norms": body["norms"][n : n + nn_]}
+            out[index] = {
+                "activations": body["activations"][a : a + na],
+                "weights": body["weights"][w : w + nw],
+                "norms": body["norms"][n : n + nn_],
+            }
             a, w, n = a + na, w + nw, n + nn_
         return out
 
@@ -206,12 +226,16 @@ class StackTrainer:
         rate = self._speed.flushed(self._speed_steps())
         for p in self._training:
             m = self._row(p)
-            mine = [(step, ud_rows[k][p]) for k, (_, rows) in enumerate(self._pending_ud) for row, step in rows if row == p]
+            mine = [
+                (step, ud_rows[k][p]) for k, (_, rows) in enumerate(self._pending_ud) for row, step in rows if row == p
+            ]
             first = m.step - n
             body, diverged_at = scalars(first, losses[p], [s for s, _ in mine], [u for _, u in mine])
             if diverged_at is not None:
                 m.step = diverged_at
-            self.emit(m, {"type": "scalars", **body, "lr": m.lr, "steps_per_s": rate, "ud_names": m.layers.weight_names})
+            self.emit(
+                m, {"type": "scalars", **body, "lr": m.lr, "steps_per_s": rate, "ud_names": m.layers.weight_names}
+            )
             m.outcome = m.outcome or divergence(diverged_at, m.recent, body["loss"], first, m.step)
         self._pending.clear()
         self._pending_ud.clear()
@@ -246,7 +270,16 @@ class StackTrainer:
         for m in ended:
             if m.outcome[0] == "finished":
                 for split in ("train", "dev", "test"):
-                    self.emit(m, {"type": "eval", "step": m.step, "split": split, "loss": self._evaluate(m, split), "final": True})
+                    self.emit(
+                        m,
+                        {
+                            "type": "eval",
+                            "step": m.step,
+                            "split": split,
+                            "loss": self._evaluate(m, split),
+                            "final": True,
+                        },
+                    )
             self._checkpoint(m)
             self.emit(m, status_event(m.step, m.outcome[0], m.outcome[1]))
         keep = [p for p in range(len(self.rows)) if self._row(p).outcome is None]
@@ -265,7 +298,11 @@ class StackTrainer:
             if op == "pace":
                 self.until = command["until"]
                 continue
-            targets = [self.members[command["member"]]] if "member" in command else [self._row(p) for p in range(len(self.rows))]
+            targets = (
+                [self.members[command["member"]]]
+                if "member" in command
+                else [self._row(p) for p in range(len(self.rows))]
+            )
             for m in targets:
                 if m.outcome is not None or m.index not in self.rows:
                     continue
@@ -292,7 +329,9 @@ class StackTrainer:
                 elif op == "checkpoint":
                     self._checkpoint(m)
                 elif op == "weights":
-                    self.emit(m, {"type": "weights", "step": m.step, "state": _save({"model": self._state(m)["model"]})})
+                    self.emit(
+                        m, {"type": "weights", "step": m.step, "state": _save({"model": self._state(m)["model"]})}
+                    )
         if regroup:
             self._regroup()
         if self._lr_changed:

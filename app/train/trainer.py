@@ -74,8 +74,15 @@ def split_loss(model: MLP, splits: Splits, split: str) -> float:
 
 
 class Trainer:
-    def __init__(self, config: RunConfig, splits: Splits, emit: Emit | None = None, *,
-                 checkpoint_every: int = 10_000, device: torch.device | None = None):  # fmt: skip
+    def __init__(
+        self,
+        config: RunConfig,
+        splits: Splits,
+        emit: Emit | None = None,
+        *,
+        checkpoint_every: int = 10_000,
+        device: torch.device | None = None,
+    ):
         self.config = config
         self.device = device or pick_device()
         self.emit = emit or (lambda event: None)
@@ -208,8 +215,15 @@ class Trainer:
         body, diverged_at = scalars(first, losses, ud_steps, ud)
         if diverged_at is not None:
             self.step = diverged_at
-        self.emit({"type": "scalars", **body, "lr": self.lr, "steps_per_s": self._speed.flushed(self.step),
-                   "ud_names": self.layers.weight_names})
+        self.emit(
+            {
+                "type": "scalars",
+                **body,
+                "lr": self.lr,
+                "steps_per_s": self._speed.flushed(self.step),
+                "ud_names": self.layers.weight_names,
+            }
+        )
         self.outcome = divergence(diverged_at, self._recent, body["loss"], first, self.step) or self.outcome
 
     def _update_to_data(self) -> list[list[float]]:
@@ -248,8 +262,12 @@ class Trainer:
     def state_dict(self) -> dict:
         """Everything a resumed run needs to continue exactly as an uninterrupted one (in lecture batch
         order `batch_gen` is the init's generator: its state is where the init and the batches so far left it)."""
-        return {"model": self._model_state(), "step": self.step, "base_lr": self.base_lr,
-                "batch_gen": self.batch_gen.get_state()}  # fmt: skip
+        return {
+            "model": self._model_state(),
+            "step": self.step,
+            "base_lr": self.base_lr,
+            "batch_gen": self.batch_gen.get_state(),
+        }
 
     def load_checkpoint(self, state: bytes) -> None:
         saved = torch.load(io.BytesIO(state), map_location="cpu", weights_only=True)
@@ -279,8 +297,10 @@ def divergence(diverged_at: int | None, recent: "_RecentLoss", losses: list[floa
         return "diverged", f"loss became non-finite at step {diverged_at}"
     if (exploded := recent.add(first, losses)) is not None:
         start, mean = exploded
-        return "diverged", (f"loss exploded: mean {mean:.3g} over steps {start:,}-{step - 1:,}, "
-                            f"where a healthy run starts at ln({VOCAB_SIZE}) = {math.log(VOCAB_SIZE):.2f}")
+        return "diverged", (
+            f"loss exploded: mean {mean:.3g} over steps {start:,}-{step - 1:,}, "
+            f"where a healthy run starts at ln({VOCAB_SIZE}) = {math.log(VOCAB_SIZE):.2f}"
+        )
     return None
 
 

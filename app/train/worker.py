@@ -80,13 +80,15 @@ def train(spec: Spec, commands: CommandQueue, emit: OnEvent) -> None:
         from bnscope.train.stack import StackTrainer
 
         splits = make_splits(spec.words, spec.configs[0].block_size)
-        StackTrainer(spec.configs, splits, emit, checkpoint_every=spec.checkpoint_every,
-                     checkpoints=spec.checkpoints).run(commands)
+        StackTrainer(
+            spec.configs, splits, emit, checkpoint_every=spec.checkpoint_every, checkpoints=spec.checkpoints
+        ).run(commands)
         return
     from bnscope.train.trainer import Trainer
 
-    trainer = Trainer(spec.config, make_splits(spec.words, spec.config.block_size), emit,
-                      checkpoint_every=spec.checkpoint_every)  # fmt: skip
+    trainer = Trainer(
+        spec.config, make_splits(spec.words, spec.config.block_size), emit, checkpoint_every=spec.checkpoint_every
+    )
     if spec.checkpoint is not None:
         trainer.load_checkpoint(spec.checkpoint)
     trainer.run(commands)

@@ -74,11 +74,15 @@ def watch(
     kind = "layers" if lecture else type(module).__name__
     name = name or kind
     description = {
-        "model": kind, "parameters": sum(p.numel() for p in params),
-        "optimizer": type(optimizer).__name__ if optimizer is not None else None, "every": every,
+        "model": kind,
+        "parameters": sum(p.numel() for p in params),
+        "optimizer": type(optimizer).__name__ if optimizer is not None else None,
+        "every": every,
         "device": str(params[0].device) if params else "cpu",
-        "torch": str(torch.__version__),  # a str: torch's own TorchVersion would make the recording process import torch
-    }  # fmt: skip
+        "torch": str(
+            torch.__version__
+        ),  # a str: torch's own TorchVersion would make the recording process import torch
+    }
     sink = _store_sink(data_dir, name, description) if server is None else HttpSink(server, name, description)
     if lecture:
         from bnscope.watched.layers import WatchedLayers
@@ -208,8 +212,9 @@ class WatchedRun:
         self.summary = self._sender.close(timeout)
         if self.summary["dropped"]:
             why = "; ".join(f"{n} {reason}" for reason, n in self.summary["dropped_why"].items())
-            warnings.warn(f"bnscope.watch: {self.summary['dropped']} of the run's events were not recorded ({why})",
-                          stacklevel=2)  # fmt: skip
+            warnings.warn(
+                f"bnscope.watch: {self.summary['dropped']} of the run's events were not recorded ({why})", stacklevel=2
+            )
         return self.summary
 
     def __enter__(self) -> "WatchedRun":
@@ -290,13 +295,20 @@ class WatchedRun:
             lr = self.optimizer.param_groups[0].get("lr")
         now = time.perf_counter()
         (last_step, last_time), self._sent_at = self._sent_at, (self.steps, now)
-        self._emit({
-            "type": "scalars", "step": self._losses_from if self._losses else self.steps, "loss": self._losses,
-            "lr": _number(lr) if lr is not None else None,
-            "steps_per_s": (self.steps - last_step) / (now - last_time) if self.steps > last_step and now > last_time else 0.0,
-            "ud_names": self.layers.weight_names if ud is not None else [], "ud_steps": [ud_step] if ud is not None else [],
-            "ud": [ud] if ud is not None else [],
-        })  # fmt: skip
+        self._emit(
+            {
+                "type": "scalars",
+                "step": self._losses_from if self._losses else self.steps,
+                "loss": self._losses,
+                "lr": _number(lr) if lr is not None else None,
+                "steps_per_s": (self.steps - last_step) / (now - last_time)
+                if self.steps > last_step and now > last_time
+                else 0.0,
+                "ud_names": self.layers.weight_names if ud is not None else [],
+                "ud_steps": [ud_step] if ud is not None else [],
+                "ud": [ud] if ud is not None else [],
+            }
+        )
         self._losses = []
 
     def _emit(self, event: dict) -> None:
@@ -304,8 +316,13 @@ class WatchedRun:
 
     def _failed(self, what: str, err: Exception) -> None:
         self._failures += 1
-        log.warning("bnscope.watch: %s failed (%s: %s)%s", what, type(err).__name__, err,
-                    "; no more statistics for this run" if self._failures >= 3 else "")  # fmt: skip
+        log.warning(
+            "bnscope.watch: %s failed (%s: %s)%s",
+            what,
+            type(err).__name__,
+            err,
+            "; no more statistics for this run" if self._failures >= 3 else "",
+        )
 
 
 def _number(value) -> float | None:

@@ -14,13 +14,14 @@
     run.close()
 
 A layer is any callable that keeps its output in `.out` and lists its tensors in `.parameters()` (the
-lecture's Linear, BatchNorm1d, Tanh). There are no hooks to count steps with: `run.log()` ends one (one
-call a step, every value of the step in it), or, once the loop calls `run.step()`, that does. On a sampled step (every `every`, step 0 first) its end
-reads what the loop left: each activation layer's `.out` and its `.grad` (where retained), each weight's
-`.grad`, and update:data from the change the step made to each weight (a copy of the weights is taken at
-the end of the step before). Names are the lecture's: `tanh1 · layers[2]` (the first Tanh, at position 2),
-`linear1 · layers[0]` (its weight), `batchnorm1 · layers[1]` (its gamma and beta, bngain and bnbias, and its
-running mean and var), and the extra `weights` by their keys (the embedding table C).
+lecture's Linear, BatchNorm1d, Tanh). There are no hooks to count steps with: `run.log()` ends one (one call
+a step, every value of the step in it), or, once the loop calls `run.step()`, that does. On a sampled step
+(every `every`, step 0 first) its end reads what the loop left: each activation layer's `.out` and its
+`.grad` (where retained), each weight's `.grad`, and update:data from the change the step made to each
+weight (a copy of the weights is taken at the end of the step before). Names are the lecture's: `tanh1 ·
+layers[2]` (the first Tanh, at position 2), `linear1 · layers[0]` (its weight), `batchnorm1 · layers[1]`
+(its gamma and beta, bngain and bnbias, and its running mean and var), and the extra `weights` by their keys
+(the embedding table C).
 """
 
 import math

@@ -47,8 +47,9 @@ class ProcessSink:
         try:
             if self._child is None:
                 # the same Python finds the same bnscope: it is only ever imported installed
-                self._child = subprocess.Popen([self.python, "-m", "bnscope.watched.process"], stdin=subprocess.PIPE,
-                                               stdout=subprocess.PIPE)  # fmt: skip
+                self._child = subprocess.Popen(
+                    [self.python, "-m", "bnscope.watched.process"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+                )
             self._call("open", self.sink)
         except (OSError, EOFError) as err:
             log.warning("bnscope.watch: no process for %s (%s); recording from this one", self.sink, err)
@@ -145,7 +146,10 @@ def serve() -> None:
                     last_step = max(last_step, *(event["step"] for event in batch))
                 value = getattr(sink, method)(*args)
         except Exception as err:  # noqa: BLE001 - every error goes back to the parent's sender
-            raised, message = type(err).__name__, str(err) if type(err).__name__ in RAISED else f"{type(err).__name__}: {err}"
+            raised, message = (
+                type(err).__name__,
+                str(err) if type(err).__name__ in RAISED else f"{type(err).__name__}: {err}",
+            )
         try:
             pickle.dump((value, None if batch is None else len(batch), raised, message), replies)
             replies.flush()

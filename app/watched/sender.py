@@ -116,8 +116,15 @@ class Sender:
             if not self._closing:
                 # ... or until a quarter of the statistics events the queue holds are waiting: at every=1
                 # they come at a rate that would fill it in the time a batch takes to go
-                self._lock.wait_for(lambda: self._closing or self._flushing or len(self._queue) >= BATCH_EVENTS
-                                    or self._stats_queued >= QUEUE_STATS // 4, timeout=FLUSH_SECONDS)  # fmt: skip
+                self._lock.wait_for(
+                    lambda: (
+                        self._closing
+                        or self._flushing
+                        or len(self._queue) >= BATCH_EVENTS
+                        or self._stats_queued >= QUEUE_STATS // 4
+                    ),
+                    timeout=FLUSH_SECONDS,
+                )
             batch = [self._queue.popleft() for _ in range(min(len(self._queue), BATCH_EVENTS))]
             self._in_hand = len(batch)
             self._stats_queued -= sum(e["type"] == "stats" for e in batch)
@@ -153,8 +160,12 @@ class Sender:
                     log.warning("bnscope.watch: %s is back; sending again", self.sink)
             except Unreachable as err:
                 if tries == 0:
-                    log.warning("bnscope.watch: cannot reach %s (%s); training goes on, events wait in a "
-                                "bounded queue and are dropped beyond it", self.sink, err)  # fmt: skip
+                    log.warning(
+                        "bnscope.watch: cannot reach %s (%s); training goes on, events wait in a "
+                        "bounded queue and are dropped beyond it",
+                        self.sink,
+                        err,
+                    )
                 tries += 1
                 if not self._pause(RETRY_SECONDS[min(tries, len(RETRY_SECONDS)) - 1]):
                     with self._lock:
@@ -287,9 +298,12 @@ class HttpSink:
                 raise Unreachable(f"HTTP {err.code}") from None
             if err.code in (413, 422) and path != "/api/watched":  # these events, not the run
                 raise Invalid(f"HTTP {err.code}: {detail}") from None
-            hint = {401: " (set BNSCOPE_TOKEN to the server's token)",
-                    404: " (not a bnscope server that takes watched runs?)" if path == "/api/watched" else " (the run was deleted?)",
-                    }.get(err.code, "")  # fmt: skip
+            hint = {
+                401: " (set BNSCOPE_TOKEN to the server's token)",
+                404: " (not a bnscope server that takes watched runs?)"
+                if path == "/api/watched"
+                else " (the run was deleted?)",
+            }.get(err.code, "")
             raise Refused(f"HTTP {err.code} on {path}{hint}: {detail}") from None
         except (urllib.error.URLError, OSError) as err:  # refused, reset, timed out, no such host
             raise Unreachable(str(getattr(err, "reason", err))) from None

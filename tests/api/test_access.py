@@ -24,9 +24,13 @@ def guarded(tmp_path):
 def serve_exit(tmp_path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     """`bnscope serve` that is expected to refuse to start."""
     return subprocess.run(
-        [sys.executable, "-m", "bnscope.cli", "serve", "--data-dir", str(tmp_path), *args], cwd=tmp_path,
-        capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), **(env or {})},
-    )  # fmt: skip
+        [sys.executable, "-m", "bnscope.cli", "serve", "--data-dir", str(tmp_path), *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), **(env or {})},
+    )
 
 
 def test_serving_beyond_loopback_without_a_token_is_refused(tmp_path):
@@ -62,8 +66,16 @@ def test_with_a_token_every_api_route_and_the_stream_require_it(tmp_path):
 
 
 def test_only_the_whole_token_is_accepted(guarded):
-    for authorization in ("Bearer", "Bearer ", f"Bearer {TOKEN[:-1]}", f"Bearer {TOKEN[:1]}", f"Bearer {TOKEN}x",
-                          f"Bearer {TOKEN.upper()}", f"Basic {TOKEN}", TOKEN):  # fmt: skip
+    for authorization in (
+        "Bearer",
+        "Bearer ",
+        f"Bearer {TOKEN[:-1]}",
+        f"Bearer {TOKEN[:1]}",
+        f"Bearer {TOKEN}x",
+        f"Bearer {TOKEN.upper()}",
+        f"Basic {TOKEN}",
+        TOKEN,
+    ):
         assert guarded.get("/api/runs", headers={"Authorization": authorization}).status_code == 401, authorization
     assert guarded.get("/api/runs", headers={"Authorization": f"bearer {TOKEN}"}).status_code == 200
 
@@ -129,7 +141,9 @@ def test_pages_carry_a_content_security_policy_and_no_cors(client):
     csp = page.headers["content-security-policy"]
     assert "script-src 'self'" in csp and "unsafe-eval" not in csp
     assert page.headers["x-content-type-options"] == "nosniff"
-    preflight = client.options("/api/runs", headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"})
+    preflight = client.options(
+        "/api/runs", headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"}
+    )
     assert "access-control-allow-origin" not in preflight.headers
 
 

@@ -33,12 +33,17 @@ def test_health(client):
 
 def test_a_run_trains_in_a_worker_process_to_the_end_and_its_history_is_kept(client):
     run = create(client, config=SMALL)
-    assert run["status"] in ("queued", "created", "running") and run["config"]["gain"] == 5 / 3  # overrides on the defaults
+    assert (
+        run["status"] in ("queued", "created", "running") and run["config"]["gain"] == 5 / 3
+    )  # overrides on the defaults
     finished = wait_status(client, run["id"], "finished")
     assert finished["step"] == SMALL["steps"]
     assert finished["worker"]["backend"] == "process" and finished["worker"]["pid"] not in (os.getpid(), None)
-    assert finished["layers"] == {"activations": ["tanh1", "tanh2"], "weights": ["C", "linear1", "linear2", "linear3"],
-                                  "norms": ["batchnorm1", "batchnorm2", "batchnorm3"]}  # fmt: skip
+    assert finished["layers"] == {
+        "activations": ["tanh1", "tanh2"],
+        "weights": ["C", "linear1", "linear2", "linear3"],
+        "norms": ["batchnorm1", "batchnorm2", "batchnorm3"],
+    }
     history = client.get(f"/api/runs/{run['id']}/history").json()
     assert history["bucket"] == 1 and history["start"] == 0 and history["end"] == SMALL["steps"]
     loss = history["series"]["loss"]
@@ -48,7 +53,12 @@ def test_a_run_trains_in_a_worker_process_to_the_end_and_its_history_is_kept(cli
     assert {a["name"] for a in history["latest_stats"]["activations"]} == {"tanh1", "tanh2"}
     finals = {e["split"]: e["loss"] for e in history["timeline"] if e["type"] == "eval" and e.get("final")}
     assert set(finals) == {"train", "dev", "test"}
-    assert [e["status"] for e in history["timeline"] if e["type"] == "status"] == ["queued", "created", "running", "finished"]
+    assert [e["status"] for e in history["timeline"] if e["type"] == "status"] == [
+        "queued",
+        "created",
+        "running",
+        "finished",
+    ]
 
 
 def test_a_worker_trains_below_the_servers_priority_so_the_server_answers_at_once(client):
@@ -128,11 +138,18 @@ def test_a_sweep_queues_paired_runs_over_one_settings_values(client, settings):
         wait_status(client, run["id"], "finished")
     (listed,) = client.get("/api/sweeps").json()
     assert listed["setting"] == "gain" and listed["values"] == [0.5, 1.0, 3.0] and listed["runs"] == sweep["runs"]
-    bad = [({"vary": {"gain": [1.0]}}, "vary"), ({"vary": {"gain": [1.0, -1.0]}}, "gain"), ({"vary": {"colour": [1, 2]}}, "colour"),
-           ({"vary": {"gain": [1, 2], "seed": [1, 2], "lr": [0.1, 0.2], "n_embd": [2, 4]}}, "vary"),
-           ({"vary": {"gain": [1, 2, 3, 4], "seed": list(range(16)), "lr": [0.01 * i for i in range(1, 6)]}}, "at most 256"),
-           ({"vary": {"n_hidden": [900, 901], "seed": list(range(16))}}, "parameters in all"),
-           ({"vary": {"gain": [1, 1.0]}}, "repeat")]  # fmt: skip
+    bad = [
+        ({"vary": {"gain": [1.0]}}, "vary"),
+        ({"vary": {"gain": [1.0, -1.0]}}, "gain"),
+        ({"vary": {"colour": [1, 2]}}, "colour"),
+        ({"vary": {"gain": [1, 2], "seed": [1, 2], "lr": [0.1, 0.2], "n_embd": [2, 4]}}, "vary"),
+        (
+            {"vary": {"gain": [1, 2, 3, 4], "seed": list(range(16)), "lr": [0.01 * i for i in range(1, 6)]}},
+            "at most 256",
+        ),
+        ({"vary": {"n_hidden": [900, 901], "seed": list(range(16))}}, "parameters in all"),
+        ({"vary": {"gain": [1, 1.0]}}, "repeat"),
+    ]
     for body, field in bad:
         response = client.post("/api/sweeps", json=body)
         assert response.status_code == 422 and field in response.text, (body, response.text)
@@ -264,31 +281,63 @@ def test_a_watched_run_takes_its_events_and_is_drawn_like_any_other(client):
     assert response.status_code == 201
     run = response.json()
     assert run["source"] == "watched" and run["config"] is None and run["watched"] == {"model": "CNN", "every": 10}
-    layers = {"activations": [{"name": "features.1", "kind": "relu"}], "weights": [{"name": "features.0", "kind": "conv"}], "norms": []}
-    act = {"name": "features.1", "kind": "relu", "units": 8, "mean": 0.3, "std": 0.5, "saturation": 40.0, "dead": 1,
-           "hist": [1] * 50, "range": [0.0, 2.0], "grad_mean": None, "grad_std": None, "grad_hist": [0] * 50, "grad_range": [-1.0, 1.0]}
-    events = [{"type": "model", "step": 0, **layers}, {"type": "metrics", "step": 0, "values": {"loss": 2.5, "acc": 0.1}},
-              {"type": "stats", "step": 0, "activations": [act], "weights": [], "norms": []},
-              {"type": "metrics", "step": 1, "values": {"loss": 2.0}}]  # fmt: skip
+    layers = {
+        "activations": [{"name": "features.1", "kind": "relu"}],
+        "weights": [{"name": "features.0", "kind": "conv"}],
+        "norms": [],
+    }
+    act = {
+        "name": "features.1",
+        "kind": "relu",
+        "units": 8,
+        "mean": 0.3,
+        "std": 0.5,
+        "saturation": 40.0,
+        "dead": 1,
+        "hist": [1] * 50,
+        "range": [0.0, 2.0],
+        "grad_mean": None,
+        "grad_std": None,
+        "grad_hist": [0] * 50,
+        "grad_range": [-1.0, 1.0],
+    }
+    events = [
+        {"type": "model", "step": 0, **layers},
+        {"type": "metrics", "step": 0, "values": {"loss": 2.5, "acc": 0.1}},
+        {"type": "stats", "step": 0, "activations": [act], "weights": [], "norms": []},
+        {"type": "metrics", "step": 1, "values": {"loss": 2.0}},
+    ]
     answer = client.post(f"/api/runs/{run['id']}/ingest", json={"events": events})
     assert answer.status_code == 200 and answer.json()["accepted"] == 4
     described = client.get(f"/api/runs/{run['id']}").json()
-    assert described["layers"]["activations"] == ["features.1"] and described["status"] == "running" and described["step"] == 2
+    assert (
+        described["layers"]["activations"] == ["features.1"]
+        and described["status"] == "running"
+        and described["step"] == 2
+    )
+
     def stored():  # a training run's history is what the store holds: the writer is about a second behind
         history = client.get(f"/api/runs/{run['id']}/history").json()
         return history if history["run"]["step"] == 2 else None
 
     history = wait_for(stored)
     assert history["series"]["loss"] == {"steps": [0, 1], "values": [2.5, 2.0]}
-    assert history["series"]["metric/acc"]["values"] == [0.1] and history["series"]["saturation/features.1"]["values"] == [40.0]
+    assert history["series"]["metric/acc"]["values"] == [0.1] and history["series"]["saturation/features.1"][
+        "values"
+    ] == [40.0]
     # bad input: a 422 naming the field, and nothing of it kept
-    for bad, field in (({"type": "stats", "step": -1, "activations": [], "weights": [], "norms": []}, "step"),
-                       ({"type": "checkpoint", "step": 1, "state": "x"}, "type"),
-                       ({"type": "status", "step": 1, "status": "queued", "message": ""}, "status")):  # fmt: skip
+    for bad, field in (
+        ({"type": "stats", "step": -1, "activations": [], "weights": [], "norms": []}, "step"),
+        ({"type": "checkpoint", "step": 1, "state": "x"}, "type"),
+        ({"type": "status", "step": 1, "status": "queued", "message": ""}, "status"),
+    ):
         response = client.post(f"/api/runs/{run['id']}/ingest", json={"events": [bad]})
         assert response.status_code == 422 and field in response.text, response.text
     assert client.get(f"/api/runs/{run['id']}/samples").status_code == 409  # its network is not here
-    done = client.post(f"/api/runs/{run['id']}/ingest", json={"events": [{"type": "status", "step": 2, "status": "finished", "message": ""}]})
+    done = client.post(
+        f"/api/runs/{run['id']}/ingest",
+        json={"events": [{"type": "status", "step": 2, "status": "finished", "message": ""}]},
+    )
     assert done.status_code == 200 and client.get(f"/api/runs/{run['id']}").json()["status"] == "finished"
     assert client.post(f"/api/runs/{run['id']}/ingest", json={"events": events}).status_code == 409
 
@@ -316,9 +365,15 @@ def test_bad_input_gets_a_4xx_naming_the_field(client):
 
 def test_every_limit_is_a_clear_422(client):
     too_big = [
-        ("n_hidden", 4097), ("n_layers", 17), ("n_embd", 257), ("block_size", 17), ("batch_size", 4097),
-        ("steps", 10_000_001), ("lr", 101), ("gain", 21),
-    ]  # fmt: skip
+        ("n_hidden", 4097),
+        ("n_layers", 17),
+        ("n_embd", 257),
+        ("block_size", 17),
+        ("batch_size", 4097),
+        ("steps", 10_000_001),
+        ("lr", 101),
+        ("gain", 21),
+    ]
     for field, value in too_big:
         response = client.post("/api/runs", json={"config": {field: value}})
         assert response.status_code == 422 and field in response.text, (field, response.text)
@@ -365,7 +420,10 @@ def test_every_stats_event_carries_its_health_badges_judged_by_the_servers_rules
     for layer in stats["activations"]:
         badge = badges[("saturation", layer["name"])]
         assert badge["value"] == layer["saturation"] and badge["level"] == verdict("saturation", layer["saturation"])
-    assert {b["level"] for b in stats["health"] if b["rule"] == "saturation"} & {"amber", "red"}  # gain 5, no BN: saturated
+    assert {b["level"] for b in stats["health"] if b["rule"] == "saturation"} & {
+        "amber",
+        "red",
+    }  # gain 5, no BN: saturated
     rules = {r["id"] for r in client.get("/api/health/rules").json()["rules"] if "tanh" in r["kinds"]}
     # every rule for a tanh network, update:data too: step 0's ratios come before its stats
     assert {b["rule"] for b in stats["health"]} == rules

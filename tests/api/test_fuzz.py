@@ -56,10 +56,16 @@ def test_no_input_gets_a_server_error_or_breaks_the_schema(tmp_path):
         calls = []
         for operation in operations:
 
-            @given(case=operation.as_strategy(generation_mode=GenerationMode.POSITIVE)
-                   | operation.as_strategy(generation_mode=GenerationMode.NEGATIVE))  # fmt: skip
-            @settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, suppress_health_check=list(HealthCheck),
-                      database=None)  # fmt: skip
+            @given(
+                case=operation.as_strategy(generation_mode=GenerationMode.POSITIVE)
+                | operation.as_strategy(generation_mode=GenerationMode.NEGATIVE)
+            )
+            @settings(
+                max_examples=EXAMPLES_PER_OPERATION,
+                deadline=None,
+                suppress_health_check=list(HealthCheck),
+                database=None,
+            )
             def fuzz(case):
                 if case.meta.generation.mode is GenerationMode.POSITIVE:
                     assume(not breaks_a_product_cap(case))

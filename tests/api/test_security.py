@@ -46,8 +46,15 @@ def assert_secured(response: httpx.Response) -> None:
 
 
 def test_a_foreign_host_is_refused_on_every_path_with_a_clear_answer(live):
-    for method, path in (("GET", "/"), ("GET", "/api/runs"), ("POST", "/api/runs"), ("DELETE", "/api/runs/1"),
-                         ("GET", "/openapi.json"), ("GET", "/static/dashboard.css"), ("POST", "/login")):  # fmt: skip
+    for method, path in (
+        ("GET", "/"),
+        ("GET", "/api/runs"),
+        ("POST", "/api/runs"),
+        ("DELETE", "/api/runs/1"),
+        ("GET", "/openapi.json"),
+        ("GET", "/static/dashboard.css"),
+        ("POST", "/login"),
+    ):
         response = httpx.request(method, live.url + path, headers={"Host": f"evil.example:{live.port}"}, json={})
         assert response.status_code == 400, (method, path, response.status_code)
         assert "evil.example" in response.json()["detail"] and "--allowed-hosts" in response.json()["detail"]
@@ -78,8 +85,18 @@ LOOK_ALIKES = {
 # an --allowed-hosts entry with a port (lab.example:8443) admits its name on that port only
 PORT_MISMATCHES = ("lab.example:8444", "lab.example:84430", "lab.example", "lab.example:443", "localhost:99999")
 # the port of a local name may be anything: an SSH tunnel or a port mapping changes it
-ADMITTED = ("localhost:{port}", "LocalHost:{port}", "localhost.:{port}", "[::1]:{port}", "127.0.0.1.:{port}",
-            "DASH.Example.:{port}", "dash.example", "lab.example:8443", "localhost:1", "localhost")
+ADMITTED = (
+    "localhost:{port}",
+    "LocalHost:{port}",
+    "localhost.:{port}",
+    "[::1]:{port}",
+    "127.0.0.1.:{port}",
+    "DASH.Example.:{port}",
+    "dash.example",
+    "lab.example:8443",
+    "localhost:1",
+    "localhost",
+)
 
 
 def host_refused(response: httpx.Response) -> bool:
@@ -91,8 +108,11 @@ def test_look_alike_hosts_are_refused(live):
     sent = [(kind, each) for kind, name in hosts for each in (name, f"{name}:{live.port}")]
     sent += [("a port mismatch", host) for host in PORT_MISMATCHES]
     with httpx.Client(base_url=live.url) as client:
-        let_through = [(kind, host, response.status_code) for kind, host in sent
-                       if not host_refused(response := client.get("/api/runs", headers={"Host": host}))]
+        let_through = [
+            (kind, host, response.status_code)
+            for kind, host in sent
+            if not host_refused(response := client.get("/api/runs", headers={"Host": host}))
+        ]
     assert not let_through, f"look-alike hosts reached the server: {let_through}"
 
 

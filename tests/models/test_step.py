@@ -113,8 +113,9 @@ def test_statistics_of_the_fast_step_are_those_of_the_autograd_step(make_mlp, sp
         torch.testing.assert_close(
             diagnostics.update_to_data(diagnostics.lecture_layers(model).params, 0.1),
             diagnostics.update_to_data(diagnostics.lecture_layers(reference).params, 0.1),
-            rtol=1e-5, atol=1e-5,
-        )  # fmt: skip
+            rtol=1e-5,
+            atol=1e-5,
+        )
 
 
 def test_batchnorm_backward_is_the_lectures_formula_with_the_biased_variance():

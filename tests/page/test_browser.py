@@ -60,14 +60,20 @@ def test_the_default_network_live_healthy_offline_and_accessible(chromium, tmp_p
             rules = {r["id"] for r in httpx.get(f"{server.url}/api/health/rules").json()["rules"]}
             assert {"saturation", "update_to_data"} <= rules
             verdict = page.locator("#panel-saturation .verdict")
-            levels = page.locator("#panel-health a.badge[href='#panel-saturation']").evaluate_all("(bs) => bs.map((b) => b.className)")
+            levels = page.locator("#panel-health a.badge[href='#panel-saturation']").evaluate_all(
+                "(bs) => bs.map((b) => b.className)"
+            )
             worst = "red" if any("red" in c for c in levels) else "amber" if any("amber" in c for c in levels) else "ok"
             assert worst in verdict.get_attribute("class")
 
             # nothing offers the cloud: no Chart Studio, no link out of the machine
             page.locator("#panel-loss .chart").hover()
-            titles = page.locator("#panel-loss .modebar-btn").evaluate_all("(bs) => bs.map((b) => b.getAttribute('data-title'))")
-            assert "download plot as a png" in [t.lower() for t in titles] and not any("Chart Studio" in t or "cloud" in t.lower() for t in titles)
+            titles = page.locator("#panel-loss .modebar-btn").evaluate_all(
+                "(bs) => bs.map((b) => b.getAttribute('data-title'))"
+            )
+            assert "download plot as a png" in [t.lower() for t in titles] and not any(
+                "Chart Studio" in t or "cloud" in t.lower() for t in titles
+            )
             hrefs = page.locator("a[href]").evaluate_all("(links) => links.map((a) => a.href)")
             assert all(urlparse(h).hostname in LOCAL_HOSTS for h in hrefs)
 
@@ -76,7 +82,9 @@ def test_the_default_network_live_healthy_offline_and_accessible(chromium, tmp_p
             toggle = page.locator("#panel-saturation .layer-toggle").first
             toggle.focus()
             page.keyboard.press("Enter")
-            page.wait_for_function("() => document.querySelector('#panel-saturation .layer-toggle').getAttribute('aria-pressed') === 'false'")
+            page.wait_for_function(
+                "() => document.querySelector('#panel-saturation .layer-toggle').getAttribute('aria-pressed') === 'false'"
+            )
             wait_for_traces(page, "panel-saturation", "t.length && t[0].visible === false")
             page.keyboard.press("Enter")
 
@@ -96,7 +104,9 @@ HOSTILE = '<img src=x onerror="window.pwned=1"><script>window.pwned=2</script>'
 
 
 def test_a_hostile_run_name_is_shown_as_text_and_never_runs(chromium, server):
-    httpx.post(f"{server.url}/api/runs", json={"name": HOSTILE, "config": {"n_hidden": 16, "n_layers": 1, "steps": 300}})
+    httpx.post(
+        f"{server.url}/api/runs", json={"name": HOSTILE, "config": {"n_hidden": 16, "n_layers": 1, "steps": 300}}
+    )
     page = chromium.new_page()
     dialogs = []
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))

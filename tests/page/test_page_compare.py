@@ -20,7 +20,10 @@ def runs(tmp_path_factory):
     with live_server(tmp_path_factory.mktemp("compare") / "data", env={"BNSCOPE_AUTOSTART": "false"}) as server:
         post = lambda body: httpx.post(f"{server.url}/api/runs", json=body, timeout=30).json()["id"]  # noqa: E731
         first = post({"config": CONFIG})
-        others = [post({"config": change, "paired_with": first}) for change in ({"batchnorm": False}, {"gain": 3}, {"gain": 0.5})]
+        others = [
+            post({"config": change, "paired_with": first})
+            for change in ({"batchnorm": False}, {"gain": 3}, {"gain": 0.5})
+        ]
         ids = [first, *others]
         for run_id in ids:
             wait_for(lambda: httpx.get(f"{server.url}/api/runs/{run_id}").json()["status"] == "finished", timeout=120)
@@ -33,14 +36,20 @@ def history(server, run_id, start, end, max_points=1000):
 
 
 def set_smoothing_raw(page, panel):
-    page.locator(f"#{panel} .chart-tools input[type=range]").evaluate("(s) => { s.value = 0; s.dispatchEvent(new Event('input')); }")
+    page.locator(f"#{panel} .chart-tools input[type=range]").evaluate(
+        "(s) => { s.value = 0; s.dispatchEvent(new Event('input')); }"
+    )
 
 
 def test_four_runs_overlaid_from_the_address(chromium, runs):
     server, ids = runs
     with guarded_page(chromium) as page:
         page.goto(f"{server.url}/?runs={','.join(map(str, ids))}")
-        wait_for_traces(page, "panel-loss", "[1, 2, 3, 4].every((n) => t.some((x) => x.name === `run ${n} train` && x.x.length > 10))")
+        wait_for_traces(
+            page,
+            "panel-loss",
+            "[1, 2, 3, 4].every((n) => t.some((x) => x.name === `run ${n} train` && x.x.length > 10))",
+        )
         labels = page.locator("#run-chips .chip-label").all_inner_texts()
         assert labels[1:] == [f"#{ids[1]} batchnorm=false", f"#{ids[2]} gain=3", f"#{ids[3]} gain=0.5"]
         assert page.locator("#run-table input[type=checkbox]:checked").count() == 4
@@ -51,7 +60,9 @@ def test_two_runs_are_drawn_at_the_same_steps_each_from_its_own_history(chromium
     with guarded_page(chromium) as page:
         page.goto(f"{server.url}/?runs={a},{b}")
         set_smoothing_raw(page, "panel-loss")
-        wait_for_traces(page, "panel-loss", "t.filter((x) => x.name.endsWith(' train') && x.x.length > 10).length === 2")
+        wait_for_traces(
+            page, "panel-loss", "t.filter((x) => x.name.endsWith(' train') && x.x.length > 10).length === 2"
+        )
         start, end = page.evaluate("document.querySelector('#panel-loss .chart').layout.xaxis.range")
         plotted = {x["name"]: x for x in traces(page, "panel-loss")}
     mine = {run: history(server, run, start, end)["loss"] for run in (a, b)}
@@ -79,9 +90,13 @@ def test_the_scrubber_changes_the_histograms_data_and_the_heatmap_shows_every_st
         wait_for_traces(page, "panel-activations", "t.length >= 2")
         before = traces(page, "panel-activations")
         page.locator("#step-scrubber").evaluate("(s) => { s.value = 0; s.dispatchEvent(new Event('input')); }")
-        page.wait_for_function("() => document.querySelector('#panel-activations .at-step').textContent === 'at step 0'")
-        page.wait_for_function("(old) => JSON.stringify(document.querySelector('#panel-activations .chart').data[0].y) !== old",
-                               arg=json.dumps(before[0]["y"]))
+        page.wait_for_function(
+            "() => document.querySelector('#panel-activations .at-step').textContent === 'at step 0'"
+        )
+        page.wait_for_function(
+            "(old) => JSON.stringify(document.querySelector('#panel-activations .chart').data[0].y) !== old",
+            arg=json.dumps(before[0]["y"]),
+        )
         after = traces(page, "panel-activations")
         at_zero = httpx.get(f"{server.url}/api/runs/{a}/stats", params={"step": 0}).json()["activations"][0]
         assert after[0]["y"] != before[0]["y"]
@@ -89,8 +104,12 @@ def test_the_scrubber_changes_the_histograms_data_and_the_heatmap_shows_every_st
         assert after[0]["y"] == pytest.approx([c / (total * width) for c in at_zero["hist"]])  # step 0's own histogram
 
         # the heatmap: one column per statistics step, the shown step marked
-        page.wait_for_function("() => (document.querySelectorAll('#panel-activations .chart')[1].data ?? [])[0]?.x.length >= 20")
-        heat = page.evaluate("() => { const d = document.querySelectorAll('#panel-activations .chart')[1]; return [d.data[0].type, d.data[0].z.length, d.layout.shapes[0].x0]; }")
+        page.wait_for_function(
+            "() => (document.querySelectorAll('#panel-activations .chart')[1].data ?? [])[0]?.x.length >= 20"
+        )
+        heat = page.evaluate(
+            "() => { const d = document.querySelectorAll('#panel-activations .chart')[1]; return [d.data[0].type, d.data[0].z.length, d.layout.shapes[0].x0]; }"
+        )
         assert heat == ["heatmap", 64, 0]
 
 
@@ -108,7 +127,9 @@ def test_export_downloads_the_runs_series_as_csv(chromium, runs, tmp_path):
 
 def test_a_diverged_run_is_shown_as_diverged_with_its_step_within_2_s(chromium, runs):
     server, (a, *_) = runs
-    run = httpx.post(f"{server.url}/api/runs", json={"config": {**CONFIG, "lr": 50, "batchnorm": False, "steps": 20000}}).json()["id"]
+    run = httpx.post(
+        f"{server.url}/api/runs", json={"config": {**CONFIG, "lr": 50, "batchnorm": False, "steps": 20000}}
+    ).json()["id"]
     with guarded_page(chromium) as page:
         page.goto(f"{server.url}/?runs={run}")
         page.wait_for_selector("#run-chips .chip-label")
@@ -118,5 +139,8 @@ def test_a_diverged_run_is_shown_as_diverged_with_its_step_within_2_s(chromium, 
         page.wait_for_selector("#run-chips .status-diverged", timeout=2000)
         assert time.monotonic() - seen < 2.5
         assert f"diverged at {step:,}" in page.locator("#run-chips .status-diverged").inner_text()
-        page.wait_for_function("(m) => document.querySelector(m).textContent.includes('loss exploded')",
-                               arg=f"#run-table tr[data-run='{run}'] .run-message", timeout=2000)
+        page.wait_for_function(
+            "(m) => document.querySelector(m).textContent.includes('loss exploded')",
+            arg=f"#run-table tr[data-run='{run}'] .run-message",
+            timeout=2000,
+        )

@@ -63,10 +63,13 @@ def wait_until_drawn(page, run_ids):
     """Until every at-step panel has drawn each of these runs once (the panels draw in the frames after the
     step bar)."""
     panels = [*HISTOGRAM_PANELS, "panel-health"]
-    page.wait_for_function("""([panels, ids]) => panels.every((panel) => {
+    page.wait_for_function(
+        """([panels, ids]) => panels.every((panel) => {
       const steps = document.querySelector(`#${panel} .at-step`).dataset.steps;
       return steps !== undefined && ids.every((id) => id in JSON.parse(steps));
-    })""", arg=[panels, run_ids])
+    })""",
+        arg=[panels, run_ids],
+    )
 
 
 def check_snapshot(server, shot, drawn_ids):

@@ -26,8 +26,11 @@ def test_meta_is_the_servers_own_rules(server):
     assert meta["config"]["lr"] == {"ge": None, "gt": 0, "le": 100, "lt": None}
     assert set(meta["config"]) == {name for name, f in RunConfig.model_fields.items() if f.annotation in (int, float)}
     for name, bounds in meta["config"].items():  # each bound is where RunConfig starts refusing
-        past = {"ge": bounds["ge"] is not None and bounds["ge"] - 1, "gt": bounds["gt"],
-                "le": bounds["le"] is not None and bounds["le"] + 1}  # fmt: skip
+        past = {
+            "ge": bounds["ge"] is not None and bounds["ge"] - 1,
+            "gt": bounds["gt"],
+            "le": bounds["le"] is not None and bounds["le"] + 1,
+        }
         for side, value in past.items():
             if bounds[side] is not None:
                 assert _refused({name: value}), f"{name} = {value} is accepted, past its {side} {bounds[side]}"
@@ -46,8 +49,10 @@ def test_the_page_reads_the_servers_rules(chromium, server):
     with guarded_page(chromium) as page:
         page.goto(server.url)
         assert page.evaluate("async () => (await import('/static/meta.js')).META") == meta
-        inputs = page.eval_on_selector_all("#settings input[type=number][name], #sweep-form input[type=number]",
-                                           "(xs) => xs.map((x) => [x.name, x.min, x.max])")  # fmt: skip
+        inputs = page.eval_on_selector_all(
+            "#settings input[type=number][name], #sweep-form input[type=number]",
+            "(xs) => xs.map((x) => [x.name, x.min, x.max])",
+        )
         assert {name for name, _, _ in inputs} == {"last_layer_scale", "n_layers", "n_hidden", "steps", "lr", "seed"}
         for name, low, high in inputs:
             bounds = meta["config"][name]

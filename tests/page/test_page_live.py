@@ -23,7 +23,9 @@ def test_the_loss_chart_follows_a_training_run_past_the_end_of_its_axis(chromium
             ends, behind = set(), []
             for _ in range(16):
                 step = httpx.get(f"{server.url}/api/runs/{run_id}").json()["step"]
-                page.wait_for_timeout(1500)  # time for the newest points to reach the chart (the run list is read every 3 s);
+                page.wait_for_timeout(
+                    1500
+                )  # time for the newest points to reach the chart (the run list is read every 3 s);
                 # not time.sleep: the page's requests pass through this process's route handler
                 newest, end = page.evaluate(NEWEST)
                 ends.add(end)

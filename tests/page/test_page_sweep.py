@@ -25,7 +25,11 @@ def test_a_sweep_makes_gain_and_batchnorm_live(chromium, server):
 
         sweeps = httpx.get(f"{server.url}/api/sweeps").json()  # one grid: gain x BatchNorm
         assert [s["vary"] for s in sweeps] == [{"gain": [0.5, 3], "batchnorm": [True, False]}]
-        members = {(r["config"]["gain"], r["config"]["batchnorm"]): r["id"] for r in httpx.get(f"{server.url}/api/runs").json() if r["sweep_id"]}
+        members = {
+            (r["config"]["gain"], r["config"]["batchnorm"]): r["id"]
+            for r in httpx.get(f"{server.url}/api/runs").json()
+            if r["sweep_id"]
+        }
         for run_id in members.values():
             wait_for(lambda: httpx.get(f"{server.url}/api/runs/{run_id}").json()["status"] == "finished", timeout=120)
 
@@ -33,7 +37,9 @@ def test_a_sweep_makes_gain_and_batchnorm_live(chromium, server):
         page.goto(f"{server.url}/?runs={members[0.5, True]}")
         wait_for_traces(page, "panel-loss", "t.some((x) => x.name === 'run 1 train' && x.x.length > 10)")
         page.locator("#step-scrubber").evaluate("(s) => { s.value = 700; s.dispatchEvent(new Event('input')); }")
-        page.locator("#panel-loss .chart-tools input[type=range]").evaluate("(s) => { s.value = 0; s.dispatchEvent(new Event('input')); }")
+        page.locator("#panel-loss .chart-tools input[type=range]").evaluate(
+            "(s) => { s.value = 0; s.dispatchEvent(new Event('input')); }"
+        )
         count = len(httpx.get(f"{server.url}/api/runs").json())
         for (gain, norm), label in (((3, True), "3"), ((3, False), None)):
             if label:
@@ -44,7 +50,11 @@ def test_a_sweep_makes_gain_and_batchnorm_live(chromium, server):
             page.wait_for_function("(wanted) => location.search === wanted", arg=f"?runs={wanted}")
             start, end = 0, 1500
             expected = loss_of(server, wanted, start, end)["values"]
-            wait_for_traces(page, "panel-loss", f"t.some((x) => x.name === 'run 1 train' && Math.abs(x.y[3] - {expected[3]}) < 1e-9)")
+            wait_for_traces(
+                page,
+                "panel-loss",
+                f"t.some((x) => x.name === 'run 1 train' && Math.abs(x.y[3] - {expected[3]}) < 1e-9)",
+            )
             plotted = next(x for x in traces(page, "panel-loss") if x["name"] == "run 1 train")
             assert plotted["y"] == expected
             assert page.locator("#step-label").inner_text().startswith("step 700")  # the same step

@@ -59,7 +59,10 @@ def test_a_gain_by_seed_grid_draws_seed_bands_and_an_effect_chart_over_the_gains
     assert axis["xaxis"]["type"] == "log" and effect["x"] == GRID["gain"]
     for k, gain in enumerate(GRID["gain"]):
         raw = [loss_of(server, i, CONFIG["steps"], 10_000) for i in by_gain[gain]]
-        at = [statistics.fmean(v for s, v in zip(r["steps"], r["values"]) if step - CONFIG["stats_every"] < s <= step) for r in raw]
+        at = [
+            statistics.fmean(v for s, v in zip(r["steps"], r["values"]) if step - CONFIG["stats_every"] < s <= step)
+            for r in raw
+        ]
         assert effect["y"][k] == pytest.approx(statistics.fmean(at))
         assert effect["y"][k] + effect["plus"][k] == pytest.approx(max(at))
         assert effect["y"][k] - effect["minus"][k] == pytest.approx(min(at))
@@ -68,8 +71,14 @@ def test_a_gain_by_seed_grid_draws_seed_bands_and_an_effect_chart_over_the_gains
 @pytest.mark.slow
 def test_every_preset_starts_what_the_server_accepts(client):
     presets = client.get("/api/presets").json()
-    assert {p["id"] for p in presets} >= {"confidently-wrong", "saturation-vs-gain", "kaiming-init", "batchnorm-x-gain",
-                                          "lr-vs-update-ratio", "lecture-notebook"}
+    assert {p["id"] for p in presets} >= {
+        "confidently-wrong",
+        "saturation-vs-gain",
+        "kaiming-init",
+        "batchnorm-x-gain",
+        "lr-vs-update-ratio",
+        "lecture-notebook",
+    }
     for preset in presets:
         made = client.post("/api/sweeps" if preset["kind"] == "sweep" else "/api/runs", json=preset["body"])
         assert made.status_code == 201, (preset["id"], made.text)

@@ -42,7 +42,11 @@ def test_a_watched_models_layers_appear_in_the_page_by_their_names(chromium, tmp
         with guarded_page(chromium) as page:
             page.goto(f"{server.url}/?runs={listed['id']}")
             wait_for_traces(page, "panel-loss", "t.some((x) => x.x.length > 50)")
-            wait_for_traces(page, "panel-activations", "t.some((x) => x.name.includes('encoder.2')) && t.some((x) => x.name.includes('gate'))")
+            wait_for_traces(
+                page,
+                "panel-activations",
+                "t.some((x) => x.name.includes('encoder.2')) && t.some((x) => x.name.includes('gate'))",
+            )
             names = {t["name"] for t in traces(page, "panel-activations")}
             assert not any("tanh" in name for name in names)  # nothing of the lecture's layer list
             assert "my tiny net" in page.locator("#run-table").inner_text()

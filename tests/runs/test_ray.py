@@ -31,8 +31,13 @@ def test_runs_train_as_ray_actors_with_control_and_a_dead_actor_interrupts_its_r
         wait_for(lambda: status()["step"] > paused + 200)
         samples = httpx.get(f"{url}/samples", params={"n": 3}, timeout=30)
         assert samples.status_code == 200 and len(samples.json()["samples"]) == 3
+
         def actions():  # the stored timeline: the writer is about a second behind a training run
-            return [e["action"] for e in httpx.get(f"{url}/history", timeout=30).json()["timeline"] if e["type"] == "control"]
+            return [
+                e["action"]
+                for e in httpx.get(f"{url}/history", timeout=30).json()["timeline"]
+                if e["type"] == "control"
+            ]
 
         wait_for(lambda: actions() == ["lr", "pause", "resume"])
         # the actor's process dies: the run is interrupted, resumable, and the server carries on
@@ -44,6 +49,8 @@ def test_runs_train_as_ray_actors_with_control_and_a_dead_actor_interrupts_its_r
         assert "Ray actor" in interrupted["message"]
         assert max(paused, before["step"] - 500) <= interrupted["step"] <= before["step"] + 500
         assert httpx.post(f"{url}/resume", timeout=30).status_code == 200
-        again = wait_for(lambda: (r := status())["status"] == "running" and r["step"] > interrupted["step"] + 100 and r, timeout=120)
+        again = wait_for(
+            lambda: (r := status())["status"] == "running" and r["step"] > interrupted["step"] + 100 and r, timeout=120
+        )
         assert again["worker"]["pid"] != interrupted["worker"]["pid"]
         assert httpx.post(f"{url}/stop", timeout=30).json()["status"] == "stopped"

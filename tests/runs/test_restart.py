@@ -31,7 +31,9 @@ def status_of(server, run_id):
 
 def losses(server, run_id):
     """Every per-step loss, raw (the export)."""
-    return httpx.get(f"{server.url}/api/runs/{run_id}/export", params={"format": "json"}, timeout=60).json()["series"]["loss"]
+    return httpx.get(f"{server.url}/api/runs/{run_id}/export", params={"format": "json"}, timeout=60).json()["series"][
+        "loss"
+    ]
 
 
 def finish_and_compare(server, *run_ids, config=CONFIG):
@@ -98,6 +100,7 @@ def test_sigterm_with_clients_connected_checkpoints_every_run_and_resumes_exactl
         runs = [httpx.post(f"{server.url}/api/runs", json={"config": config}).json() for _ in range(2)]
         for run in runs:
             wait_for(lambda: status_of(server, run["id"])["step"] > 700)
+
         def read_until_the_server_goes(url: str) -> None:
             try:
                 with httpx.stream("GET", url, timeout=None) as response:
@@ -108,7 +111,9 @@ def test_sigterm_with_clients_connected_checkpoints_every_run_and_resumes_exactl
 
         streams = []  # two open streams, as two browser tabs would hold
         for run in runs:
-            thread = threading.Thread(target=read_until_the_server_goes, args=(f"{server.url}/api/runs/{run['id']}/events",), daemon=True)
+            thread = threading.Thread(
+                target=read_until_the_server_goes, args=(f"{server.url}/api/runs/{run['id']}/events",), daemon=True
+            )
             thread.start()
             streams.append(thread)
         wait_for(lambda: httpx.get(f"{server.url}/healthz").json()["streams"] == 2)  # both streams open
@@ -126,7 +131,9 @@ def test_sigterm_with_clients_connected_checkpoints_every_run_and_resumes_exactl
             after = status_of(server, run["id"])
             assert after["status"] == "interrupted" and "resume" in after["message"]
             kept = losses(server, run["id"])
-            assert kept["steps"][-1] == after["step"] - 1  # checkpointed at the very step it stopped at: nothing to redo
+            assert (
+                kept["steps"][-1] == after["step"] - 1
+            )  # checkpointed at the very step it stopped at: nothing to redo
         assert len(httpx.get(f"{server.url}/api/runs").json()) == 2  # no new default run beside them
         httpx.post(f"{server.url}/api/runs/{runs[0]['id']}/resume")
         httpx.post(f"{server.url}/api/runs/{runs[1]['id']}/stop")

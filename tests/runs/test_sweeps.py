@@ -34,7 +34,8 @@ def test_a_grid_of_ten_trains_at_once_in_lockstep(tmp_path):
         started = time.monotonic() - made
         members = runs_of(server, ids)
         assert {(r["config"]["gain"], r["config"]["batchnorm"]) for r in members} == {
-            (g, bn) for g in GRID["gain"] for bn in GRID["batchnorm"]}
+            (g, bn) for g in GRID["gain"] for bn in GRID["batchnorm"]
+        }
         assert len({r["worker"]["pid"] for r in members}) == min(os.cpu_count() or 1, 10)  # a stack a free slot
         spreads = []
         for _ in range(20):
@@ -84,10 +85,13 @@ def test_a_killed_servers_sweep_resumes_as_a_whole_without_a_gap(tmp_path):
         assert again.status_code == 409 and "no interrupted member" in again.text
 
 
-@pytest.mark.parametrize("body, field", [
-    ({"vary": {"gain": [1, 2], "colour": [1, 2]}}, "colour"),
-    ({"vary": {"gain": list(range(1, 17)), "seed": list(range(16)), "lr": [0.1, 0.2]}}, "at most 256"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"vary": {"gain": [1, 2], "colour": [1, 2]}}, "colour"),
+        ({"vary": {"gain": list(range(1, 17)), "seed": list(range(16)), "lr": [0.1, 0.2]}}, "at most 256"),
+    ],
+)
 def test_a_grid_out_of_bounds_is_refused_naming_vary(client, body, field):
     answer = client.post("/api/sweeps", json=body)
     assert answer.status_code == 422 and field in answer.text and "vary" in answer.text, answer.text

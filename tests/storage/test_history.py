@@ -22,8 +22,14 @@ def store(tmp_path) -> Store:
 
 
 def test_the_bucket_is_the_smallest_power_of_two_within_the_budget():
-    for start, end, budget in [(0, 1, 2), (0, 2000, 2000), (0, 2001, 2000), (0, 200_000, 2000), (1000, 5000, 50),
-                               (12_345, 987_654, 777)]:  # fmt: skip
+    for start, end, budget in [
+        (0, 1, 2),
+        (0, 2000, 2000),
+        (0, 2001, 2000),
+        (0, 200_000, 2000),
+        (1000, 5000, 50),
+        (12_345, 987_654, 777),
+    ]:
         bucket = bucket_for(start, end, budget)
         assert bucket & (bucket - 1) == 0  # a power of two
         buckets = lambda width: (end - 1) // width - start // width + 1  # noqa: E731
@@ -77,7 +83,13 @@ def test_evenly_keeps_first_and_last_and_spaces_the_rest():
 
 
 def stats_event(step: int, scale: float) -> dict:
-    layer = {"name": "tanh1", "hist": [step, 1, 2], "range": [-1.0, 1.0], "grad_hist": [0, step, 0], "grad_range": [-scale, scale]}
+    layer = {
+        "name": "tanh1",
+        "hist": [step, 1, 2],
+        "range": [-1.0, 1.0],
+        "grad_hist": [0, step, 0],
+        "grad_range": [-scale, scale],
+    }
     return {"type": "stats", "step": step, "activations": [layer], "weights": [], "norms": []}
 
 

@@ -17,8 +17,13 @@ SERVE = [sys.executable, "-m", "bnscope.cli", "serve"]
 
 
 def serve_once(data_dir, *args) -> subprocess.CompletedProcess:
-    return subprocess.run([*SERVE, "--port", str(free_port()), "--data-dir", str(data_dir), *args],
-                          capture_output=True, text=True, timeout=60, env={**os.environ, "BNSCOPE_AUTOSTART": "false"})  # fmt: skip
+    return subprocess.run(
+        [*SERVE, "--port", str(free_port()), "--data-dir", str(data_dir), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "BNSCOPE_AUTOSTART": "false"},
+    )
 
 
 def on_a_small_disk(tmp_path, size: str, then: str) -> list[str]:
@@ -30,7 +35,15 @@ def on_a_small_disk(tmp_path, size: str, then: str) -> list[str]:
     probe = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "true"], capture_output=True)
     if probe.returncode != 0:
         pytest.skip(f"cannot make a private mount namespace here: {probe.stderr.decode().strip()}")
-    return ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", f"mount -t tmpfs -o size={size} none {disk} && {then}"]
+    return [
+        "unshare",
+        "--user",
+        "--map-root-user",
+        "--mount",
+        "sh",
+        "-c",
+        f"mount -t tmpfs -o size={size} none {disk} && {then}",
+    ]
 
 
 def test_a_damaged_database_is_refused_at_start_in_one_line_naming_the_file(tmp_path):
@@ -53,7 +66,9 @@ def test_a_damaged_database_is_refused_at_start_in_one_line_naming_the_file(tmp_
 
 def test_a_read_only_data_directory_is_one_clear_line_and_exit_2(tmp_path):
     disk = tmp_path / "disk"
-    command = on_a_small_disk(tmp_path, "1m", f"mount -o remount,ro {disk} && exec {' '.join(SERVE)} --data-dir {disk} --port {free_port()}")
+    command = on_a_small_disk(
+        tmp_path, "1m", f"mount -o remount,ro {disk} && exec {' '.join(SERVE)} --data-dir {disk} --port {free_port()}"
+    )
     result = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
@@ -65,21 +80,30 @@ def test_a_delete_on_a_full_disk_is_a_507_and_the_run_stays(tmp_path):
     fill, filled = tmp_path / "fill", tmp_path / "filled"  # outside the private disk: the test sees them
     # the server, and beside it in the same mount namespace a shell that, when told, fills what the
     # failed run left free (a failed write may give some back): the delete then meets a full disk
-    command = on_a_small_disk(tmp_path, "3m", (
-        f"{' '.join(SERVE)} --data-dir {disk} --port {port} & server=$!; trap 'kill $server; wait $server' TERM; "
-        f"while [ ! -e {fill} ]; do sleep 0.1; done; cat /dev/zero > {disk}/filler 2>/dev/null; touch {filled}; "
-        f"wait $server"))  # fmt: skip
+    command = on_a_small_disk(
+        tmp_path,
+        "3m",
+        (
+            f"{' '.join(SERVE)} --data-dir {disk} --port {port} & server=$!; trap 'kill $server; wait $server' TERM; "
+            f"while [ ! -e {fill} ]; do sleep 0.1; done; cat /dev/zero > {disk}/filler 2>/dev/null; touch {filled}; "
+            f"wait $server"
+        ),
+    )
     server = subprocess.Popen(command, env={**os.environ, "BNSCOPE_AUTOSTART": "false"})
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for(lambda: server.poll() is None and _up(url), timeout=60)
         run = httpx.post(f"{url}/api/runs", json={"config": {**SMALL, "steps": 10_000_000, "stats_every": 1}}).json()
-        failed = wait_for(lambda: (r := httpx.get(f"{url}/api/runs/{run['id']}").json())["status"] == "failed" and r, timeout=180)
+        failed = wait_for(
+            lambda: (r := httpx.get(f"{url}/api/runs/{run['id']}").json())["status"] == "failed" and r, timeout=180
+        )
         assert "full" in failed["message"]  # the disk filled up: the run failed, saying why
         fill.touch()
         wait_for(filled.exists, timeout=30)
         response = httpx.delete(f"{url}/api/runs/{run['id']}")
-        assert response.status_code == 507 and "full" in response.json()["detail"] and "kept" in response.json()["detail"]
+        assert (
+            response.status_code == 507 and "full" in response.json()["detail"] and "kept" in response.json()["detail"]
+        )
         assert httpx.get(f"{url}/api/runs/{run['id']}").status_code == 200  # still there, history and all
         assert httpx.get(f"{url}/api/runs/{run['id']}/history").status_code == 200
     finally:

@@ -47,10 +47,12 @@ def test_runs_survive_reopening_and_training_ones_become_interrupted(tmp_path):
     done = store.create_run("done", {"steps": 10})
     live = store.create_run("live", {"steps": 10}, paired_with=done)
     store.write(
-        [scalars(done, 5, 0, 10, {"status": "finished", "message": "", "step": 10, "lr": 0.1}),
-         scalars(live, 3, 0, 3, {"status": "running", "message": "", "step": 3, "lr": 0.1})],
+        [
+            scalars(done, 5, 0, 10, {"status": "finished", "message": "", "step": 10, "lr": 0.1}),
+            scalars(live, 3, 0, 3, {"status": "running", "message": "", "step": 3, "lr": 0.1}),
+        ],
         [(done, 10, b"weights")],
-    )  # fmt: skip
+    )
     reopened = Store(path)
     assert reopened.training_runs() == [(live, "trainer")]  # the server died under it
     runs = {run["name"]: run for run in reopened.runs()}
@@ -138,16 +140,25 @@ def on_a_small_disk(tmp_path, size: str, script: str) -> subprocess.CompletedPro
         pytest.skip("needs util-linux's unshare for a private small file system")
     place = tmp_path / "disk"
     place.mkdir()
-    body = SMALL_DISK.format(size=size, dir=place, python=sys.executable, script=textwrap.dedent(script).replace("DIR", str(place)))
-    result = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", body],
-                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    body = SMALL_DISK.format(
+        size=size, dir=place, python=sys.executable, script=textwrap.dedent(script).replace("DIR", str(place))
+    )
+    result = subprocess.run(
+        ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", body],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     if "mount:" in result.stderr and result.returncode != 0:
         pytest.skip(f"cannot mount a private file system here: {result.stderr.strip()}")
     return result
 
 
 def test_a_delete_on_a_full_disk_deletes_nothing_and_says_so(tmp_path):
-    result = on_a_small_disk(tmp_path, "3m", """
+    result = on_a_small_disk(
+        tmp_path,
+        "3m",
+        """
         from bnscope.storage.store import Store, StoreFull
         store = Store("DIR/bnscope.sqlite3")
         run = store.create_run("a", {})
@@ -163,13 +174,17 @@ def test_a_delete_on_a_full_disk_deletes_nothing_and_says_so(tmp_path):
         except StoreFull as err:
             print("full:", err)
         print("kept" if Store("DIR/bnscope.sqlite3").run(run) else "gone")
-    """)
+    """,
+    )
     assert result.returncode == 0, result.stderr
     assert "full: could not delete run 1" in result.stdout and "kept" in result.stdout
 
 
 def test_a_read_only_data_directory_is_one_clear_error(tmp_path):
-    result = on_a_small_disk(tmp_path, "1m", """
+    result = on_a_small_disk(
+        tmp_path,
+        "1m",
+        """
         import subprocess
         subprocess.run(["mount", "-o", "remount,ro", "DIR"], check=True)
         from bnscope.storage.store import Store, StoreError
@@ -177,7 +192,8 @@ def test_a_read_only_data_directory_is_one_clear_error(tmp_path):
             Store("DIR/bnscope.sqlite3")
         except StoreError as err:
             print("refused:", err)
-    """)
+    """,
+    )
     assert result.returncode == 0, result.stderr
     assert "refused:" in result.stdout and "not writable" in result.stdout and "--data-dir" in result.stdout
 
@@ -205,18 +221,56 @@ def test_a_version_1_database_is_migrated_keeping_every_run(tmp_path):
     path = tmp_path / "bnscope.sqlite3"
     db = sqlite3.connect(path)
     db.executescript(V1_SCHEMA)
-    db.execute("INSERT INTO runs (name, config, status, step, lr, last_event_id, created_at, updated_at) "
-               "VALUES ('default', ?, 'finished', 300, 0.1, 42, 0, 0)", (json.dumps({"n_layers": 2, "batchnorm": True}),))  # fmt: skip
+    db.execute(
+        "INSERT INTO runs (name, config, status, step, lr, last_event_id, created_at, updated_at) "
+        "VALUES ('default', ?, 'finished', 300, 0.1, 42, 0, 0)",
+        (json.dumps({"n_layers": 2, "batchnorm": True}),),
+    )
     level = lambda k: 40 if k == 0 else (k & -k).bit_length() - 1  # noqa: E731 - v1's level of the k-th sample
     db.executemany("INSERT INTO series VALUES (1, 'loss', ?, ?, ?)", [(level(s), s, 3.0 - s / 100) for s in range(300)])
-    old_stats = {"type": "stats", "step": 100, "act_range": [-1, 1], "grad_range": [-0.5, 0.5], "weight_grad_range": [-0.2, 0.2],
-                 "layers": [{"name": "tanh1", "mean": 0.1, "std": 0.6, "saturation": 2.0, "dead": 0, "grad_mean": 0.0,
-                             "grad_std": 0.01, "act_hist": [1] * 50, "grad_hist": [2] * 50, "image": ["f0"] * 4}],
-                 "weights": [{"name": "C", "shape": [27, 10], "grad_mean": 0, "grad_std": 0.1, "grad_to_data": 0.01,
-                              "grad_hist": [3] * 50}],
-                 "batchnorm": [{"name": "batchnorm1", "mean_of_running_mean": 0.5, "mean_of_running_var": 2.0,
-                                "running_mean": [0.5], "running_var": [2.0]}]}  # fmt: skip
-    db.execute("INSERT INTO stats (run_id, step, payload) VALUES (1, 100, ?)", (zlib.compress(json.dumps(old_stats).encode()),))
+    old_stats = {
+        "type": "stats",
+        "step": 100,
+        "act_range": [-1, 1],
+        "grad_range": [-0.5, 0.5],
+        "weight_grad_range": [-0.2, 0.2],
+        "layers": [
+            {
+                "name": "tanh1",
+                "mean": 0.1,
+                "std": 0.6,
+                "saturation": 2.0,
+                "dead": 0,
+                "grad_mean": 0.0,
+                "grad_std": 0.01,
+                "act_hist": [1] * 50,
+                "grad_hist": [2] * 50,
+                "image": ["f0"] * 4,
+            }
+        ],
+        "weights": [
+            {
+                "name": "C",
+                "shape": [27, 10],
+                "grad_mean": 0,
+                "grad_std": 0.1,
+                "grad_to_data": 0.01,
+                "grad_hist": [3] * 50,
+            }
+        ],
+        "batchnorm": [
+            {
+                "name": "batchnorm1",
+                "mean_of_running_mean": 0.5,
+                "mean_of_running_var": 2.0,
+                "running_mean": [0.5],
+                "running_var": [2.0],
+            }
+        ],
+    }
+    db.execute(
+        "INSERT INTO stats (run_id, step, payload) VALUES (1, 100, ?)", (zlib.compress(json.dumps(old_stats).encode()),)
+    )
     db.execute("INSERT INTO checkpoints VALUES (1, 300, x'00')")
     db.commit()
     db.close()

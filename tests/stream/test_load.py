@@ -22,7 +22,9 @@ ENV = {"BNSCOPE_AUTOSTART": "false", "BNSCOPE_STREAM_QUEUE_SECONDS": "2"}  # a s
 
 def test_twenty_streams_and_a_sample_loop_do_not_stall_training(tmp_path):
     with live_server(tmp_path / "data", env=ENV) as server:
-        run = httpx.post(f"{server.url}/api/runs", json={"config": {**SMALL, "steps": 10_000_000, "stats_every": 5}}).json()
+        run = httpx.post(
+            f"{server.url}/api/runs", json={"config": {**SMALL, "steps": 10_000_000, "stats_every": 5}}
+        ).json()
         run_url = f"{server.url}/api/runs/{run['id']}"
         wait_for(lambda: httpx.get(run_url).json()["step"] > 100)
         process = psutil.Process(server.process.pid)
@@ -36,7 +38,9 @@ def test_twenty_streams_and_a_sample_loop_do_not_stall_training(tmp_path):
             while not stop.is_set():
                 headers = {} if last is None else {"Last-Event-ID": str(last)}
                 try:
-                    with httpx.stream("GET", f"{run_url}/events", headers=headers, timeout=httpx.Timeout(10, read=30)) as response:
+                    with httpx.stream(
+                        "GET", f"{run_url}/events", headers=headers, timeout=httpx.Timeout(10, read=30)
+                    ) as response:
                         for event in sse_events(response):
                             if event["event"] != "reset" and last is not None and int(event["id"]) != last + 1:
                                 errors.append(f"reader {i}: event {event['id']} after {last}: a gap")

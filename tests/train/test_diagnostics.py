@@ -37,9 +37,20 @@ def hand_set_model() -> MLP:
         2      tanh(2.5) = 0.987   tanh(0.25) = 0.24    > 0.97 but not > 0.99
         3      tanh(-10) = -1      tanh(-1) = -0.76     > 0.99 for 'a' only
     """
-    model = MLP(vocab_size=VOCAB_SIZE, block_size=1, n_embd=1, n_hidden=4, n_layers=1, batchnorm=False,
-                init="kaiming", gain=1.0, last_layer_scale=1.0, bn_eps=1e-5, bn_momentum=0.1,
-                generator=torch.Generator().manual_seed(0))  # fmt: skip
+    model = MLP(
+        vocab_size=VOCAB_SIZE,
+        block_size=1,
+        n_embd=1,
+        n_hidden=4,
+        n_layers=1,
+        batchnorm=False,
+        init="kaiming",
+        gain=1.0,
+        last_layer_scale=1.0,
+        bn_eps=1e-5,
+        bn_momentum=0.1,
+        generator=torch.Generator().manual_seed(0),
+    )
     with torch.no_grad():
         model.embedding.weight.zero_()
         model.embedding.weight[STOI["a"], 0] = 1.0
@@ -246,9 +257,17 @@ class Net(nn.Module):
 
 def test_find_layers_names_any_model_by_its_qualified_names_once_each():
     layers = diagnostics.find_layers(Net())
-    assert [(n, k) for n, k, _ in layers.activations] == [("blocks.0.act", "gelu"), ("blocks.1.act", "gelu"), ("relu", "relu")]
+    assert [(n, k) for n, k, _ in layers.activations] == [
+        ("blocks.0.act", "gelu"),
+        ("blocks.1.act", "gelu"),
+        ("relu", "relu"),
+    ]
     assert [(n, k) for n, k, _ in layers.weights] == [
-        ("embed", "embedding"), ("blocks.0.fc", "linear"), ("blocks.1.fc", "linear"), ("head", "linear")]
+        ("embed", "embedding"),
+        ("blocks.0.fc", "linear"),
+        ("blocks.1.fc", "linear"),
+        ("head", "linear"),
+    ]
     assert [(n, k) for n, k, _ in layers.norms] == [("blocks.0.norm", "layernorm"), ("blocks.1.norm", "layernorm")]
 
 
@@ -289,5 +308,7 @@ def test_norm_layers_report_their_affine_parameters():
         norm.weight.copy_(torch.tensor([1.0, 2.0, 3.0, 4.0]))
     layers = diagnostics.Layers([], [], [("norm", "layernorm", norm)])
     (entry,) = diagnostics.collect(layers, [], [])["norms"]
-    assert entry["gain_mean"] == pytest.approx(2.5) and entry["gain_std"] == pytest.approx(torch.tensor([1.0, 2, 3, 4]).std().item())
+    assert entry["gain_mean"] == pytest.approx(2.5) and entry["gain_std"] == pytest.approx(
+        torch.tensor([1.0, 2, 3, 4]).std().item()
+    )
     assert entry["bias_mean"] == 0 and "running_mean" not in entry

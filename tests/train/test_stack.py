@@ -44,8 +44,14 @@ def train_alone(config, splits, plan=None):
 
 def train_stacked(configs, splits, plan=None, checkpoints=None, checkpoint_every=10_000):
     events: list[dict] = []
-    trainer = StackTrainer(configs, splits, events.append, checkpoints=checkpoints, checkpoint_every=checkpoint_every,
-                           device=torch.device("cpu"))
+    trainer = StackTrainer(
+        configs,
+        splits,
+        events.append,
+        checkpoints=checkpoints,
+        checkpoint_every=checkpoint_every,
+        device=torch.device("cpu"),
+    )
     commands = At(plan or {})
     commands.trainer = trainer
     trainer.run(commands)
@@ -64,7 +70,8 @@ MEMBERS = {
     "BatchNorm on, gain 5/3": tiny_config(steps=STEPS),
     "BatchNorm off, gain 1": tiny_config(steps=STEPS, batchnorm=False, gain=1.0),
     "the notebook's variance and batch order, another seed": tiny_config(
-        steps=STEPS, seed=7, bn_variance="unbiased", batch_order="lecture"),
+        steps=STEPS, seed=7, bn_variance="unbiased", batch_order="lecture"
+    ),
     "torch's default init, lr 0.05": tiny_config(steps=STEPS, init="torch-default", lr=0.05, last_layer_scale=1.0),
 }
 
@@ -89,8 +96,11 @@ def test_every_member_trains_as_it_would_alone(splits):
 
 def test_a_learning_rate_changed_mid_run_and_a_pause_act_on_one_member_as_on_a_lone_run(splits):
     configs = [tiny_config(steps=600), tiny_config(steps=600, gain=3.0)]
-    plan = {200: [{"op": "lr", "lr": 0.02, "member": 1}], 300: [{"op": "pause", "member": 0}],
-            301: [{"op": "resume", "member": 0}]}
+    plan = {
+        200: [{"op": "lr", "lr": 0.02, "member": 1}],
+        300: [{"op": "pause", "member": 0}],
+        301: [{"op": "resume", "member": 0}],
+    }
     stacked = train_stacked(configs, splits, plan)
     alone = train_alone(configs[1], splits, {200: [{"op": "lr", "lr": 0.02}]})
     assert losses(stacked[1]) == pytest.approx(losses(alone), abs=1e-4)

@@ -31,7 +31,9 @@ def test_a_run_trains_to_the_end_and_a_new_worker_resumes_from_its_checkpoint():
 def test_commands_from_another_thread_pause_and_stop_a_run():
     events: list[dict] = []
     commands = CommandQueue()
-    worker = threading.Thread(target=train, args=(RunSpec(tiny_config(steps=1_000_000), WORDS), commands, events.append))
+    worker = threading.Thread(
+        target=train, args=(RunSpec(tiny_config(steps=1_000_000), WORDS), commands, events.append)
+    )
     worker.start()
     wait_for(lambda: any(event["type"] == "scalars" for event in events))
     commands.put({"op": "pause"})

@@ -86,11 +86,14 @@ def expected_stats(record: Record, model: Net, lr: float | None, before: dict | 
         out = torch.cat([c.reshape(-1) for c in calls])
         grad = torch.cat([grads[j].reshape(-1) for j in range(len(calls))])
         acts[name] = {
-            "mean": out.mean().item(), "std": out.std().item(), "grad_std": grad.std().item(),
+            "mean": out.mean().item(),
+            "std": out.std().item(),
+            "grad_std": grad.std().item(),
             "saturation": FLAT[kind](out).float().mean().item() * 100,
             # each call's units are units of their own: a unit dead for every example of that call
-            "dead": sum(int(DEAD[kind](c).all(0).sum()) for c in calls), "units": sum(c.shape[1] for c in calls),
-        }  # fmt: skip
+            "dead": sum(int(DEAD[kind](c).all(0).sum()) for c in calls),
+            "units": sum(c.shape[1] for c in calls),
+        }
     params = dict(model.named_modules())
     weights = {}
     for name in WEIGHTS:
@@ -98,9 +101,17 @@ def expected_stats(record: Record, model: Net, lr: float | None, before: dict | 
         weights[name] = {"grad_to_data": (w.grad.std() / w.detach().std()).item()}
         if before is not None:
             weights[name]["ud"] = math.log10(((w.detach() - before[name]).std() / w.detach().std()).item())
-    norms = {"bn": {"mean_of_running_mean": model.bn.running_mean.mean().item(),
-                    "mean_of_running_var": model.bn.running_var.mean().item(), "gain_mean": model.bn.weight.mean().item()},
-             "block.norm": {"gain_mean": model.block.norm.weight.mean().item(), "bias_mean": model.block.norm.bias.mean().item()}}  # fmt: skip
+    norms = {
+        "bn": {
+            "mean_of_running_mean": model.bn.running_mean.mean().item(),
+            "mean_of_running_var": model.bn.running_var.mean().item(),
+            "gain_mean": model.bn.weight.mean().item(),
+        },
+        "block.norm": {
+            "gain_mean": model.block.norm.weight.mean().item(),
+            "bias_mean": model.block.norm.bias.mean().item(),
+        },
+    }
     return {"activations": acts, "weights": weights, "norms": norms}
 
 
@@ -290,7 +301,9 @@ def test_update_to_data_from_the_change_a_step_made_is_the_lectures_for_plain_sg
     w.grad = torch.randn(20, 30)
     before = diagnostics.snapshot([w])
     torch.optim.SGD([w], lr=0.01).step()
-    assert diagnostics.step_to_data(before, [w]).tolist() == pytest.approx(diagnostics.update_to_data([w], 0.01).tolist(), abs=1e-5)
+    assert diagnostics.step_to_data(before, [w]).tolist() == pytest.approx(
+        diagnostics.update_to_data([w], 0.01).tolist(), abs=1e-5
+    )
 
 
 def test_tied_weights_are_one_weight():
@@ -362,9 +375,11 @@ def test_arguments_are_checked_before_training(tmp_path):
 
 
 def test_import_bnscope_loads_no_torch_until_watch_is_used():
-    code = ("import sys, bnscope; assert 'torch' not in sys.modules; w = bnscope.watch; "
-            "assert 'torch' in sys.modules and callable(w) and bnscope.watch is w; import bnscope.watched.hooks; "
-            "assert bnscope.watch is w")  # fmt: skip
+    code = (
+        "import sys, bnscope; assert 'torch' not in sys.modules; w = bnscope.watch; "
+        "assert 'torch' in sys.modules and callable(w) and bnscope.watch is w; import bnscope.watched.hooks; "
+        "assert bnscope.watch is w"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 

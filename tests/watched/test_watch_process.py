@@ -43,8 +43,13 @@ def start_script(tmp_path) -> subprocess.Popen:
     script.write_text(textwrap.dedent(SCRIPT))
     # a session of its own: a signal to its process group reaches it and the child it starts, as a
     # terminal's Ctrl-C reaches every process of the job
-    process = subprocess.Popen([sys.executable, str(script), str(tmp_path / "data")], stdout=subprocess.PIPE,
-                               text=True, start_new_session=True, preexec_fn=ctrl_c_as_in_a_terminal)  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, str(script), str(tmp_path / "data")],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=ctrl_c_as_in_a_terminal,
+    )
     try:
         assert process.stdout.readline().strip() == "trained"
         wait_for(lambda: losses(tmp_path) >= 200)  # what it logged reached the recording process, and its store
@@ -97,8 +102,18 @@ def test_where_no_child_python_starts_the_run_is_recorded_from_the_process_itsel
     sink = ProcessSink(StoreSink(tmp_path, "here", {}), python=str(tmp_path / "no-such-python"))
     sender = Sender(sink)
     with caplog.at_level(logging.WARNING, logger="bnscope.watch"):
-        sender.put({"type": "scalars", "step": 0, "loss": [1.0, 0.5], "lr": 0.1, "steps_per_s": 0.0,
-                    "ud_names": [], "ud_steps": [], "ud": []})  # fmt: skip
+        sender.put(
+            {
+                "type": "scalars",
+                "step": 0,
+                "loss": [1.0, 0.5],
+                "lr": 0.1,
+                "steps_per_s": 0.0,
+                "ud_names": [],
+                "ud_steps": [],
+                "ud": [],
+            }
+        )
         assert sender.close(timeout=30) == {"sent": 1, "dropped": 0, "dropped_why": {}}
     assert "recording from this one" in caplog.text
     store = Store(tmp_path / "bnscope.sqlite3")

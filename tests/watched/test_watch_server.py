@@ -55,14 +55,30 @@ def test_a_run_recorded_without_a_server_is_served_later_by_its_layers_names(tmp
 
     with live_server(tmp_path / "data", env=QUIET) as server:
         (listed,) = httpx.get(server.url + "/api/runs").json()
-        assert (listed["name"], listed["source"], listed["status"], listed["step"]) == ("offline", "watched", "finished", 20)
+        assert (listed["name"], listed["source"], listed["status"], listed["step"]) == (
+            "offline",
+            "watched",
+            "finished",
+            20,
+        )
         assert listed["layers"] == LAYERS
-        assert (listed["watched"]["model"], listed["watched"]["optimizer"], listed["watched"]["every"]) == ("Net", "SGD", 5)
+        assert (listed["watched"]["model"], listed["watched"]["optimizer"], listed["watched"]["every"]) == (
+            "Net",
+            "SGD",
+            5,
+        )
         history = httpx.get(f"{server.url}/api/runs/{listed['id']}/history").json()
         assert history["stats_steps"] == [0, 5, 10, 15]
         assert history["series"]["loss"]["steps"] == list(range(20))
-        for name in ("saturation/relu", "dead/shared.1", "grad_std/block.act", "grad_to_data/inp",
-                     "update_to_data/shared.0", "running_mean/bn", "norm_gain/block.norm"):  # fmt: skip
+        for name in (
+            "saturation/relu",
+            "dead/shared.1",
+            "grad_std/block.act",
+            "grad_to_data/inp",
+            "update_to_data/shared.0",
+            "running_mean/bn",
+            "norm_gain/block.norm",
+        ):
             assert history["series"][name]["steps"] == [0, 5, 10, 15], name
         assert [a["name"] for a in history["latest_stats"]["activations"]] == list(ACTIVATIONS)
         heatmap = httpx.get(f"{server.url}/api/runs/{listed['id']}/histograms", params={"kind": "weight_grads"}).json()
@@ -86,7 +102,12 @@ def test_a_streamed_run_trains_on_through_a_frozen_a_stopped_and_a_restarted_ser
         # it is listed with its layers' names while it trains, and its statistics arrive
         assert run.flush(timeout=30)  # all it reported so far is on the server now
         (listed,) = api(server, "/api/runs")  # (the stranger's run was never made)
-        assert (listed["name"], listed["source"], listed["status"], listed["step"]) == ("live", "watched", "running", 20)
+        assert (listed["name"], listed["source"], listed["status"], listed["step"]) == (
+            "live",
+            "watched",
+            "running",
+            20,
+        )
         assert listed["layers"] == LAYERS
         run_id = listed["id"]
         # a training run's history is what the store holds (the writer is about a second behind)
@@ -142,7 +163,10 @@ def test_a_server_gone_for_good_costs_the_loop_nothing_and_close_reports_every_d
     with pytest.warns(UserWarning, match=f"{after} of the run's events were not recorded"):
         summary = run.close(timeout=1)
     assert (summary["sent"], summary["dropped"]) == (before, after)
-    assert set(summary["dropped_why"]) == {"the queue was full (the server slow or away)", "the server was away when the run closed"}
+    assert set(summary["dropped_why"]) == {
+        "the queue was full (the server slow or away)",
+        "the server was away when the run closed",
+    }
 
 
 def test_events_the_server_finds_invalid_are_dropped_and_counted_and_the_rest_arrive(tmp_path):

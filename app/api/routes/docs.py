@@ -41,13 +41,21 @@ PAGE = """<!doctype html>
 </body>
 </html>
 """
-SWAGGER_PAGE = PAGE.format(PREFIX=PREFIX, head=f'<link rel="stylesheet" href="{PREFIX}/swagger-ui.css">', body=f"""
+SWAGGER_PAGE = PAGE.format(
+    PREFIX=PREFIX,
+    head=f'<link rel="stylesheet" href="{PREFIX}/swagger-ui.css">',
+    body=f"""
   <div id="swagger-ui"></div>
   <script src="{PREFIX}/swagger-ui-bundle.js"></script>
-  <script src="/static/swagger-init.js"></script>""")
-REDOC_PAGE = PAGE.format(PREFIX=PREFIX, head="", body=f"""
+  <script src="/static/swagger-init.js"></script>""",
+)
+REDOC_PAGE = PAGE.format(
+    PREFIX=PREFIX,
+    head="",
+    body=f"""
   <redoc spec-url="/openapi.json" disable-search="true"></redoc>
-  <script src="{PREFIX}/redoc.standalone.js"></script>""")
+  <script src="{PREFIX}/redoc.standalone.js"></script>""",
+)
 
 
 @cache

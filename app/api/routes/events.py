@@ -29,7 +29,9 @@ async def run_events(
     run_id: int,
     request: Request,
     service: Service,
-    after: Annotated[int | None, Query(ge=0, le=JSON_INT, description="continue after this event id (from /history)")] = None,
+    after: Annotated[
+        int | None, Query(ge=0, le=JSON_INT, description="continue after this event id (from /history)")
+    ] = None,
     last_event_id: Annotated[int | None, Header(ge=0, le=JSON_INT)] = None,
 ):
     """Server-Sent Events of one run (bnscope.events): `model`, `status`, `control`, `scalars`,

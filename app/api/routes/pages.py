@@ -1,6 +1,6 @@
-"""The dashboard page (with the rules it follows, bnscope.api.meta, inline), its Plotly.js (from the plotly package: no CDN, works offline), and the
-login page used when an access token is set: a right token gets a signed session cookie; an
-address with too many wrong ones in a minute waits (429)."""
+"""The dashboard page (with the rules it follows, bnscope.api.meta, inline), its Plotly.js (from the
+plotly package: no CDN, works offline), and the login page used when an access token is set: a right
+token gets a signed session cookie; an address with too many wrong ones in a minute waits (429)."""
 
 from pathlib import Path
 from urllib.parse import parse_qs
@@ -53,8 +53,14 @@ async def login(request: Request):
         attempts.failed(address)
         return templates.TemplateResponse(request, "login.html", {"error": "That token is not right."}, status_code=401)
     response = RedirectResponse("/", status_code=303)
-    response.set_cookie(SESSION_COOKIE, new_session(token), max_age=SESSION_S, httponly=True, samesite="strict",
-                        secure=request.url.scheme == "https")  # fmt: skip
+    response.set_cookie(
+        SESSION_COOKIE,
+        new_session(token),
+        max_age=SESSION_S,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
     return response
 
 
@@ -74,5 +80,10 @@ health = APIRouter(tags=["health"])
 @health.get("/healthz", response_model=Health)
 def healthz(service: Service):
     runs = service.all()
-    return {"status": "ok", "runs": len(runs), "training": sum(run.worker is not None for run in runs),
-            "queued": len(service.queue), "streams": sum(run.channel.subscribers for run in runs)}  # fmt: skip
+    return {
+        "status": "ok",
+        "runs": len(runs),
+        "training": sum(run.worker is not None for run in runs),
+        "queued": len(service.queue),
+        "streams": sum(run.channel.subscribers for run in runs),
+    }

@@ -37,7 +37,9 @@ class View:
 
 
 def _report(service: RunService, run_ids: list[int], view: View, filename: str) -> HTMLResponse:
-    service.written(*(service.runs[i] for i in run_ids if i in service.runs))  # ended runs whole; training ones as stored
+    service.written(
+        *(service.runs[i] for i in run_ids if i in service.runs)
+    )  # ended runs whole; training ones as stored
 
     def samples(row: dict) -> dict | None:
         try:

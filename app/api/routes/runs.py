@@ -6,9 +6,19 @@ from pydantic import AfterValidator, Field
 
 from bnscope.api.deps import Service
 from bnscope.api.schemas import (
-    HistogramsOut, HistoryOut, IngestBody, IngestOut, RunCreate, RunOut, RunPatch, SamplesOut, SweepCreate, SweepInfo,
-    SweepOut, WatchedCreate,
-)  # fmt: skip
+    HistogramsOut,
+    HistoryOut,
+    IngestBody,
+    IngestOut,
+    RunCreate,
+    RunOut,
+    RunPatch,
+    SamplesOut,
+    SweepCreate,
+    SweepInfo,
+    SweepOut,
+    WatchedCreate,
+)
 from bnscope.config import JSON_INT, Settings
 from bnscope.events import StatsEvent
 from bnscope.storage.queries import HEATMAP_STEPS, HISTORY_HISTOGRAMS, HISTORY_POINTS, MAX_POINTS, HistogramKind
@@ -21,8 +31,10 @@ CONFLICT = {409: {"description": "the action does not fit the run's state"}}
 DEFAULTS = Settings.model_fields
 BAD_BODY = {  # the security middleware answers 413 and 415 before a route reads the body (bnscope.api.security)
     400: {"description": "the body could not be read as JSON"},
-    413: {"description": f"the body is over the server's limit (max_body_bytes, {DEFAULTS['max_body_bytes'].default:,}; "
-                         f"an ingest batch: max_ingest_bytes, {DEFAULTS['max_ingest_bytes'].default:,} by default)"},
+    413: {
+        "description": f"the body is over the server's limit (max_body_bytes, {DEFAULTS['max_body_bytes'].default:,}; "
+        f"an ingest batch: max_ingest_bytes, {DEFAULTS['max_ingest_bytes'].default:,} by default)"
+    },
     415: {"description": "the body is not JSON (Content-Type: application/json)"},
 }
 QUEUE_FULL = {429: {"description": "the queue of runs waiting for a slot is full (Retry-After says when to try again)"}}
@@ -34,8 +46,12 @@ def list_runs(service: Service):
     return [service.describe(run) for run in service.all()]
 
 
-@router.post("/runs", response_model=RunOut, status_code=status.HTTP_201_CREATED,
-             responses={**BAD_BODY, **NOT_FOUND, **CONFLICT, **QUEUE_FULL})  # fmt: skip
+@router.post(
+    "/runs",
+    response_model=RunOut,
+    status_code=status.HTTP_201_CREATED,
+    responses={**BAD_BODY, **NOT_FOUND, **CONFLICT, **QUEUE_FULL},
+)
 def create_run(body: RunCreate, service: Service):
     """Queue a run: the defaults plus `config`, or paired with another run: its config, seed and
     batch order plus `config`, trained from step 0. It trains as soon as a slot is free."""
@@ -58,7 +74,9 @@ def ingest(run_id: int, body: IngestBody, service: Service):
     return {"accepted": len(events), "last_event_id": run.channel.last_id}
 
 
-@router.post("/sweeps", response_model=SweepOut, status_code=status.HTTP_201_CREATED, responses={**BAD_BODY, **QUEUE_FULL})
+@router.post(
+    "/sweeps", response_model=SweepOut, status_code=status.HTTP_201_CREATED, responses={**BAD_BODY, **QUEUE_FULL}
+)
 def create_sweep(body: SweepCreate, service: Service):
     """A family of paired runs over a grid of up to three settings (e.g. `{"vary": {"gain": [0.5, 1, 1.667, 3, 5],
     "batchnorm": [true, false]}}`: 10 members): the same config, seed and batch order but those settings.
@@ -68,7 +86,9 @@ def create_sweep(body: SweepCreate, service: Service):
     return {"id": sweep_id, "runs": [run.id for run in runs]}
 
 
-@router.post("/sweeps/{sweep_id}/resume", response_model=list[RunOut], responses={**NOT_FOUND, **CONFLICT, **QUEUE_FULL})
+@router.post(
+    "/sweeps/{sweep_id}/resume", response_model=list[RunOut], responses={**NOT_FOUND, **CONFLICT, **QUEUE_FULL}
+)
 def resume_sweep(sweep_id: int, service: Service):
     """Queue every interrupted member of the sweep (after a restart, say) to go on together, as stacks,
     each from its last checkpoint exactly."""
@@ -85,8 +105,11 @@ def get_run(run_id: int, service: Service):
     return service.describe(service.get(run_id))
 
 
-@router.delete("/runs/{run_id}", status_code=status.HTTP_204_NO_CONTENT,
-               responses={**NOT_FOUND, 507: {"description": "the disk is full: nothing was deleted"}})  # fmt: skip
+@router.delete(
+    "/runs/{run_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={**NOT_FOUND, 507: {"description": "the disk is full: nothing was deleted"}},
+)
 def delete_run(run_id: int, service: Service):
     """Stop the run if it trains, and delete it with all it recorded and its checkpoints."""
     service.delete(run_id)
@@ -126,10 +149,17 @@ def run_history(
     run_id: int,
     service: Service,
     start: Annotated[int, Query(ge=0, le=JSON_INT, description="first step")] = 0,
-    end: Annotated[int | None, Query(ge=1, le=JSON_INT, description="the step after the last (default: the run's step)")] = None,
+    end: Annotated[
+        int | None, Query(ge=1, le=JSON_INT, description="the step after the last (default: the run's step)")
+    ] = None,
     max_points: Annotated[int, Query(ge=2, le=MAX_POINTS, description="points per series at most")] = HISTORY_POINTS,
-    max_histograms: Annotated[int, Query(ge=1, le=HISTORY_HISTOGRAMS, description="statistics steps listed at most")] = HISTORY_HISTOGRAMS,
-    series: Annotated[list[Annotated[str, Field(max_length=200)]] | None, Query(max_length=64, description="only these series (repeat the parameter); default: every one")] = None,
+    max_histograms: Annotated[
+        int, Query(ge=1, le=HISTORY_HISTOGRAMS, description="statistics steps listed at most")
+    ] = HISTORY_HISTOGRAMS,
+    series: Annotated[
+        list[Annotated[str, Field(max_length=200)]] | None,
+        Query(max_length=64, description="only these series (repeat the parameter); default: every one"),
+    ] = None,
 ):
     """Every series over [start, end) averaged over buckets of `bucket` steps (a power of two, the
     smallest that keeps each series within max_points): two runs asked for over the same range come back
@@ -137,7 +167,9 @@ def run_history(
     what the store holds, never waiting for a training run's newest events (about a second behind): `run`
     is the run's state as of them, and `last_event_id`, passed to /events as `after`, continues live from
     there without a gap. An ended run is answered whole. An `end` at or before `start` is an empty range."""
-    return JSONResponse(service.history(run_id, start, end, max_points, max_histograms, series))  # plain JSON: 100k+ numbers
+    return JSONResponse(
+        service.history(run_id, start, end, max_points, max_histograms, series)
+    )  # plain JSON: 100k+ numbers
 
 
 @router.get("/runs/{run_id}/stats", response_model=StatsEvent, responses=NOT_FOUND)
@@ -154,21 +186,32 @@ def run_histograms(
     kind: HistogramKind = "activations",
     start: STEP = 0,
     end: Annotated[int | None, Query(ge=1, le=JSON_INT)] = None,
-    max_steps: Annotated[int, Query(ge=1, le=1000, description="statistics steps at most, evenly spaced")] = HEATMAP_STEPS,
+    max_steps: Annotated[
+        int, Query(ge=1, le=1000, description="statistics steps at most, evenly spaced")
+    ] = HEATMAP_STEPS,
 ):
     """Each layer's histogram over time (a column a statistics step, with its bin range): for a heatmap."""
     return JSONResponse(service.histograms(run_id, kind, start, end, max_steps))
 
 
-@router.get("/runs/{run_id}/export", response_class=StreamingResponse, responses={
-    **NOT_FOUND, 200: {"description": "every series, raw", "content": {"text/csv": {}, "application/json": {}}}})  # fmt: skip
+@router.get(
+    "/runs/{run_id}/export",
+    response_class=StreamingResponse,
+    responses={
+        **NOT_FOUND,
+        200: {"description": "every series, raw", "content": {"text/csv": {}, "application/json": {}}},
+    },
+)
 def export_run(run_id: int, service: Service, format: Literal["csv", "json"] = "csv"):  # noqa: A002 - the query's name
     """Every series of the run at every step it was measured. CSV: a `step` column and one column a
     series; JSON: the run, its timeline and each series' steps and values."""
     out = service.export(run_id, format)
     name = f"bnscope-run-{run_id}.{format}"
-    return StreamingResponse(iter(lambda: out.read(65536), ""), media_type="text/csv" if format == "csv" else "application/json",
-                             headers={"content-disposition": f'attachment; filename="{name}"'})  # fmt: skip
+    return StreamingResponse(
+        iter(lambda: out.read(65536), ""),
+        media_type="text/csv" if format == "csv" else "application/json",
+        headers={"content-disposition": f'attachment; filename="{name}"'},
+    )
 
 
 @router.get("/runs/{run_id}/samples", response_model=SamplesOut, responses={**NOT_FOUND, **CONFLICT})
@@ -178,10 +221,21 @@ def run_samples(
     n: Annotated[int, Query(ge=1, le=1000, description="how many names")] = 10,
     temperature: Annotated[float, Query(gt=0, le=10, allow_inf_nan=False, description="<1 safer, >1 wilder")] = 1.0,
     seed: Annotated[int | None, Query(ge=0, le=JSON_INT, description="same seed and weights, same names")] = None,
-    prefix: Annotated[str, Query(max_length=PREFIX_MAX_LENGTH, json_schema_extra={"pattern": PREFIX_PATTERN}, description="every name starts with these letters (a-z)"),
-                      AfterValidator(check_prefix)] = "",  # fmt: skip
-    max_len: Annotated[int, Query(ge=1, le=50, description="longest name, prefix included (a prefix this long is the whole name)")] = 30,
-    one_at_a_time: Annotated[bool, Query(description="each name drawn to its end before the next, as the lecture")] = False,
+    prefix: Annotated[
+        str,
+        Query(
+            max_length=PREFIX_MAX_LENGTH,
+            json_schema_extra={"pattern": PREFIX_PATTERN},
+            description="every name starts with these letters (a-z)",
+        ),
+        AfterValidator(check_prefix),
+    ] = "",
+    max_len: Annotated[
+        int, Query(ge=1, le=50, description="longest name, prefix included (a prefix this long is the whole name)")
+    ] = 30,
+    one_at_a_time: Annotated[
+        bool, Query(description="each name drawn to its end before the next, as the lecture")
+    ] = False,
 ):
     """Names from the run's current weights (live while it trains), each marked novel or seen in training.
     409 for a watched run, a run with no weights yet, or one whose weights are not finite (diverged).

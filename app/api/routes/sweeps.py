@@ -56,18 +56,30 @@ def presets():
     return PRESETS
 
 
-@router.get("/sweeps/{sweep_id}/summary", response_model=SweepSummary,
-            responses={404: {"description": "no such sweep"},
-                       200: {"content": {"application/json": {}, "text/csv": {}}}})
-def summary(sweep_id: int, service: Service,
-            step: Annotated[int | None, Query(ge=0, le=JSON_INT, description="default: the newest step every member has statistics for")] = None,
-            format: Literal["json", "csv"] = "json"):  # noqa: A002 - the query's name
+@router.get(
+    "/sweeps/{sweep_id}/summary",
+    response_model=SweepSummary,
+    responses={404: {"description": "no such sweep"}, 200: {"content": {"application/json": {}, "text/csv": {}}}},
+)
+def summary(
+    sweep_id: int,
+    service: Service,
+    step: Annotated[
+        int | None, Query(ge=0, le=JSON_INT, description="default: the newest step every member has statistics for")
+    ] = None,
+    format: Literal["json", "csv"] = "json",
+):  # noqa: A002 - the query's name
     """Each member's measures at `step` (train loss over the statistics interval ending there, dev loss,
     per-layer saturation, activation and gradient std, dead units, update:data and grad:data), and each
     group's mean, min and max (members that differ only by seed): the values behind the effect chart.
     `axis` is the swept setting the chart puts on x, `lines_by` the one it draws a line for each value of."""
     answer = service.sweep_summary(sweep_id, step)
     if format == "csv":
-        return PlainTextResponse(sweep_summary.to_csv(answer), media_type="text/csv", headers={
-            "content-disposition": f'attachment; filename="bnscope-sweep-{sweep_id}-step-{answer["step"]}.csv"'})
+        return PlainTextResponse(
+            sweep_summary.to_csv(answer),
+            media_type="text/csv",
+            headers={
+                "content-disposition": f'attachment; filename="bnscope-sweep-{sweep_id}-step-{answer["step"]}.csv"'
+            },
+        )
     return answer

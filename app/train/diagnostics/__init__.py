@@ -170,14 +170,20 @@ def _activations(layers: Layers, outputs: list, v: dict) -> list[dict]:
     for i, (name, kind, _) in enumerate(layers.activations):
         g, measured = L + i, v["measured"][i]  # its gradient's row
         entry = {
-            "name": name, "kind": kind, "units": v["units"][i],
-            "mean": _finite(means[i]), "std": _finite(stds[i]),
-            "saturation": v["saturated"][i] * 100 / max(v["sizes"][i], 1), "dead": int(v["dead"][i]),
-            "hist": hist[i], "range": ranges[i],
+            "name": name,
+            "kind": kind,
+            "units": v["units"][i],
+            "mean": _finite(means[i]),
+            "std": _finite(stds[i]),
+            "saturation": v["saturated"][i] * 100 / max(v["sizes"][i], 1),
+            "dead": int(v["dead"][i]),
+            "hist": hist[i],
+            "range": ranges[i],
             "grad_mean": _finite(means[g]) if measured else None,
             "grad_std": _finite(stds[g]) if measured else None,
-            "grad_hist": hist[g], "grad_range": ranges[g],
-        }  # fmt: skip
+            "grad_hist": hist[g],
+            "grad_range": ranges[g],
+        }
         if images:
             entry["image"] = images[i]
         out.append(entry)
@@ -197,12 +203,19 @@ def _weights(layers: Layers, v: dict) -> list[dict]:
     out = []
     for i, (name, kind, w) in enumerate(layers.weights):
         g, d = 2 * L + i, 2 * L + W + i  # its gradient's row, its own
-        out.append({
-            "name": name, "kind": kind, "shape": list(w.shape), "data_std": _finite(stds[d]),
-            "grad_mean": _finite(means[g]), "grad_std": _finite(stds[g]),
-            "grad_to_data": _finite(stds[g] / stds[d]) if stds[d] else None,
-            "grad_hist": hist[g], "grad_range": ranges[g],
-        })  # fmt: skip
+        out.append(
+            {
+                "name": name,
+                "kind": kind,
+                "shape": list(w.shape),
+                "data_std": _finite(stds[d]),
+                "grad_mean": _finite(means[g]),
+                "grad_std": _finite(stds[g]),
+                "grad_to_data": _finite(stds[g] / stds[d]) if stds[d] else None,
+                "grad_hist": hist[g],
+                "grad_range": ranges[g],
+            }
+        )
     return out
 
 
@@ -216,8 +229,12 @@ def _norms(layers: Layers, v: dict) -> list[dict]:
             n = module.running_mean.numel()
             mean, var = running[offset : offset + n], running[half + offset : half + offset + n]
             offset += n
-            entry.update(running_mean=mean, running_var=var, mean_of_running_mean=_finite(sum(mean) / n),
-                         mean_of_running_var=_finite(sum(var) / n))  # fmt: skip
+            entry.update(
+                running_mean=mean,
+                running_var=var,
+                mean_of_running_mean=_finite(sum(mean) / n),
+                mean_of_running_var=_finite(sum(var) / n),
+            )
         if gain is not None:
             gain_mean, gain_std = next(affine)
             entry.update(gain_mean=_finite(gain_mean), gain_std=_finite(gain_std))

@@ -23,8 +23,11 @@ class Layers:
     def info(self) -> dict:
         """The `model` event's body (bnscope.events.ModelEvent): names and kinds."""
         describe = lambda entries: [{"name": name, "kind": kind} for name, kind, _ in entries]  # noqa: E731
-        return {"activations": describe(self.activations), "weights": describe(self.weights),
-                "norms": describe(self.norms)}  # fmt: skip
+        return {
+            "activations": describe(self.activations),
+            "weights": describe(self.weights),
+            "norms": describe(self.norms),
+        }
 
     @property
     def weight_names(self) -> list[str]:
@@ -56,9 +59,10 @@ def lecture_layers(mlp: nn.Module) -> Layers:
     bns = [m for m in mlp.layers if isinstance(m, nn.BatchNorm1d)]
     return Layers(
         activations=[(f"tanh{i}", "tanh", m) for i, m in enumerate(tanhs, 1)],
-        weights=[("C", "embedding", mlp.embedding.weight)] + [(f"linear{i}", "linear", m.weight) for i, m in enumerate(linears, 1)],
+        weights=[("C", "embedding", mlp.embedding.weight)]
+        + [(f"linear{i}", "linear", m.weight) for i, m in enumerate(linears, 1)],
         norms=[(f"batchnorm{i}", "batchnorm", m) for i, m in enumerate(bns, 1)],
-    )  # fmt: skip
+    )
 
 
 def find_layers(model: nn.Module) -> Layers:

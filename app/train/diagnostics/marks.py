@@ -24,8 +24,12 @@ def _dead_units(outputs: list, kinds: tuple[str, ...]) -> tuple[torch.Tensor, li
     """Per layer, how many units sit in the flat part for every example (and position), and its number
     of units (see _by_unit). A shared module's calls (a list) count as units of their own: a ReLU
     instance used after every conv has the units of all of them."""
-    if all(isinstance(o, torch.Tensor) for o in outputs) and len(set(kinds)) == 1 \
-            and len({o.shape for o in outputs}) == 1 and outputs[0].dim() == 2:  # fmt: skip
+    if (
+        all(isinstance(o, torch.Tensor) for o in outputs)
+        and len(set(kinds)) == 1
+        and len({o.shape for o in outputs}) == 1
+        and outputs[0].dim() == 2
+    ):
         lo, hi = DEAD_FLAT.get(kinds[0], RELU_FLAT)  # the lecture's case: one stacked op for every layer
         stacked = torch.stack(outputs)  # (L, B, H)
         B = stacked.shape[1]  # "in the flat part for every example" as a count: sum(1) == B is 5x faster than all(1)

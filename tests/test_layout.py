@@ -7,6 +7,7 @@ module's own imports are what it records; torch cannot be forgotten, so a rule a
 module that loaded it.
 """
 
+import ast
 import importlib.util
 import json
 import subprocess
@@ -119,3 +120,19 @@ def test_ruff_format_owns_the_style():
         [sys.executable, "-m", "ruff", "format", "--check", "."], cwd=REPO, capture_output=True, text=True
     )
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+MAX_FUNCTION_LINES = 50
+LONG_FUNCTIONS = {"models/fused.py": {"__call__"}, "models/stacked.py": {"step"}}  # the lecture's pass, top to bottom
+
+
+def test_no_function_is_over_fifty_lines():
+    too_long = []
+    for path in sorted([*(REPO / "app").rglob("*.py"), *(REPO / "models").rglob("*.py")]):
+        name = path.relative_to(REPO).as_posix()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES and node.name not in LONG_FUNCTIONS.get(name, ()):
+                    too_long.append(f"{name}:{node.lineno} {node.name} ({lines} lines)")
+    assert not too_long, f"split these by what they do: {too_long}"

@@ -158,7 +158,9 @@ def server(tmp_path: Path):
 
 def pytest_collection_modifyitems(items):
     """Every test that drives Chromium is slow (a live server, a page, its charts): the fast tier leaves the
-    page to the full suite."""
-    for item in items:
-        if "chromium" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.slow)
+    page to the full suite. They run last: Playwright's sync API keeps its event loop open in the main
+    thread while the session's Chromium lives, and a test after it could not asyncio.run()."""
+    browser = [item for item in items if "chromium" in getattr(item, "fixturenames", ())]
+    for item in browser:
+        item.add_marker(pytest.mark.slow)
+    items[:] = [item for item in items if item not in browser] + browser

@@ -83,6 +83,48 @@ class StatusEvent(TypedDict):
     message: Annotated[str, MaxLen(1000)]
 
 
+def model_event(step: int, layers: dict) -> "ModelEvent":
+    """A `model` event from the layers' names and kinds (Layers.info())."""
+    return {"type": "model", "step": step, **layers}
+
+
+def control_event(step: int, action: str, lr: float | None = None) -> "ControlEvent":
+    """A `control` event: a user's action took effect before `step` (with the new lr for action 'lr')."""
+    event: dict = {"type": "control", "step": step, "action": action}
+    if lr is not None:
+        event["lr"] = lr
+    return event
+
+
+def scalars_event(
+    step: int, loss: list, lr: float | None, steps_per_s: float, ud_names: list, ud_steps: list, ud: list
+) -> "ScalarsEvent":
+    """A `scalars` event: the losses from `step` on, and the update:data rows measured meanwhile."""
+    return {
+        "type": "scalars",
+        "step": step,
+        "loss": loss,
+        "lr": lr,
+        "steps_per_s": steps_per_s,
+        "ud_names": ud_names,
+        "ud_steps": ud_steps,
+        "ud": ud,
+    }
+
+
+def stats_event(step: int, body: dict) -> "StatsEvent":
+    """A `stats` event from a statistics sample's body (bnscope.train.diagnostics.collect)."""
+    return {"type": "stats", "step": step, **body}
+
+
+def eval_event(step: int, split: str, loss: float | None, final: bool = False) -> "EvalEvent":
+    """An `eval` event: a whole split's loss in eval mode (final: at the end of training)."""
+    event: dict = {"type": "eval", "step": step, "split": split, "loss": loss}
+    if final:
+        event["final"] = True
+    return event
+
+
 def status_event(step: int, status: Status, message: str = "") -> StatusEvent:
     """A `status` event: built here only, by a trainer and by the server (queued, interrupted at start-up,
     failed when the store could not save a run)."""

@@ -20,7 +20,7 @@ import torch
 
 from bnscope.train import diagnostics
 from bnscope.config import RunConfig
-from bnscope.events import status_event
+from bnscope.events import control_event, eval_event, model_event, scalars_event, stats_event, status_event
 from bnscope.train.data import Splits
 from bnscope.models.stacked import StackedMLP
 from bnscope.train.trainer import (
@@ -110,7 +110,7 @@ class StackTrainer:
     def run(self, commands: Commands) -> None:
         try:
             for m in self.members:
-                self.emit(m, {"type": "model", "step": m.step, **m.layers.info()})
+                self.emit(m, model_event(m.step, m.layers.info()))
                 self.emit(m, status_event(m.step, "running"))
             self._speed.start(0)
             while self.rows:
@@ -167,10 +167,10 @@ class StackTrainer:
             self._flush()
             for m in stats:
                 if m.outcome is None:
-                    self.emit(m, {"type": "stats", "step": m.step - 1, **bodies[m.index]})
+                    self.emit(m, stats_event(m.step - 1, bodies[m.index]))
             for m in dev:
                 if m.outcome is None:
-                    self.emit(m, {"type": "eval", "step": m.step - 1, "split": "dev", "loss": self._evaluate(m, "dev")})
+                    self.emit(m, eval_event(m.step - 1, "dev", self._evaluate(m, "dev")))
         for m in training:
             if m.outcome is None and m.step >= m.config.steps:
                 m.outcome = ("finished", "")
@@ -233,9 +233,7 @@ class StackTrainer:
             body, diverged_at = scalars(first, losses[p], [s for s, _ in mine], [u for _, u in mine])
             if diverged_at is not None:
                 m.step = diverged_at
-            self.emit(
-                m, {"type": "scalars", **body, "lr": m.lr, "steps_per_s": rate, "ud_names": m.layers.weight_names}
-            )
+            self.emit(m, scalars_event(**body, lr=m.lr, steps_per_s=rate, ud_names=m.layers.weight_names))
             m.outcome = m.outcome or divergence(diverged_at, m.recent, body["loss"], first, m.step)
         self._pending.clear()
         self._pending_ud.clear()
@@ -270,16 +268,7 @@ class StackTrainer:
         for m in ended:
             if m.outcome[0] == "finished":
                 for split in ("train", "dev", "test"):
-                    self.emit(
-                        m,
-                        {
-                            "type": "eval",
-                            "step": m.step,
-                            "split": split,
-                            "loss": self._evaluate(m, split),
-                            "final": True,
-                        },
-                    )
+                    self.emit(m, eval_event(m.step, split, self._evaluate(m, split), final=True))
             self._checkpoint(m)
             self.emit(m, status_event(m.step, m.outcome[0], m.outcome[1]))
         keep = [p for p in range(len(self.rows)) if self._row(p).outcome is None]
@@ -308,15 +297,15 @@ class StackTrainer:
                     continue
                 if op == "pause" and not m.paused:
                     m.paused, regroup = True, True
-                    self.emit(m, {"type": "control", "action": "pause", "step": m.step})
+                    self.emit(m, control_event(m.step, "pause"))
                     self._checkpoint(m)
                     self.emit(m, status_event(m.step, "paused"))
                 elif op == "resume" and m.paused:
                     m.paused, regroup = False, True
-                    self.emit(m, {"type": "control", "action": "resume", "step": m.step})
+                    self.emit(m, control_event(m.step, "resume"))
                     self.emit(m, status_event(m.step, "running"))
                 elif op == "stop":
-                    self.emit(m, {"type": "control", "action": "stop", "step": m.step})
+                    self.emit(m, control_event(m.step, "stop"))
                     m.outcome = ("stopped", "")
                 elif op == "fail":
                     m.outcome = ("failed", command["message"])
@@ -324,7 +313,7 @@ class StackTrainer:
                     m.outcome = ("interrupted", command.get("message", "the server stopped; resume to continue"))
                 elif op == "lr":
                     m.base_lr = float(command["lr"])
-                    self.emit(m, {"type": "control", "action": "lr", "step": m.step, "lr": m.base_lr})
+                    self.emit(m, control_event(m.step, "lr", m.base_lr))
                     self._lr_changed = True
                 elif op == "checkpoint":
                     self._checkpoint(m)

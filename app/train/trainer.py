@@ -24,7 +24,15 @@ import torch.nn.functional as F
 from bnscope.train import diagnostics
 from bnscope.config import RunConfig
 from bnscope.train.data import VOCAB_SIZE, Splits
-from bnscope.events import Status, status_event
+from bnscope.events import (
+    Status,
+    control_event,
+    eval_event,
+    model_event,
+    scalars_event,
+    stats_event,
+    status_event,
+)
 from bnscope.models import MLP
 from bnscope.models.fused import ManualBackprop
 
@@ -116,7 +124,7 @@ class Trainer:
     def run(self, commands: Commands) -> Status:
         """Train until `steps`, a stop, a shutdown or divergence. Returns the final status; never raises."""
         try:
-            self.emit({"type": "model", "step": self.step, **self.layers.info()})
+            self.emit(model_event(self.step, self.layers.info()))
             self._set_status("running")
             self._speed.start(self.step)
             while self.step < self.config.steps and self.outcome is None:
@@ -165,9 +173,9 @@ class Trainer:
             if self.outcome is not None:
                 return
             if stats is not None:
-                self.emit({"type": "stats", "step": i, **stats})
+                self.emit(stats_event(i, stats))
             if i % cfg.dev_every == 0:
-                self.emit({"type": "eval", "step": i, "split": "dev", "loss": self.evaluate("dev")})
+                self.emit(eval_event(i, "dev", self.evaluate("dev")))
 
     # ---- between steps: the user's commands ------------------------------------------------------
     def _obey(self, commands: list[dict]) -> None:
@@ -177,16 +185,16 @@ class Trainer:
             op = command["op"]
             if op == "pause" and not self.paused:
                 self.paused = True
-                self.emit({"type": "control", "action": "pause", "step": self.step})
+                self.emit(control_event(self.step, "pause"))
                 self._checkpoint()
                 self._set_status("paused")
             elif op == "resume" and self.paused:
                 self.paused = False
-                self.emit({"type": "control", "action": "resume", "step": self.step})
+                self.emit(control_event(self.step, "resume"))
                 self._set_status("running")
                 self._speed.start(self.step)
             elif op == "stop":
-                self.emit({"type": "control", "action": "stop", "step": self.step})
+                self.emit(control_event(self.step, "stop"))
                 self.outcome = ("stopped", "")
             elif op == "fail":  # e.g. its events can no longer be saved
                 self.outcome = ("failed", command["message"])
@@ -194,7 +202,7 @@ class Trainer:
                 self.outcome = ("interrupted", command.get("message", "the server stopped; resume to continue"))
             elif op == "lr":
                 self.base_lr = float(command["lr"])
-                self.emit({"type": "control", "action": "lr", "step": self.step, "lr": self.base_lr})
+                self.emit(control_event(self.step, "lr", self.base_lr))
             elif op == "checkpoint":
                 self._checkpoint()
             elif op == "weights":
@@ -216,13 +224,9 @@ class Trainer:
         if diverged_at is not None:
             self.step = diverged_at
         self.emit(
-            {
-                "type": "scalars",
-                **body,
-                "lr": self.lr,
-                "steps_per_s": self._speed.flushed(self.step),
-                "ud_names": self.layers.weight_names,
-            }
+            scalars_event(
+                **body, lr=self.lr, steps_per_s=self._speed.flushed(self.step), ud_names=self.layers.weight_names
+            )
         )
         self.outcome = divergence(diverged_at, self._recent, body["loss"], first, self.step) or self.outcome
 
@@ -247,7 +251,7 @@ class Trainer:
 
     def _emit_final_eval(self) -> None:
         for split in ("train", "dev", "test"):
-            self.emit({"type": "eval", "step": self.step, "split": split, "loss": self.evaluate(split), "final": True})
+            self.emit(eval_event(self.step, split, self.evaluate(split), final=True))
 
     # ---- checkpoints ------------------------------------------------------------------------------
     def _model_state(self) -> dict:

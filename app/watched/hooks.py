@@ -41,6 +41,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from bnscope.events import model_event, scalars_event, stats_event
 from bnscope.train import diagnostics
 from bnscope.watched.process import ProcessSink
 from bnscope.watched.sender import CLOSE_SECONDS, HttpSink, Sender, StoreSink
@@ -147,7 +148,7 @@ class WatchedRun:
         self._losses_from = 0
         self._sent_at = (0, time.perf_counter())  # (step, time) of the last scalars event: steps/s
         self._failures = 0
-        self._emit({"type": "model", "step": 0, **self.layers.info()})
+        self._emit(model_event(0, self.layers.info()))
         self._hooks = self._attach()
         atexit.register(self._at_exit)
 
@@ -283,7 +284,7 @@ class WatchedRun:
         layers, outputs, grads = probe.measured(self.layers)
         extra = {"ud": diagnostics.step_to_data(self._before, self.layers.params)} if self._before is not None else {}
         body, values = diagnostics.collect_with(layers, outputs, grads, extra)  # the one device-to-host copy
-        self._emit({"type": "stats", "step": step, **body})
+        self._emit(stats_event(step, body))
         if "ud" in values:
             self._send_scalars(step, [v if math.isfinite(v) else None for v in values["ud"]], lr)
 
@@ -295,19 +296,17 @@ class WatchedRun:
             lr = self.optimizer.param_groups[0].get("lr")
         now = time.perf_counter()
         (last_step, last_time), self._sent_at = self._sent_at, (self.steps, now)
+        rate = (self.steps - last_step) / (now - last_time) if self.steps > last_step and now > last_time else 0.0
         self._emit(
-            {
-                "type": "scalars",
-                "step": self._losses_from if self._losses else self.steps,
-                "loss": self._losses,
-                "lr": _number(lr) if lr is not None else None,
-                "steps_per_s": (self.steps - last_step) / (now - last_time)
-                if self.steps > last_step and now > last_time
-                else 0.0,
-                "ud_names": self.layers.weight_names if ud is not None else [],
-                "ud_steps": [ud_step] if ud is not None else [],
-                "ud": [ud] if ud is not None else [],
-            }
+            scalars_event(
+                step=self._losses_from if self._losses else self.steps,
+                loss=self._losses,
+                lr=_number(lr) if lr is not None else None,
+                steps_per_s=rate,
+                ud_names=self.layers.weight_names if ud is not None else [],
+                ud_steps=[ud_step] if ud is not None else [],
+                ud=[ud] if ud is not None else [],
+            )
         )
         self._losses = []
 

@@ -28,6 +28,7 @@ import math
 
 import torch
 
+from bnscope.events import stats_event
 from bnscope.train import diagnostics
 from bnscope.watched.hooks import WatchedRun
 
@@ -121,6 +122,6 @@ class WatchedLayers(WatchedRun):
         extra = {"ud": diagnostics.step_to_data(self._before, self.layers.params)} if self._before is not None else {}
         self._before = None
         body, values = diagnostics.collect_with(layers, outputs, grads, extra)  # the one device-to-host copy
-        self._emit({"type": "stats", "step": step, **body})
+        self._emit(stats_event(step, body))
         if "ud" in values:
             self._send_scalars(step, [v if math.isfinite(v) else None for v in values["ud"]], None)

@@ -2,20 +2,10 @@
 a page that refuses and records every request off the machine and every console error, and a panel's traces."""
 
 from contextlib import contextmanager
-from pathlib import Path
 from urllib.parse import urlparse
 
 from playwright.sync_api import Page
 
-CHROMIUM = Path("/usr/bin/chromium")  # the distribution's browser: Playwright never downloads its own
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 WAIT_MS = 40_000  # generous: a slow 2-core CI machine trains and runs the browser at once
 LOCAL_HOSTS = {"127.0.0.1", "localhost"}
 

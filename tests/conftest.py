@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from bnscope.api.main import create_app
+from bnscope.config import RunConfig, Settings
+from bnscope.models import MLP
+from bnscope.train.data import VOCAB_SIZE, make_splits, read_names
 from fastapi.testclient import TestClient
 from playwright.sync_api import sync_playwright
 
-from bnscope.api.main import create_app
-from bnscope.config import RunConfig, Settings
-from bnscope.train.data import VOCAB_SIZE, make_splits, read_names
-from bnscope.models import MLP
-from tests.browser import CHROMIUM, CHROMIUM_ARGS
+from bench.page import CHROMIUM, CHROMIUM_ARGS
 from tests.servers import live_server
 
 REPO = Path(__file__).resolve().parent.parent  # the checkout: scripts/, bench/, the committed names.txt

@@ -17,6 +17,11 @@ EXAMPLES = {
         "weights": {"embedding": "embedding", "layers.0": "linear"},
         "norms": {"layers.1": "batchnorm", "layers.16": "batchnorm"},
     },
+    "lecture_layers.py": {  # the lecture's own layers: named as the lecture names them, by position
+        "activations": {f"tanh{i} · layers[{3 * i - 1}]": "tanh" for i in range(1, 6)},
+        "weights": {"C": "embedding", "linear1 · layers[0]": "linear"},
+        "norms": {"batchnorm1 · layers[1]": "batchnorm"},
+    },
     "cnn.py": {
         "activations": {"relu": "relu", "head.4": "relu"},
         "weights": {"conv1": "conv", "conv2": "conv", "head.2": "linear"},

@@ -2,9 +2,6 @@
 watched into a real data directory; every panel's values checked against the same quantities computed
 the way the lecture's cells compute them."""
 
-import subprocess
-import sys
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -12,7 +9,6 @@ import torch.nn.functional as F
 import bnscope
 from bnscope.train.data import make_splits
 from bnscope.storage.store import Store
-from tests.conftest import REPO
 
 
 # ---- the seed notebook's classes, their three bugs fixed (self.bias, torch.no_grad(), Tanh's self.out) ----
@@ -247,28 +243,3 @@ def test_a_list_that_is_not_layers_is_refused(tmp_path):
         bnscope.watch([1, 2], data_dir=tmp_path)
     with pytest.raises(TypeError):
         bnscope.watch([Tanh()], torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1), data_dir=tmp_path)
-
-
-def test_the_lecture_layers_example_records_its_layers(tmp_path):
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "examples" / "lecture_layers.py"),
-            "--data-dir",
-            str(tmp_path),
-            "--steps",
-            "12",
-            "--every",
-            "5",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "0 dropped" in result.stdout
-    (row,) = Store(tmp_path / "bnscope.sqlite3").runs()
-    assert (row["status"], row["step"]) == ("finished", 12)
-    assert [a["name"] for a in row["model"]["activations"]] == [f"tanh{i} · layers[{3 * i - 1}]" for i in range(1, 6)]
-    assert [w["name"] for w in row["model"]["weights"]][:2] == ["C", "linear1 · layers[0]"]

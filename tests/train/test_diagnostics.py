@@ -312,3 +312,31 @@ def test_norm_layers_report_their_affine_parameters():
         torch.tensor([1.0, 2, 3, 4]).std().item()
     )
     assert entry["bias_mean"] == 0 and "running_mean" not in entry
+
+
+def test_values_that_are_not_finite_count_in_no_range_and_no_histogram():
+    # a diverging run: an activation and a gradient with NaN and inf among finite values
+    gelu = torch.tensor([[0.5, math.nan, -0.1], [math.inf, 2.0, 0.0]])
+    grad = torch.tensor([[1e-3, -math.inf, 2e-3], [math.nan, -4e-3, 0.0]])
+    stats = diagnostics.collect(layers_of("gelu"), [gelu], [grad])
+    (g,) = stats["activations"]
+    assert g["mean"] is None and g["grad_std"] is None
+    assert g["range"] == pytest.approx([-0.1, 2.0]) and sum(g["hist"]) == 4
+    assert g["grad_range"] == pytest.approx([-4e-3, 4e-3]) and sum(g["grad_hist"]) == 4
+    assert g["grad_hist"][0] == 1 and g["grad_hist"][-1] == 0  # -4e-3 in the first bin; +4e-3 is no value
+
+
+def test_the_range_rule_is_the_same_in_python_on_a_cpu_and_in_tensor_ops_on_a_gpu():
+    from bnscope.train.diagnostics.rows import _device_ranges, _host_ranges
+
+    # a bounded activation, an unbounded one, one whose values are all equal, and gradients (one all 0)
+    tensors = [torch.rand(3, 4).tanh(), torch.randn(3, 4).relu(), torch.full((2, 6), 0.25)]
+    tensors += [torch.randn(3, 4), torch.zeros(12), torch.randn(5) * 1e-3]
+    rows = diagnostics._Rows(tensors, ("tanh", "relu", "gelu"), len(tensors))
+    lo = torch.cat([g.amin(1) for g in rows.binned])
+    hi = torch.cat([g.amax(1) for g in rows.binned])
+    on_host, own = _host_ranges(rows.plan, lo.tolist(), hi.tolist())
+    on_device = _device_ranges(rows.plan, lo, hi)
+    assert torch.equal(on_host, on_device)
+    assert torch.equal(own, on_device[rows.plan.binned_order])
+    assert own[0].tolist() == [-1.0, 1.0] and own[2].tolist() == [-0.75, 1.25] and own[4].tolist() == [-1.0, 1.0]

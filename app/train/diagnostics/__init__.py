@@ -22,23 +22,14 @@ on a small network the cost is the number of torch ops, not the arithmetic.
   layers  Layers, lecture_layers, find_layers, Probe
   rows    _Rows: means, stds, ranges and histograms of every row
   marks   saturation, dead units and the |t| > 0.99 image
-  flat    update:data, and the flat form the stacked trainer uses
+  moments update:data (and means and stds) from sums and sums of squares
 """
 
 import math
 
 import torch
 
-from bnscope.train.diagnostics.flat import (  # noqa: F401 - the stacked trainer's helpers, here as before
-    _act_ranges,
-    _bounds,
-    _counts,
-    _flat,
-    _histograms,
-    _mean_std,
-    _row_index,
-    _row_ranges,
-    _thresholds,
+from bnscope.train.diagnostics.moments import (  # noqa: F401
     snapshot,
     step_to_data,
     update_moments,
@@ -61,7 +52,7 @@ from bnscope.train.diagnostics.kinds import (  # noqa: F401
     WEIGHTED,
 )
 from bnscope.train.diagnostics.layers import Layers, Probe, find_layers, lecture_layers, probe  # noqa: F401
-from bnscope.train.diagnostics.marks import _dead_units, _image_digits, _marks, _one  # noqa: F401
+from bnscope.train.diagnostics.marks import _marks, _one
 from bnscope.train.diagnostics.rows import _Rows
 
 
@@ -74,27 +65,26 @@ class _Packer:
         self.parts: list[tuple[str, torch.Tensor, str]] = []
 
     def add(self, key: str, tensor: torch.Tensor, form: str = "float") -> None:
-        self.parts.append((key, tensor, form))  # converted to float by the one torch.cat (type promotion)
+        self.parts.append((key, tensor, form))
 
     def unpack(self) -> dict:
         if not self.parts:
             return {}
-        parts = sorted(self.parts, key=lambda part: part[2] != "float")  # the floats first, converted at once
-        host = torch.cat([t.reshape(-1) for _, t, _ in parts]).float().cpu()
-        floats = host[: sum(t.numel() for _, t, form in parts if form == "float")].tolist()
+        if self.parts[0][1].device.type == "cpu":  # already on the host: each part converted as it is
+            return {key: _to_python(t, form) for key, t, form in self.parts}
+        host = torch.cat([t.reshape(-1) for _, t, _ in self.parts]).float().cpu()
         out, offset = {}, 0
-        for key, t, form in parts:
-            n = t.numel()
-            if form == "text":
-                out[key] = host[offset : offset + n].to(torch.uint8).numpy().tobytes().decode("ascii")
-            else:
-                values = floats[offset : offset + n] if form == "float" else host[offset : offset + n].long().tolist()
-                if t.dim() == 2:
-                    cols = t.shape[1]
-                    values = [values[r * cols : (r + 1) * cols] for r in range(t.shape[0])]
-                out[key] = values
-            offset += n
+        for key, t, form in self.parts:
+            out[key] = _to_python(host[offset : offset + t.numel()].view(t.shape), form)
+            offset += t.numel()
         return out
+
+
+def _to_python(t: torch.Tensor, form: str):
+    """A host tensor as (nested) lists of floats or ints, or as the str its ASCII codes spell."""
+    if form == "text":
+        return t.to(torch.uint8).numpy().tobytes().decode("ascii")
+    return t.long().tolist() if form == "int" else t.float().tolist()
 
 
 def _finite(x: float) -> float | None:
@@ -135,21 +125,21 @@ def _on_host(layers: Layers, outputs: list, grads: list, extra: dict[str, torch.
     affine = [t for _, _, _, gain, bias in layers.norm_parts for t in (gain, bias) if t is not None]
     binned = acts + agrads + wgrads
     packer, units = _Packer(), []
-    if binned or affine:
-        rows = _Rows(binned + ws + affine, len(binned))  # under no_grad: no detach needed
+    rows = _Rows(binned + ws + affine, kinds, len(binned)) if binned or affine else None  # no_grad: no detach
+    if rows is not None:
         mean, std = rows.mean_std()
         packer.add("mean", mean)
         packer.add("std", std)
-        if binned:
-            ranges = rows.ranges(kinds)
-            packer.add("hist", rows.histograms(ranges), form="int")
-            packer.add("range", ranges)
-    if acts:
-        saturated, dead, units, digits = _marks(outputs, kinds)
+    if acts:  # before the histograms bin the rows in place
+        saturated, dead, units, digits = _marks(outputs, kinds, rows.leading(len(acts)))
         packer.add("saturated", saturated)
         packer.add("dead", dead)
         if digits is not None:
             packer.add("image", digits.view(-1), form="text")
+    if binned:
+        ranges, counts = rows.histograms()
+        packer.add("hist", counts, form="int")
+        packer.add("range", ranges)
     if running:  # reshaped: the lecture's own layer keeps them (1, C) once it has trained a step
         means, variances = [m.running_mean.reshape(-1) for m in running], [m.running_var.reshape(-1) for m in running]
         packer.add("running", torch.cat(means + variances))

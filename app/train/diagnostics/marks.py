@@ -55,15 +55,6 @@ def _hex(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     return digits, torch.tensor([8.0, 4.0, 2.0, 1.0], device=device)
 
 
-def _image_digits(outputs: list, kinds: tuple[str, ...]) -> torch.Tensor | None:
-    """The lecture's |t| > 0.99 image of every layer, as (L * B, ceil(H/4)) ASCII codes of hex digits,
-    4 units a digit, the first unit the high bit: when every layer is a tanh of the same 2-D shape (the
-    lecture's network) and small enough to send; else None."""
-    if not _lecture_shaped(outputs, kinds) or not _imageable(outputs[0]):
-        return None
-    return _hex_image(torch.stack(outputs).abs() > DEAD)
-
-
 def _lecture_shaped(outputs: list, kinds: tuple[str, ...]) -> bool:
     """Every layer a tanh with one 2-D output, all of the same shape: the lecture's network."""
     return (
@@ -80,28 +71,39 @@ def _imageable(output: torch.Tensor) -> bool:
 
 
 def _hex_image(white: torch.Tensor) -> torch.Tensor:
-    """(L, B, H) booleans as (L * B, ceil(H/4)) ASCII codes of hex digits (see _image_digits)."""
+    """(L, B, H) booleans or 0/1 floats as (L * B, ceil(H/4)) ASCII codes of hex digits (see _marks)."""
     L, B, H = white.shape
-    padded = F.pad(white.float(), (0, (-H) % 4))  # (L, B, 4 * ceil(H/4))
+    if white.dtype == torch.bool:
+        white = white.view(torch.uint8).float()  # from uint8: bool's own conversion is ~3x slower
+    padded = F.pad(white, (0, (-H) % 4)) if H % 4 else white  # (L, B, 4 * ceil(H/4))
     digits, bits = _hex(padded.device)
     nibbles = padded.view(L, B, -1, 4) @ bits  # (L, B, ceil(H/4)): exact in float, a matmul the fastest sum
     return digits.index_select(0, nibbles.view(-1).long()).view(L * B, -1)
 
 
-def _marks(outputs: list, kinds: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor, list[int], torch.Tensor | None]:
-    """Each activation's outputs in its flat part, its dead units, its units, and the |t| > 0.99 image
-    (_image_digits): for the lecture's network from one |t| of every layer at once."""
+def _marks(
+    outputs: list, kinds: tuple[str, ...], stacked: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor, list[int], torch.Tensor | None]:
+    """Each activation's outputs in its flat part, its dead units, its units, and the lecture's |t| > 0.99
+    image of every layer, as (L * B, ceil(H/4)) ASCII codes of hex digits, 4 units a digit, the first unit
+    the high bit (when every layer is a tanh of the same 2-D shape, the lecture's network, and small
+    enough to send; else None): for the lecture's network from one |t| of every layer at once (of `stacked`, the
+    outputs as (L, B * H) rows, when the caller has them so)."""
     if not _lecture_shaped(outputs, kinds):
         dead, units = _dead_units(outputs, kinds)
         return _saturated([_one(o) for o in outputs], kinds), dead, units, None
-    a = torch.stack(outputs).abs_()  # (L, B, H)
     B, H = outputs[0].shape
-    dead = ((a >= DEAD).sum(1) == B).sum(1)  # |t| >= 0.99 for every example (a count: faster than all())
+    a = stacked.abs() if stacked is not None else torch.stack(outputs).abs_()
+    a = a.view(len(outputs), B, H)  # (L, B, H)
+    # the comparisons as 0/1 floats: on a CPU ~2.5x faster than bool tensors, and summed as they are
+    saturated = torch.ge(a, SATURATION, out=torch.empty_like(a)).sum((1, 2))
+    white = torch.gt(a, DEAD, out=torch.empty_like(a))  # the lecture's image: |t| > 0.99
+    dead = (white.sum(1) == B).sum(1)  # white for every example (a count: faster than all())
     return (
-        (a >= SATURATION).sum((1, 2)),
+        saturated,
         dead,
         [H] * len(outputs),
-        _hex_image(a > DEAD) if _imageable(outputs[0]) else None,
+        _hex_image(white) if _imageable(outputs[0]) else None,
     )
 
 

@@ -2,93 +2,118 @@
 in one op a size, whatever the number of layers."""
 
 import functools
+import math
 from dataclasses import dataclass
 
 import torch
 
-from bnscope.train.diagnostics.flat import _bounds
-from bnscope.train.diagnostics.kinds import HIST_BINS, SMALL_ROW
+from bnscope.train.diagnostics.kinds import BOUNDS, HIST_BINS, SMALL_ROW
 
 
 @dataclass(frozen=True)
 class _Plan:
-    """How _Rows groups a list of tensors by size, made once per list of sizes."""
+    """How _Rows groups a list of tensors by size, made once per list of shapes. "The groups' order" is
+    the groups' rows one after the other; each group's binned rows come first (they are the first
+    n_binned rows of all)."""
 
-    members: list[list[int]]  # each group's rows, in order (so its binned rows come first)
-    order: torch.Tensor  # the groups' rows concatenated -> the rows' own order
-    binned: list[int]  # how many of each group's rows are binned (the first n_binned rows of all)
-    binned_rows: torch.Tensor  # the groups' binned rows concatenated, as an index
-    binned_order: torch.Tensor  # ...and back to their own order
-    slots: list[torch.Tensor]  # (b, 1) each binned row's first histogram slot (row * HIST_BINS), a group each
+    members: list[list[int]]  # each group's rows, in order
+    same_shape: list[bool]  # whether a group's tensors are all of one shape (stacked in one op)
+    widths: list[int]  # each group's size
+    order: torch.Tensor  # the groups' order -> the rows' own order
+    binned: list[int]  # how many of each group's rows are binned
+    binned_order: torch.Tensor  # the binned rows in the groups' order -> their own order
+    bounds: list[
+        tuple[float, float] | None
+    ]  # each binned row's fixed range (an activation's: tanh [-1, 1]), the groups' order
+    symmetric: list[bool]  # ...whether it is a gradient's, binned over [-max|x|, max|x|]
+    binned_rows: list[int]  # ...its own row
+    fixed: torch.Tensor  # (n_binned, 2) `bounds` on the device, NaN for None
+    symmetric_mask: torch.Tensor  # (n_binned,) `symmetric` on the device
+    slots: torch.Tensor  # each binned value's row's first histogram slot (row * HIST_BINS), int32, the groups' order
     ones: torch.Tensor  # as many ones as binned values, to count them with
-    sizes: torch.Tensor  # each row's size, in the groups' order
+    sizes: torch.Tensor  # each row's size, the groups' order
     divisors: torch.Tensor  # ...less one (at least 1): the unbiased variance's
 
 
 @functools.lru_cache(maxsize=32)
-def _plan(sizes: tuple[int, ...], n_binned: int, device: torch.device) -> _Plan:
+def _plan(shapes: tuple[torch.Size, ...], kinds: tuple[str, ...], n_binned: int, device: torch.device) -> _Plan:
+    sizes = [math.prod(shape) for shape in shapes]
     by_size: dict[int, list[int]] = {}
     for row, size in enumerate(sizes):
         by_size.setdefault(size, []).append(row)
     members = list(by_size.values())
-    binned = [[row for row in rows if row < n_binned] for rows in members]
-    flat = lambda groups: [r for group in groups for r in group]  # noqa: E731
-    binned_rows = torch.tensor(flat(binned), dtype=torch.long, device=device)
-    slots = [
-        torch.tensor(rows, dtype=torch.float32, device=device).mul_(HIST_BINS).unsqueeze(1) for rows in binned if rows
-    ]
-    grouped = torch.tensor([float(sizes[r]) for r in flat(members)], dtype=torch.float64, device=device)
+    binned = [row for rows in members for row in rows if row < n_binned]
+    order = torch.tensor([row for rows in members for row in rows])
+    bounds = [BOUNDS.get(kinds[row]) if row < len(kinds) else None for row in binned]
+    symmetric = [row >= len(kinds) for row in binned]
+    binned_sizes = torch.tensor([sizes[row] for row in binned], dtype=torch.long)
+    grouped = torch.tensor([float(sizes[row]) for rows in members for row in rows], dtype=torch.float64)
     return _Plan(
         members,
-        torch.argsort(torch.tensor(flat(members))).to(device),
-        [len(rows) for rows in binned],
-        binned_rows,
-        torch.argsort(binned_rows),
-        slots,
-        torch.ones(sum(sizes[:n_binned]), dtype=torch.long, device=device),
-        grouped,
-        (grouped - 1).clamp(min=1),
+        [len({shapes[row] for row in rows}) == 1 for rows in members],
+        list(by_size),
+        torch.argsort(order).to(device),
+        [sum(1 for row in rows if row < n_binned) for rows in members],
+        torch.argsort(torch.tensor(binned)).to(device),
+        bounds,
+        symmetric,
+        binned,
+        torch.tensor([b or (math.nan, math.nan) for b in bounds], dtype=torch.float32, device=device).reshape(-1, 2),
+        torch.tensor(symmetric, dtype=torch.bool, device=device),
+        torch.tensor(binned, dtype=torch.int32).mul_(HIST_BINS).repeat_interleave(binned_sizes).to(device),
+        torch.ones(int(binned_sizes.sum()), dtype=torch.long, device=device),
+        grouped.to(device),
+        (grouped - 1).clamp(min=1).to(device),
     )
 
 
 class _Rows:
     """Tensors as rows, those of one size stacked into one (G, n) float tensor: a statistic of every
-    row is one op a size, whatever the number of layers. The first `n_binned` rows get histograms.
-    A value that is not finite makes its row's mean and std None, and is counted in no range and no
-    histogram."""
+    row is one op a size, whatever the number of layers. The first `n_binned` rows get histograms: the
+    first len(kinds) of them are activations of those kinds, the rest gradients. A value that is not
+    finite makes its row's mean and std None, and is counted in no range and no histogram."""
 
-    def __init__(self, tensors: list[torch.Tensor], n_binned: int):
+    def __init__(self, tensors: list[torch.Tensor], kinds: tuple[str, ...], n_binned: int):
         device = tensors[0].device
         self.n_binned = n_binned
-        self.plan = _plan(tuple(t.numel() for t in tensors), n_binned, device)
-        self.groups = [torch.stack([tensors[r].reshape(-1) for r in rows]).float() for rows in self.plan.members]
-        self.binned = [g[:b] for g, b in zip(self.groups, self.plan.binned) if b]
-        self.sums = torch.cat([g.sum(1) for g in self.groups])
+        self.plan = plan = _plan(tuple(t.shape for t in tensors), kinds, n_binned, device)
+        self.groups = [
+            (torch.stack([tensors[r] for r in rows]) if same else torch.stack([tensors[r].reshape(-1) for r in rows]))
+            .view(len(rows), width)
+            .float()
+            for rows, same, width in zip(plan.members, plan.same_shape, plan.widths)
+        ]
+        self.binned = [g[:b] for g, b in zip(self.groups, plan.binned) if b]
+        # each group's sums and sums of squares, while it is in the cache: small rows (a norm's gain and
+        # bias, whose mean sits far from 0 next to their spread, where float32's sum of squares would
+        # cancel) in float64; big ones (activations, gradients, weights: means near 0 next to their spread)
+        # in float32
+        wide = [g if g.shape[1] > SMALL_ROW else g.double() for g in self.groups]
+        self.sums = torch.cat([g.sum(1) for g in wide])  # float64 if any row is small (cat promotes)
+        self.norms = torch.cat([torch.linalg.vector_norm(g, dim=1) for g in wide])
         # a sum that is not finite has a value that is not (on a GPU, asking would wait for it: always masked)
         self.dirty = device.type != "cpu" or not bool(self.sums.isfinite().all())
 
+    def leading(self, n: int) -> torch.Tensor | None:
+        """The first n rows as one (n, size) tensor, when they were stacked together (one size), else
+        None: the activations, for the marks, before histograms() bins them in place."""
+        first = self.groups[0]
+        return first[:n] if n and len(self.plan.members[0]) >= n and self.plan.members[0][n - 1] == n - 1 else None
+
     def mean_std(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(T,) each row's mean and std (unbiased, as torch.std), from its sum and sum of squares: one
-        op a group. Small rows (a norm's gain and bias, whose mean sits far from 0 next to their spread,
-        where float32's sum of squares would cancel) are summed in float64; big ones (activations,
-        gradients, weights: means near 0 next to their spread) in float32."""
-        sums, norms = [], []
-        for g, total in zip(self.groups, self.sums.split([g.shape[0] for g in self.groups])):
-            if g.shape[1] <= SMALL_ROW:
-                g = g.double()
-                total = g.sum(1)
-            sums.append(total)
-            norms.append(torch.linalg.vector_norm(g, dim=1))
-        total, square = torch.cat(sums).double(), torch.cat(norms).double().square_()  # cat promotes to float64
+        """(T,) each row's mean and std (unbiased, as torch.std), from its sum and sum of squares."""
+        total, square = self.sums.double(), self.norms.double().square_()
         mean = total / self.plan.sizes
         var = (square - total * mean).div_(self.plan.divisors).clamp_(min=0)
         mean, std = torch.stack([mean, var.sqrt_()]).float()[:, self.plan.order]
         return mean, std
 
-    def ranges(self, kinds: tuple[str, ...]) -> torch.Tensor:
-        """(n_binned, 2) each binned row's histogram range: for the first len(kinds) rows (activations)
-        the function's bounds (tanh [-1, 1]), else the batch's min..max; for the rest (gradients)
-        [-max|x|, max|x|]."""
+    def histograms(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(n_binned, 2) each binned row's range and (n_binned, HIST_BINS) its counts, binned as torch.histc
+        bins (a value at hi in the last bin). The range: an activation's function's bounds (tanh [-1, 1]),
+        else its batch's min..max; a gradient's [-max|x|, max|x|]; one with every value equal is widened
+        to [lo-1, lo+1]. The last use of the rows: they are binned in place (the stacked copies are ours;
+        a new tensor of this size is a fresh mmap on a CPU, and its page faults cost more than the arithmetic)."""
         lo, hi = [], []
         for g in self.binned:
             values = g.nan_to_num(0.0, 0.0, 0.0) if self.dirty else g  # a value that is not finite: as 0
@@ -96,38 +121,57 @@ class _Rows:
                 values = values.new_zeros(values.shape[0], 1)
             lo.append(values.amin(1))
             hi.append(values.amax(1))
-        lo, hi = torch.cat(lo)[self.plan.binned_order], torch.cat(hi)[self.plan.binned_order]
-        A = len(kinds)
-        fixed = _bounds(kinds, lo.device)
-        acts = torch.where(fixed.isnan(), torch.stack([lo[:A], hi[:A]], dim=1), fixed)
-        symmetric = torch.maximum(hi[A:], -lo[A:])
-        return torch.cat([acts, torch.stack([-symmetric, symmetric], dim=1)])
-
-    def histograms(self, ranges: torch.Tensor) -> torch.Tensor:
-        """(n_binned, HIST_BINS) counts, each row binned over its range as torch.histc bins (a value at
-        hi in the last bin; a range with every value equal widened to [lo-1, lo+1], in place). The last
-        use of the rows: they are binned in place (the stacked copies are ours; a new tensor of this
-        size is a fresh mmap on a CPU, and its page faults cost more than the arithmetic)."""
-        lo, hi = ranges.unbind(1)
-        empty = hi <= lo
-        ranges[:, 0] = torch.where(empty, lo - 1, lo)
-        ranges[:, 1] = torch.where(empty, lo + 1, hi)
-        # each group's rows' lo and bins / (hi - lo), as (b, 1) columns
-        lo_scale = torch.stack([ranges[:, 0], HIST_BINS / (ranges[:, 1] - ranges[:, 0])], 1)[self.plan.binned_rows]
-        columns = lo_scale.split([g.shape[0] for g in self.binned])
-        # each row's bins, in place: histc's (x - min) * bins / (max - min), floored, plus the row's first slot
-        positions = []
-        for g, column, slots in zip(self.binned, columns, self.plan.slots):
-            finite = g.isfinite() if self.dirty else None
-            pos = g.sub_(column[:, :1]).mul_(column[:, 1:]).clamp_(0, HIST_BINS - 1).floor_().add_(slots)
-            if finite is not None:  # not finite: one slot past the end, dropped
-                pos = torch.where(finite, pos, self.n_binned * HIST_BINS)
-            positions.append(pos.view(-1))
-        # every group's counted at once: on a CPU one bincount of int32 (the cheapest conversion); on a GPU
-        # a scatter_add_ into a zero tensor, as bincount would wait for the device to learn its output's size
-        index, slots = torch.cat(positions), self.n_binned * HIST_BINS + 1
-        if index.device.type == "cpu":
-            counts = torch.bincount(index.to(torch.int32), minlength=slots)
+        lo, hi = torch.cat(lo), torch.cat(hi)  # the groups' order
+        # the range math on n_binned numbers: on a CPU in Python, cheaper than the tensor ops' ~5 us each
+        if lo.device.type == "cpu":
+            ranges, own = _host_ranges(self.plan, lo.tolist(), hi.tolist())
         else:
-            counts = self.plan.ones.new_zeros(slots).scatter_add_(0, index.long(), self.plan.ones)
-        return counts[:-1].view(self.n_binned, HIST_BINS)
+            ranges = _device_ranges(self.plan, lo, hi)
+            own = ranges[self.plan.binned_order]
+        per_group = [g.shape[0] for g in self.binned]
+        los = ranges[:, :1].split(per_group)  # (b, 1) a group
+        scales = (HIST_BINS / (ranges[:, 1:] - ranges[:, :1])).split(per_group)
+        # each value's bin, in place: histc's (x - min) * bins / (max - min)
+        finite = torch.cat([g.isfinite().view(-1) for g in self.binned]) if self.dirty else None
+        index = torch.cat([g.sub_(lo).mul_(scale).view(-1) for g, lo, scale in zip(self.binned, los, scales)])
+        # truncated to int32 (== floored: every bin >= 0), a value at max in the last bin, and moved to its row's
+        # slots; a value that is not finite past them all, dropped
+        index, slots = index.to(torch.int32).clamp_(0, HIST_BINS - 1).add_(self.plan.slots), self.n_binned * HIST_BINS
+        if finite is not None:
+            index = torch.where(finite, index, slots)
+        # every group's counted at once: on a CPU one bincount; on a GPU a scatter_add_ into a zero tensor, as
+        # bincount would wait for the device to learn its output's size
+        if index.device.type == "cpu":
+            counts = torch.bincount(index, minlength=slots)
+        else:
+            index = index.long()
+            counts = self.plan.ones.new_zeros(slots + 1).scatter_add_(0, index, self.plan.ones)
+        return own, counts[:slots].view(self.n_binned, HIST_BINS)
+
+
+def _host_ranges(plan: _Plan, lo: list[float], hi: list[float]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each binned row's histogram range from its min and max (the groups' order), as _device_ranges
+    computes it: (n_binned, 2) in the groups' order and in the rows' own."""
+    ranges = []
+    for bounds, symmetric, a, b in zip(plan.bounds, plan.symmetric, lo, hi):
+        if bounds is not None:
+            a, b = bounds
+        elif symmetric:
+            b = max(b, -a)
+            a = -b
+        ranges.append((a - 1, a + 1) if b <= a else (a, b))  # every value equal: widened
+    own = [(0.0, 0.0)] * len(ranges)
+    for row, r in zip(plan.binned_rows, ranges):
+        own[row] = r
+    return torch.tensor(ranges, dtype=torch.float32).view(-1, 2), torch.tensor(own, dtype=torch.float32).view(-1, 2)
+
+
+def _device_ranges(plan: _Plan, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    """_host_ranges's rule in tensor ops, for a GPU (no copy to the host, no wait): (n_binned, 2), the groups' order."""
+    bound = torch.maximum(hi, -lo)
+    lo = torch.where(plan.symmetric_mask, -bound, lo)
+    hi = torch.where(plan.symmetric_mask, bound, hi)
+    ranges = torch.where(plan.fixed.isnan(), torch.stack([lo, hi], 1), plan.fixed)
+    lo, hi = ranges.unbind(1)
+    empty = hi <= lo
+    return torch.stack([torch.where(empty, lo - 1, lo), torch.where(empty, lo + 1, hi)], 1)

@@ -59,21 +59,24 @@ from bnscope.train.diagnostics.rows import _Rows
 class _Packer:
     """Collects tensors and brings them all to the host in a single copy: on a GPU, the one
     device-to-host copy (and synchronisation) of a statistics step. They come back as lists of floats,
-    or of ints (`form="int"`: counts, exact up to 2**24), or as a str (`form="text"`: ASCII codes)."""
+    or of ints (`form="int"`: counts, exact up to 2**24), or as a str (`form="text"`: ASCII codes). A
+    list is already on the host: it comes back as it is."""
 
     def __init__(self):
         self.parts: list[tuple[str, torch.Tensor, str]] = []
+        self.done: dict[str, list] = {}  # what is already on the host, as Python values
 
-    def add(self, key: str, tensor: torch.Tensor, form: str = "float") -> None:
-        self.parts.append((key, tensor, form))
+    def add(self, key: str, value: torch.Tensor | list, form: str = "float") -> None:
+        if isinstance(value, list):
+            self.done[key] = value
+        else:
+            self.parts.append((key, value, form))
 
     def unpack(self) -> dict:
-        if not self.parts:
-            return {}
-        if self.parts[0][1].device.type == "cpu":  # already on the host: each part converted as it is
-            return {key: _to_python(t, form) for key, t, form in self.parts}
-        host = torch.cat([t.reshape(-1) for _, t, _ in self.parts]).float().cpu()
-        out, offset = {}, 0
+        if not self.parts or self.parts[0][1].device.type == "cpu":  # on the host: each part converted as it is
+            return {**self.done, **{key: _to_python(t, form) for key, t, form in self.parts}}
+        host = torch.cat([t.reshape(-1) for _, t, _ in self.parts]).cpu()  # promoted: float64 if a part is
+        out, offset = dict(self.done), 0
         for key, t, form in self.parts:
             out[key] = _to_python(host[offset : offset + t.numel()].view(t.shape), form)
             offset += t.numel()
@@ -84,7 +87,9 @@ def _to_python(t: torch.Tensor, form: str):
     """A host tensor as (nested) lists of floats or ints, or as the str its ASCII codes spell."""
     if form == "text":
         return t.to(torch.uint8).numpy().tobytes().decode("ascii")
-    return t.long().tolist() if form == "int" else t.float().tolist()
+    if form == "int":
+        return t.long().tolist()
+    return t.tolist() if t.is_floating_point() else t.float().tolist()  # float64 (the small rows' sums) kept
 
 
 def _finite(x: float) -> float | None:
@@ -124,12 +129,11 @@ def _on_host(layers: Layers, outputs: list, grads: list, extra: dict[str, torch.
     running = [m for _, _, m, _, _ in layers.norm_parts if m is not None]
     affine = [t for _, _, _, gain, bias in layers.norm_parts for t in (gain, bias) if t is not None]
     binned = acts + agrads + wgrads
-    packer, units = _Packer(), []
+    packer, units, running_sizes = _Packer(), [], []
     rows = _Rows(binned + ws + affine, kinds, len(binned)) if binned or affine else None  # no_grad: no detach
     if rows is not None:
-        mean, std = rows.mean_std()
-        packer.add("mean", mean)
-        packer.add("std", std)
+        packer.add("sums", rows.sums)
+        packer.add("norms", rows.norms)
     if acts:  # before the histograms bin the rows in place
         saturated, dead, units, digits = _marks(outputs, kinds, rows.leading(len(acts)))
         packer.add("saturated", saturated)
@@ -140,15 +144,19 @@ def _on_host(layers: Layers, outputs: list, grads: list, extra: dict[str, torch.
         ranges, counts = rows.histograms()
         packer.add("hist", counts, form="int")
         packer.add("range", ranges)
-    if running:  # reshaped: the lecture's own layer keeps them (1, C) once it has trained a step
-        means, variances = [m.running_mean.reshape(-1) for m in running], [m.running_var.reshape(-1) for m in running]
-        packer.add("running", torch.cat(means + variances))
+    if running:  # the lecture's own layer keeps them (1, C) once it has trained a step
+        buffers = [m.running_mean for m in running] + [m.running_var for m in running]
+        packer.add("running", torch.cat([b if b.dim() == 1 else b.reshape(-1) for b in buffers]))
+        running_sizes = [b.numel() for b in buffers[: len(running)]]
     for key, tensor in extra.items():
         packer.add(f"extra/{key}", tensor)
     v = packer.unpack()
+    if rows is not None:
+        v["mean"], v["std"] = rows.mean_std(v.pop("sums"), v.pop("norms"))
     first = 2 * len(acts) + 2 * len(ws)  # the gains' and biases' rows
     v["affine"] = [[v["mean"][r], v["std"][r]] for r in range(first, first + len(affine))]
     v["units"], v["sizes"], v["measured"] = units, [a.numel() for a in acts], [g is not None for g in grads]
+    v["running_sizes"] = running_sizes  # each norm's units
     return v
 
 
@@ -211,12 +219,12 @@ def _weights(layers: Layers, v: dict) -> list[dict]:
 
 def _norms(layers: Layers, v: dict) -> list[dict]:
     running, half, offset = v.get("running", []), len(v.get("running", [])) // 2, 0
-    affine = iter(v.get("affine", []))
+    affine, sizes = iter(v.get("affine", [])), iter(v["running_sizes"])
     out = []
     for name, kind, module, gain, bias in layers.norm_parts:
         entry: dict = {"name": name, "kind": kind}
         if module is not None:
-            n = module.running_mean.numel()
+            n = next(sizes)
             mean, var = running[offset : offset + n], running[half + offset : half + offset + n]
             offset += n
             entry.update(

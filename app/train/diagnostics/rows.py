@@ -19,7 +19,6 @@ class _Plan:
     members: list[list[int]]  # each group's rows, in order
     same_shape: list[bool]  # whether a group's tensors are all of one shape (stacked in one op)
     widths: list[int]  # each group's size
-    order: torch.Tensor  # the groups' order -> the rows' own order
     binned: list[int]  # how many of each group's rows are binned
     binned_order: torch.Tensor  # the binned rows in the groups' order -> their own order
     bounds: list[
@@ -31,8 +30,7 @@ class _Plan:
     symmetric_mask: torch.Tensor  # (n_binned,) `symmetric` on the device
     slots: torch.Tensor  # each binned value's row's first histogram slot (row * HIST_BINS), int32, the groups' order
     ones: torch.Tensor  # as many ones as binned values, to count them with
-    sizes: torch.Tensor  # each row's size, the groups' order
-    divisors: torch.Tensor  # ...less one (at least 1): the unbiased variance's
+    grouped: list[tuple[int, int]]  # each row and its size, the groups' order
 
 
 @functools.lru_cache(maxsize=32)
@@ -43,16 +41,13 @@ def _plan(shapes: tuple[torch.Size, ...], kinds: tuple[str, ...], n_binned: int,
         by_size.setdefault(size, []).append(row)
     members = list(by_size.values())
     binned = [row for rows in members for row in rows if row < n_binned]
-    order = torch.tensor([row for rows in members for row in rows])
     bounds = [BOUNDS.get(kinds[row]) if row < len(kinds) else None for row in binned]
     symmetric = [row >= len(kinds) for row in binned]
     binned_sizes = torch.tensor([sizes[row] for row in binned], dtype=torch.long)
-    grouped = torch.tensor([float(sizes[row]) for rows in members for row in rows], dtype=torch.float64)
     return _Plan(
         members,
         [len({shapes[row] for row in rows}) == 1 for rows in members],
         list(by_size),
-        torch.argsort(order).to(device),
         [sum(1 for row in rows if row < n_binned) for rows in members],
         torch.argsort(torch.tensor(binned)).to(device),
         bounds,
@@ -62,8 +57,7 @@ def _plan(shapes: tuple[torch.Size, ...], kinds: tuple[str, ...], n_binned: int,
         torch.tensor(symmetric, dtype=torch.bool, device=device),
         torch.tensor(binned, dtype=torch.int32).mul_(HIST_BINS).repeat_interleave(binned_sizes).to(device),
         torch.ones(int(binned_sizes.sum()), dtype=torch.long, device=device),
-        grouped.to(device),
-        (grouped - 1).clamp(min=1).to(device),
+        [(row, sizes[row]) for rows in members for row in rows],
     )
 
 
@@ -78,12 +72,14 @@ class _Rows:
         self.n_binned = n_binned
         self.plan = plan = _plan(tuple(t.shape for t in tensors), kinds, n_binned, device)
         self.groups = [
-            (torch.stack([tensors[r] for r in rows]) if same else torch.stack([tensors[r].reshape(-1) for r in rows]))
-            .view(len(rows), width)
-            .float()
+            (
+                torch.stack([tensors[r] for r in rows]) if same else torch.stack([tensors[r].reshape(-1) for r in rows])
+            ).view(len(rows), width)
             for rows, same, width in zip(plan.members, plan.same_shape, plan.widths)
         ]
-        self.binned = [g[:b] for g, b in zip(self.groups, plan.binned) if b]
+        if any(g.dtype != torch.float32 for g in self.groups):  # e.g. fp16 or bf16: their statistics in float32
+            self.groups = [g.float() for g in self.groups]
+        self.binned = [g if b == g.shape[0] else g[:b] for g, b in zip(self.groups, plan.binned) if b]
         # each group's sums and sums of squares, while it is in the cache: small rows (a norm's gain and
         # bias, whose mean sits far from 0 next to their spread, where float32's sum of squares would
         # cancel) in float64; big ones (activations, gradients, weights: means near 0 next to their spread)
@@ -100,16 +96,17 @@ class _Rows:
         first = self.groups[0]
         return first[:n] if n and len(self.plan.members[0]) >= n and self.plan.members[0][n - 1] == n - 1 else None
 
-    def mean_std(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(T,) each row's mean and std (unbiased, as torch.std), from its sum and sum of squares."""
-        total, square = self.sums.double(), self.norms.double().square_()
-        mean = total / self.plan.sizes
-        var = (square - total * mean).div_(self.plan.divisors).clamp_(min=0)
-        mean, std = torch.stack([mean, var.sqrt_()]).float()[:, self.plan.order]
+    def mean_std(self, sums: list[float], norms: list[float]) -> tuple[list[float], list[float]]:
+        """Each row's mean and std (unbiased, as torch.std), in its own order, from `sums` and `norms` (as
+        brought to the host): in float64, a few flops a row, on the host."""
+        mean, std = [0.0] * len(sums), [0.0] * len(sums)
+        for (row, n), total, norm in zip(self.plan.grouped, sums, norms):
+            mean[row] = total / n
+            std[row] = math.sqrt(max((norm * norm - total * mean[row]) / max(n - 1, 1), 0.0))  # NaN stays NaN
         return mean, std
 
-    def histograms(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(n_binned, 2) each binned row's range and (n_binned, HIST_BINS) its counts, binned as torch.histc
+    def histograms(self) -> tuple[list | torch.Tensor, torch.Tensor]:
+        """(n_binned, 2) each binned row's range (on a CPU already a list) and (n_binned, HIST_BINS) its counts, binned as torch.histc
         bins (a value at hi in the last bin). The range: an activation's function's bounds (tanh [-1, 1]),
         else its batch's min..max; a gradient's [-max|x|, max|x|]; one with every value equal is widened
         to [lo-1, lo+1]. The last use of the rows: they are binned in place (the stacked copies are ours;
@@ -121,16 +118,22 @@ class _Rows:
                 values = values.new_zeros(values.shape[0], 1)
             lo.append(values.amin(1))
             hi.append(values.amax(1))
-        lo, hi = torch.cat(lo), torch.cat(hi)  # the groups' order
+        lo_hi = torch.cat(lo + hi)  # the groups' order
         # the range math on n_binned numbers: on a CPU in Python, cheaper than the tensor ops' ~5 us each
-        if lo.device.type == "cpu":
-            ranges, own = _host_ranges(self.plan, lo.tolist(), hi.tolist())
+        if lo_hi.device.type == "cpu":
+            values = lo_hi.tolist()
+            ranges = _host_ranges(self.plan, values[: self.n_binned], values[self.n_binned :])
+            lo_scale = torch.tensor([a for a, _ in ranges] + [HIST_BINS / (b - a) for a, b in ranges])
+            own = [[0.0, 0.0]] * self.n_binned
+            for row, r in zip(self.plan.binned_rows, ranges):
+                own[row] = list(r)
         else:
-            ranges = _device_ranges(self.plan, lo, hi)
+            ranges = _device_ranges(self.plan, *lo_hi.view(2, -1))
+            lo_scale = torch.cat([ranges[:, 0], HIST_BINS / (ranges[:, 1] - ranges[:, 0])])
             own = ranges[self.plan.binned_order]
         per_group = [g.shape[0] for g in self.binned]
-        los = ranges[:, :1].split(per_group)  # (b, 1) a group
-        scales = (HIST_BINS / (ranges[:, 1:] - ranges[:, :1])).split(per_group)
+        lo_scale = lo_scale.view(2, -1, 1)
+        los, scales = lo_scale[0].split_with_sizes(per_group), lo_scale[1].split_with_sizes(per_group)  # (b, 1) a group
         # each value's bin, in place: histc's (x - min) * bins / (max - min)
         finite = torch.cat([g.isfinite().view(-1) for g in self.binned]) if self.dirty else None
         index = torch.cat([g.sub_(lo).mul_(scale).view(-1) for g, lo, scale in zip(self.binned, los, scales)])
@@ -149,9 +152,8 @@ class _Rows:
         return own, counts[:slots].view(self.n_binned, HIST_BINS)
 
 
-def _host_ranges(plan: _Plan, lo: list[float], hi: list[float]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each binned row's histogram range from its min and max (the groups' order), as _device_ranges
-    computes it: (n_binned, 2) in the groups' order and in the rows' own."""
+def _host_ranges(plan: _Plan, lo: list[float], hi: list[float]) -> list[tuple[float, float]]:
+    """Each binned row's histogram range from its min and max, the groups' order, as _device_ranges works it out."""
     ranges = []
     for bounds, symmetric, a, b in zip(plan.bounds, plan.symmetric, lo, hi):
         if bounds is not None:
@@ -160,10 +162,7 @@ def _host_ranges(plan: _Plan, lo: list[float], hi: list[float]) -> tuple[torch.T
             b = max(b, -a)
             a = -b
         ranges.append((a - 1, a + 1) if b <= a else (a, b))  # every value equal: widened
-    own = [(0.0, 0.0)] * len(ranges)
-    for row, r in zip(plan.binned_rows, ranges):
-        own[row] = r
-    return torch.tensor(ranges, dtype=torch.float32).view(-1, 2), torch.tensor(own, dtype=torch.float32).view(-1, 2)
+    return ranges
 
 
 def _device_ranges(plan: _Plan, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:

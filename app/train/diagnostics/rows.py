@@ -87,8 +87,11 @@ class _Rows:
         wide = [g if g.shape[1] > SMALL_ROW else g.double() for g in self.groups]
         self.sums = torch.cat([g.sum(1) for g in wide])  # float64 if any row is small (cat promotes)
         self.norms = torch.cat([torch.linalg.vector_norm(g, dim=1) for g in wide])
-        # a sum that is not finite has a value that is not (on a GPU, asking would wait for it: always masked)
-        self.dirty = device.type != "cpu" or not bool(self.sums.isfinite().all())
+        # a sum that is not finite has a value that is not; on a CPU the sums are read here (on a GPU, reading
+        # would wait for the device: the values are always masked there)
+        if device.type == "cpu":
+            self.sums, self.norms = self.sums.tolist(), self.norms.tolist()
+        self.dirty = device.type != "cpu" or not all(map(math.isfinite, self.sums))
 
     def leading(self, n: int) -> torch.Tensor | None:
         """The first n rows as one (n, size) tensor, when they were stacked together (one size), else

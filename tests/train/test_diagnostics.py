@@ -341,3 +341,18 @@ def test_the_range_rule_is_the_same_in_python_on_a_cpu_and_in_tensor_ops_on_a_gp
     own = on_device[rows.plan.binned_order].tolist()
     assert own[0] == [-1.0, 1.0] and own[2] == [-0.75, 1.25] and own[4] == [-1.0, 1.0]
     assert own[1] == [lo[rows.plan.binned_rows.index(1)].item(), hi[rows.plan.binned_rows.index(1)].item()]
+
+
+def test_the_one_device_to_host_copy_keeps_every_part_as_it_was():
+    # what a GPU's statistics step sends through its single copy: float64 sums (a BatchNorm gain's, whose
+    # spread float32 would lose), float32 ranges, int counts and the image's ASCII codes
+    gain = torch.full((100,), 1.0, dtype=torch.float64) + torch.arange(100, dtype=torch.float64) * 1e-9
+    parts = [
+        ("sums", torch.stack([gain.sum(), gain.square().sum()]), "float"),
+        ("range", torch.tensor([[-0.5, 0.25]]), "float"),
+        ("hist", torch.tensor([[3, 0, 2**20]]), "int"),
+        ("image", torch.tensor(list(b"0f9a"), dtype=torch.uint8), "text"),
+    ]
+    out = diagnostics._through_one_copy(parts)
+    assert out["sums"] == [gain.sum().item(), gain.square().sum().item()]  # to the last float64 digit
+    assert out["range"] == [[-0.5, 0.25]] and out["hist"] == [[3, 0, 2**20]] and out["image"] == "0f9a"

@@ -75,12 +75,17 @@ class _Packer:
     def unpack(self) -> dict:
         if not self.parts or self.parts[0][1].device.type == "cpu":  # on the host: each part converted as it is
             return {**self.done, **{key: _to_python(t, form) for key, t, form in self.parts}}
-        host = torch.cat([t.reshape(-1) for _, t, _ in self.parts]).cpu()  # promoted: float64 if a part is
-        out, offset = dict(self.done), 0
-        for key, t, form in self.parts:
-            out[key] = _to_python(host[offset : offset + t.numel()].view(t.shape), form)
-            offset += t.numel()
-        return out
+        return {**self.done, **_through_one_copy(self.parts)}
+
+
+def _through_one_copy(parts: list[tuple[str, torch.Tensor, str]]) -> dict:
+    """The parts concatenated on their device, copied to the host at once, and cut back apart."""
+    host = torch.cat([t.reshape(-1) for _, t, _ in parts]).cpu()  # promoted: float64 if a part is
+    out, offset = {}, 0
+    for key, t, form in parts:
+        out[key] = _to_python(host[offset : offset + t.numel()].view(t.shape), form)
+        offset += t.numel()
+    return out
 
 
 def _to_python(t: torch.Tensor, form: str):

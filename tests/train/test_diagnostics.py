@@ -356,3 +356,14 @@ def test_the_one_device_to_host_copy_keeps_every_part_as_it_was():
     out = diagnostics._through_one_copy(parts)
     assert out["sums"] == [gain.sum().item(), gain.square().sum().item()]  # to the last float64 digit
     assert out["range"] == [[-0.5, 0.25]] and out["hist"] == [[3, 0, 2**20]] and out["image"] == "0f9a"
+
+
+def test_a_gpus_count_by_scatter_equals_a_cpus_bincount():
+    from bnscope.train.diagnostics.rows import _count, _scatter_count
+
+    slots = 3 * diagnostics.HIST_BINS
+    index = torch.randint(0, slots + 5, (1000,), generator=torch.Generator().manual_seed(0), dtype=torch.int32)
+    ones = torch.ones(1000, dtype=torch.long)
+    on_cpu, by_scatter = _count(index, slots, ones), _scatter_count(index, slots, ones)
+    assert on_cpu.tolist() == by_scatter.tolist() and len(on_cpu) == slots
+    assert int(on_cpu.sum()) == int((index < slots).sum())  # a value past the slots counts nowhere

@@ -145,14 +145,7 @@ class _Rows:
         index, slots = index.to(torch.int32).clamp_(0, HIST_BINS - 1).add_(self.plan.slots), self.n_binned * HIST_BINS
         if finite is not None:
             index = torch.where(finite, index, slots)
-        # every group's counted at once: on a CPU one bincount; on a GPU a scatter_add_ into a zero tensor, as
-        # bincount would wait for the device to learn its output's size
-        if index.device.type == "cpu":
-            counts = torch.bincount(index, minlength=slots)
-        else:
-            index = index.long()
-            counts = self.plan.ones.new_zeros(slots + 1).scatter_add_(0, index, self.plan.ones)
-        return own, counts[:slots].view(self.n_binned, HIST_BINS)
+        return own, _count(index, slots, self.plan.ones).view(self.n_binned, HIST_BINS)
 
 
 def _host_ranges(plan: _Plan, lo: list[float], hi: list[float]) -> list[tuple[float, float]]:
@@ -177,3 +170,16 @@ def _device_ranges(plan: _Plan, lo: torch.Tensor, hi: torch.Tensor) -> torch.Ten
     lo, hi = ranges.unbind(1)
     empty = hi <= lo
     return torch.stack([torch.where(empty, lo - 1, lo), torch.where(empty, lo + 1, hi)], 1)
+
+
+def _count(index: torch.Tensor, slots: int, ones: torch.Tensor) -> torch.Tensor:
+    """(slots,) how many times each slot is in `index` (int32; a value >= slots counts nowhere), every
+    row's histogram at once: on a CPU one bincount; on a GPU a scatter_add_ of `ones` (as many as
+    `index`) into a zero tensor, as bincount would wait for the device to learn its output's size."""
+    if index.device.type == "cpu":
+        return torch.bincount(index, minlength=slots)[:slots]
+    return _scatter_count(index, slots, ones)
+
+
+def _scatter_count(index: torch.Tensor, slots: int, ones: torch.Tensor) -> torch.Tensor:
+    return ones.new_zeros(slots + 1).scatter_add_(0, index.long().clamp_(max=slots), ones)[:slots]

@@ -10,6 +10,7 @@ is told to shut down, checkpoints at its step and ends `interrupted`, and resume
 
 import threading
 import time
+from contextlib import contextmanager
 
 from pydantic import ValidationError
 
@@ -134,7 +135,8 @@ class RunService(Scheduling, Samples, Reads):
             dumped = {
                 s: [RunConfig(**{**overrides, s: v}).model_dump()[s] for v in values] for s, values in vary.items()
             }
-            sweep_id = self.store.create_sweep(shared, dumped)
+            with _full_refused():
+                sweep_id = self.store.create_sweep(shared, dumped)
             runs: list[Run] = []
             for name, config in members:
                 runs.append(self._add(name, config, runs[0].id if runs else None, sweep_id, queue=False))
@@ -163,7 +165,8 @@ class RunService(Scheduling, Samples, Reads):
         """A run a user's own process trains and reports (bnscope.watch): no worker, no slot; its events
         arrive through `ingest`."""
         with self._lock:
-            run_id = self.store.create_run(name, description, source="watched", status="created")
+            with _full_refused():
+                run_id = self.store.create_run(name, description, source="watched", status="created")
             run = run_from_row(self.store, self.store.run(run_id))
             self.runs[run_id] = run
         self._publish(run, status_event(0, "running"))
@@ -201,9 +204,10 @@ class RunService(Scheduling, Samples, Reads):
         self, name: str, config: RunConfig, paired_with: int | None, sweep_id: int | None, queue: bool = True
     ) -> Run:
         dumped = config.model_dump()
-        run_id = self.store.create_run(
-            name, dumped, paired_with=paired_with, sweep_id=sweep_id, status="queued", lr=config.lr
-        )
+        with _full_refused():
+            run_id = self.store.create_run(
+                name, dumped, paired_with=paired_with, sweep_id=sweep_id, status="queued", lr=config.lr
+            )
         row = self.store.run(run_id)
         run = run_from_row(self.store, row)
         self.runs[run_id] = run
@@ -321,10 +325,8 @@ class RunService(Scheduling, Samples, Reads):
                 if not run.settled.wait_for(lambda: run.worker is None, timeout=SETTLE_SECONDS):
                     run.worker.kill()
         self.writer.flush()  # its last events are written before the rows go
-        try:
+        with _full_refused("the run is kept: free some space and delete it again"):
             self.store.delete_run(run_id)
-        except StoreFull as err:
-            raise StorageFull(f"{err}; the run is kept: free some space and delete it again") from err
         with self._lock:
             self.runs.pop(run_id, None)
 
@@ -357,3 +359,12 @@ def _differs(config: dict, partner: dict) -> dict:
 def _layer_names(model: dict | None) -> dict:
     model = model or {"activations": [], "weights": [], "norms": []}
     return {group: [entry["name"] for entry in model[group]] for group in ("activations", "weights", "norms")}
+
+
+@contextmanager
+def _full_refused(then: str = "free some space and try again"):
+    """A store write that did not fit: the run service's StorageFull (a 507), saying what to do."""
+    try:
+        yield
+    except StoreFull as err:
+        raise StorageFull(f"{err}; {then}") from err

@@ -95,6 +95,15 @@ def _is_full(err: sqlite3.Error) -> bool:
     return "full" in str(err).lower()
 
 
+@contextmanager
+def _saving(what: str):
+    """A write that fails raises StoreFull (the disk or the cap is full) or StoreError, saying `what` failed."""
+    try:
+        yield
+    except sqlite3.OperationalError as err:
+        raise (StoreFull if _is_full(err) else StoreError)(f"{what}: {err}") from err
+
+
 class Store:
     def __init__(self, path: Path | str, max_mb: int | None = None):
         self.path = Path(path)
@@ -181,20 +190,22 @@ class Store:
         lr: float | None = None,
     ) -> int:
         now = time.time()
-        cur = self.connect().execute(
-            "INSERT INTO runs (name, config, source, paired_with, sweep_id, status, lr, created_at, updated_at) "
-            "VALUES (?,?,?,?,?,?,?,?,?)",
-            (name, to_json(config), source, paired_with, sweep_id, status, lr, now, now),
-        )
+        with _saving("could not save a new run"):
+            cur = self.connect().execute(
+                "INSERT INTO runs (name, config, source, paired_with, sweep_id, status, lr, created_at, updated_at) "
+                "VALUES (?,?,?,?,?,?,?,?,?)",
+                (name, to_json(config), source, paired_with, sweep_id, status, lr, now, now),
+            )
         return cur.lastrowid
 
     def create_sweep(self, config: dict, vary: dict[str, list]) -> int:
         """A sweep: its shared settings and its grid ({setting: values}, in order). `setting` keeps the
         first varied setting's name; `values` the whole grid (a 0.2 sweep's: that setting's values)."""
-        cur = self.connect().execute(
-            'INSERT INTO sweeps (config, setting, "values", created_at) VALUES (?,?,?,?)',
-            (to_json(config), next(iter(vary)), to_json(vary), time.time()),
-        )
+        with _saving("could not save a new sweep"):
+            cur = self.connect().execute(
+                'INSERT INTO sweeps (config, setting, "values", created_at) VALUES (?,?,?,?)',
+                (to_json(config), next(iter(vary)), to_json(vary), time.time()),
+            )
         return cur.lastrowid
 
     def runs(self) -> list[dict]:
@@ -222,12 +233,10 @@ class Store:
     def update_run(self, run_id: int, **columns) -> None:
         """Set some of a run's columns (name, status, message, ...) now, outside the writer's batches."""
         sets = ", ".join(f"{key}=?" for key in columns)
-        try:
+        with _saving(f"could not save run {run_id}"):
             self.connect().execute(
                 f"UPDATE runs SET {sets}, updated_at=? WHERE id=?", (*columns.values(), time.time(), run_id)
             )
-        except sqlite3.OperationalError as err:
-            raise (StoreFull if _is_full(err) else StoreError)(f"could not save run {run_id}: {err}") from err
 
     def reserve_ids(self, run_id: int, ceiling: int) -> None:
         """Event ids up to `ceiling` are taken: written before any of them is sent."""
@@ -242,14 +251,11 @@ class Store:
     def delete_run(self, run_id: int) -> None:
         """Everything of a run, in one transaction: on a full disk nothing is deleted (StoreFull)."""
         db = self.connect()
-        try:
-            with db:
-                db.execute("BEGIN IMMEDIATE")
-                for table in RUN_TABLES:
-                    db.execute(f"DELETE FROM {table} WHERE run_id=?", (run_id,))
-                db.execute("DELETE FROM runs WHERE id=?", (run_id,))
-        except sqlite3.OperationalError as err:
-            raise (StoreFull if _is_full(err) else StoreError)(f"could not delete run {run_id}: {err}") from err
+        with _saving(f"could not delete run {run_id}"), db:
+            db.execute("BEGIN IMMEDIATE")
+            for table in RUN_TABLES:
+                db.execute(f"DELETE FROM {table} WHERE run_id=?", (run_id,))
+            db.execute("DELETE FROM runs WHERE id=?", (run_id,))
         self.reclaim()
 
     def reclaim(self) -> None:

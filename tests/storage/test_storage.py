@@ -75,11 +75,12 @@ def test_a_read_only_data_directory_is_one_clear_line_and_exit_2(tmp_path):
     assert len(lines) == 1 and "not writable" in lines[0] and str(disk) in lines[0] and "Traceback" not in result.stderr
 
 
-def test_a_delete_on_a_full_disk_is_a_507_and_the_run_stays(tmp_path):
+def test_on_a_full_disk_a_delete_is_a_507_and_the_run_stays_and_a_new_run_is_a_507(tmp_path):
     disk, port = tmp_path / "disk", free_port()
     fill, filled = tmp_path / "fill", tmp_path / "filled"  # outside the private disk: the test sees them
-    # the server, and beside it in the same mount namespace a shell that, when told, fills what the
-    # failed run left free (a failed write may give some back): the delete then meets a full disk
+    # the server, and beside it in the same mount namespace a shell that, when told, fills the disk. It
+    # fills it after a run has finished, not by a failing write: a transaction that fails part-way leaves
+    # room in SQLite's log that a small delete could then reuse, so the delete would not meet a full disk
     command = on_a_small_disk(
         tmp_path,
         "3m",
@@ -93,11 +94,8 @@ def test_a_delete_on_a_full_disk_is_a_507_and_the_run_stays(tmp_path):
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for(lambda: server.poll() is None and _up(url), timeout=60)
-        run = httpx.post(f"{url}/api/runs", json={"config": {**SMALL, "steps": 10_000_000, "stats_every": 1}}).json()
-        failed = wait_for(
-            lambda: (r := httpx.get(f"{url}/api/runs/{run['id']}").json())["status"] == "failed" and r, timeout=180
-        )
-        assert "full" in failed["message"]  # the disk filled up: the run failed, saying why
+        run = httpx.post(f"{url}/api/runs", json={"config": SMALL}).json()
+        wait_for(lambda: httpx.get(f"{url}/api/runs/{run['id']}").json()["status"] == "finished", timeout=180)
         fill.touch()
         wait_for(filled.exists, timeout=30)
         response = httpx.delete(f"{url}/api/runs/{run['id']}")
@@ -106,6 +104,26 @@ def test_a_delete_on_a_full_disk_is_a_507_and_the_run_stays(tmp_path):
         )
         assert httpx.get(f"{url}/api/runs/{run['id']}").status_code == 200  # still there, history and all
         assert httpx.get(f"{url}/api/runs/{run['id']}/history").status_code == 200
+        refused = httpx.post(f"{url}/api/runs", json={"config": SMALL})  # no room for a new run either
+        assert refused.status_code == 507 and "full" in refused.json()["detail"]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_a_run_that_fills_the_disk_fails_saying_why(tmp_path):
+    disk, port = tmp_path / "disk", free_port()
+    command = on_a_small_disk(tmp_path, "3m", f"exec {' '.join(SERVE)} --data-dir {disk} --port {port}")
+    server = subprocess.Popen(command, env={**os.environ, "BNSCOPE_AUTOSTART": "false"})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: server.poll() is None and _up(url), timeout=60)
+        run = httpx.post(f"{url}/api/runs", json={"config": {**SMALL, "steps": 10_000_000, "stats_every": 1}}).json()
+        failed = wait_for(
+            lambda: (r := httpx.get(f"{url}/api/runs/{run['id']}").json())["status"] == "failed" and r, timeout=180
+        )
+        assert "full" in failed["message"]
+        assert httpx.get(f"{url}/api/runs/{run['id']}/history").status_code == 200  # what was saved is still read
     finally:
         server.terminate()
         server.wait(timeout=30)

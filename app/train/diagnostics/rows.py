@@ -21,9 +21,7 @@ class _Plan:
     widths: list[int]  # each group's size
     binned: list[int]  # how many of each group's rows are binned
     binned_order: torch.Tensor  # the binned rows in the groups' order -> their own order
-    bounds: list[
-        tuple[float, float] | None
-    ]  # each binned row's fixed range (an activation's: tanh [-1, 1]), the groups' order
+    bounds: list[tuple[float, float] | None]  # each binned row's fixed range (tanh [-1, 1]), the groups' order
     symmetric: list[bool]  # ...whether it is a gradient's, binned over [-max|x|, max|x|]
     binned_rows: list[int]  # ...its own row
     fixed: torch.Tensor  # (n_binned, 2) `bounds` on the device, NaN for None
@@ -109,11 +107,12 @@ class _Rows:
         return mean, std
 
     def histograms(self) -> tuple[list | torch.Tensor, torch.Tensor]:
-        """(n_binned, 2) each binned row's range (on a CPU already a list) and (n_binned, HIST_BINS) its counts, binned as torch.histc
-        bins (a value at hi in the last bin). The range: an activation's function's bounds (tanh [-1, 1]),
-        else its batch's min..max; a gradient's [-max|x|, max|x|]; one with every value equal is widened
-        to [lo-1, lo+1]. The last use of the rows: they are binned in place (the stacked copies are ours;
-        a new tensor of this size is a fresh mmap on a CPU, and its page faults cost more than the arithmetic)."""
+        """(n_binned, 2) each binned row's range (on a CPU already a list) and (n_binned, HIST_BINS) its
+        counts, binned as torch.histc bins (a value at hi in the last bin). The range: an activation's
+        function's bounds (tanh [-1, 1]), else its batch's min..max; a gradient's [-max|x|, max|x|]; one
+        with every value equal is widened to [lo-1, lo+1]. The last use of the rows: they are binned in
+        place (the stacked copies are ours; a new tensor of this size is a fresh mmap on a CPU, and its
+        page faults cost more than the arithmetic)."""
         lo, hi = [], []
         for g in self.binned:
             values = g.nan_to_num(0.0, 0.0, 0.0) if self.dirty else g  # a value that is not finite: as 0

@@ -17,6 +17,13 @@ JSON_INT = 2**53 - 1  # the largest integer every JSON reader holds exactly (Jav
 MAX_PARAMETERS = 5_000_000  # keeps one run's memory, checkpoints and steps/s within reason
 
 
+def not_a_bool(value, info):
+    """A setting's validator: true and false are not numbers, nor words (pydantic would read true as 1)."""
+    if isinstance(value, bool) and RunConfig.model_fields[info.field_name].annotation is not bool:
+        raise ValueError("must be a number, not true or false")
+    return value
+
+
 class RunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
@@ -57,6 +64,8 @@ class RunConfig(BaseModel):
     update_every: int = Field(10, ge=1, le=1_000_000, description="steps between update:data ratio measurements")
     # one dev evaluation (22.8k examples) costs ~100 steps: every 5000 keeps it near 2% of training
     dev_every: int = Field(5000, ge=1, le=1_000_000, description="steps between dev-loss evaluations (full dev split)")
+
+    _not_a_bool = field_validator("*", mode="before")(not_a_bool)
 
     @model_validator(mode="after")
     def _check_together(self) -> "RunConfig":

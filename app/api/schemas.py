@@ -13,11 +13,12 @@ from pydantic import (
     StrictFloat,
     StrictInt,
     create_model,
+    field_validator,
     model_validator,
 )
 from pydantic.fields import FieldInfo
 
-from bnscope.config import JSON_INT, RunConfig
+from bnscope.config import JSON_INT, RunConfig, not_a_bool
 from bnscope.runs.stacking import MAX_MEMBERS
 from bnscope.events import Reported, StatsEvent, Status
 from bnscope.storage.queries import HistogramKind
@@ -33,6 +34,7 @@ def _optional(field: FieldInfo) -> tuple[Any, FieldInfo]:
 ConfigOverrides = create_model(
     "ConfigOverrides",
     __config__=ConfigDict(extra="forbid", allow_inf_nan=False),
+    __validators__={"not_a_bool": field_validator("*", mode="before")(not_a_bool)},
     **{name: _optional(field) for name, field in RunConfig.model_fields.items()},
 )
 ConfigOverrides.__doc__ = (

@@ -190,6 +190,8 @@ def test_non_finite_and_unencodable_inputs_are_a_422_naming_the_field(client):
         ("/api/runs", "POST", b'{"config": {"gain": -Infinity}}', "gain"),
         ("/api/runs/1", "PATCH", b'{"lr": Infinity}', "lr"),
         ("/api/runs", "POST", b'{"config": {"init": "\\ud800"}}', "init"),  # a lone surrogate: no UTF-8 for it
+        ("/api/runs", "POST", b'{"config": {"n_hidden": true}}', "n_hidden"),  # not read as 1
+        ("/api/runs", "POST", b'{"config": {"lr": false}}', "lr"),
     ):
         response = client.request(method, path, content=body, headers=JSON_BODY)
         assert response.status_code == 422, (body, response.status_code)

@@ -71,10 +71,8 @@ def _imageable(output: torch.Tensor) -> bool:
 
 
 def _hex_image(white: torch.Tensor) -> torch.Tensor:
-    """(L, B, H) booleans or 0/1 floats as (L * B, ceil(H/4)) ASCII codes of hex digits (see _marks)."""
+    """(L, B, H) 0/1 floats as (L * B, ceil(H/4)) ASCII codes of hex digits (see _marks)."""
     L, B, H = white.shape
-    if white.dtype == torch.bool:
-        white = white.view(torch.uint8).float()  # from uint8: bool's own conversion is ~3x slower
     padded = F.pad(white, (0, (-H) % 4)) if H % 4 else white  # (L, B, 4 * ceil(H/4))
     digits, bits = _hex(padded.device)
     nibbles = padded.view(L, B, -1, 4) @ bits  # (L, B, ceil(H/4)): exact in float, a matmul the fastest sum
@@ -87,8 +85,8 @@ def _marks(
     """Each activation's outputs in its flat part, its dead units, its units, and the lecture's |t| > 0.99
     image of every layer, as (L * B, ceil(H/4)) ASCII codes of hex digits, 4 units a digit, the first unit
     the high bit (when every layer is a tanh of the same 2-D shape, the lecture's network, and small
-    enough to send; else None): for the lecture's network from one |t| of every layer at once (of `stacked`, the
-    outputs as (L, B * H) rows, when the caller has them so)."""
+    enough to send; else None). The lecture's network's from one |t| of every layer at once: of
+    `stacked`, the outputs as (L, B * H) rows, when the caller has them so."""
     if not _lecture_shaped(outputs, kinds):
         dead, units = _dead_units(outputs, kinds)
         return _saturated([_one(o) for o in outputs], kinds), dead, units, None

@@ -60,8 +60,16 @@ class Context:
     def served(self) -> BenchServer:
         """The shared server, started when a section first needs it."""
         if self._served is None:
-            self._served = self.stack.enter_context(BenchServer(autostart=True, BNSCOPE_MAX_RUNS="4"))
+            self._served = BenchServer(autostart=True, BNSCOPE_MAX_RUNS="4")
+            self.stack.callback(self.close_served)
         return self._served
+
+    def close_served(self) -> None:
+        """Stop the shared server, its runs and its Ray processes: after the last section that uses it, so
+        that no run it still trains (the page section's) shares the machine with the sections after it."""
+        if self._served is not None:
+            self._served.close()
+            self._served = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +116,9 @@ SECTIONS = [
     Section("sweeps", sweeps.TITLE, lambda c: sweeps.measure(c.quick), sweeps.markdown),
     Section("stats", stats_cost.TITLE, lambda c: stats_cost.measure(c.quick), stats_cost.markdown),
 ]
+
+
+SERVED = {"latency", "sampling", "workers", "ray", "page"}  # the sections on the shared server (Context.served)
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -172,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
             at_start, t0 = os.getloadavg(), time.perf_counter()
             with OtherLoad() as other:
                 results[section.key] = section.measure(ctx)
+            if not any(later.key in SERVED for later in chosen[number:]):
+                ctx.close_served()
             bodies.append(
                 f"## {number}. {section.title}\n\n"
                 f"_Produced by `{command}` (this section alone: `python -m bench --only {section.key}`), "

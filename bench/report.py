@@ -48,6 +48,16 @@ def targets(results: dict) -> list[dict]:
             }
         )
 
+    def at_most(name: str, value: float, goal: float, unit: str = "×") -> None:
+        out.append(
+            {
+                "target": f"{name} ≤ {goal:g}{unit}",
+                "measured": f"{value:.2f}{unit}",
+                "met": value <= goal,
+                "by": f"{value - goal:+.2f}{unit} ({(value / goal - 1) * 100:+.0f}%)",
+            }
+        )
+
     def below(name: str, value: float, goal: float) -> None:
         out.append(
             {
@@ -92,12 +102,42 @@ def targets(results: dict) -> list[dict]:
             results["ray"]["ray_vs_process"]["median"],
             0.9,
         )
+    if "watch" in results:
+        from bench import watch
+
+        for key, network, goal in (
+            ("lecture", "the lecture's network", watch.TARGET),
+            ("small", "a small MLP", watch.TARGET_SMALL),
+        ):
+            if key in results["watch"]:
+                at_least(
+                    f"bnscope.watch every={watch.EVERY} vs unwatched, {network} (median)",
+                    results["watch"][key]["ratios"]["watch_100"]["median"],
+                    goal,
+                )
+    if "startup" in results:
+        from bench import startup
+
+        at_most(
+            "`bnscope train --steps 1` vs the bare script (median)",
+            results["startup"]["rows"][0]["ratio"]["median"],
+            startup.TARGET,
+        )
     if "sweeps" in results:
         s = results["sweeps"]["served"]
         at_least(
             f"total steps/s, a gain × BatchNorm grid of {s['members']} as stacks vs 1 run (median)",
             s["vs_one"]["grid"]["median"],
             2.5,
+        )
+    if "stats" in results:
+        from bench import stats_cost
+
+        at_most(
+            "a statistics sample of the lecture's network, wall",
+            results["stats"]["wall_ms"]["collect"],
+            stats_cost.TARGET_MS,
+            " ms",
         )
     return out
 
@@ -529,8 +569,10 @@ def headline(results: dict) -> str:
         s = results["sweeps"]["served"]
         rows.append(
             [
-                f"a gain × BatchNorm grid of {s['members']}, stacked / {s['members']} runs a process each (0.2), "
-                "total steps/s vs 1 run",
+                (
+                    f"a gain × BatchNorm grid of {s['members']}, stacked / {s['members']} runs a process each (0.2), "
+                    "total steps/s vs 1 run"
+                ),
                 f"{x(s['vs_one']['grid'])} / {x(s['vs_one']['singles'])}",
                 "sweeps",
             ]

@@ -61,6 +61,11 @@ ROWS = [
     "| grid of 4, stacked |",
     "4 runs, a process each (0.2)",
     "| members R |",
+    # the targets table: every section's target, those that print their own too
+    "| bnscope.watch every=100 vs unwatched, the lecture's network (median) ≥",
+    "| bnscope.watch every=100 vs unwatched, a small MLP (median) ≥",
+    "| `bnscope train --steps 1` vs the bare script (median) ≤",
+    "| a statistics sample of the lecture's network, wall ≤",
 ]
 
 

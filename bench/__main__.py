@@ -78,6 +78,7 @@ class Section:
     title: str
     measure: Callable[[Context], dict]
     render: Callable[[dict], str]
+    served: bool = False  # on the shared server (Context.served)
 
 
 def _page(ctx: Context) -> dict:
@@ -99,15 +100,25 @@ SECTIONS = [
         "throughput", "Training step and logging overhead", lambda c: throughput.measure(c.quick), report.throughput
     ),
     Section("event_cost", "Server CPU per event", lambda c: event_cost.measure(c.quick), report.event_cost),
-    Section("latency", "Event latency, step → client", lambda c: latency.measure(c.quick, c.served()), report.latency),
     Section(
-        "sampling", "Sampling latency through the API", lambda c: sampling.measure(c.quick, c.served()), report.sampling
+        "latency", "Event latency, step → client", lambda c: latency.measure(c.quick, c.served()), report.latency, True
     ),
-    Section("workers", "Workers: runs at once", lambda c: workers.measure(c.quick, c.served()), report.workers),
     Section(
-        "ray", "Ray (local) against worker processes", lambda c: ray_local.measure(c.quick, c.served()), report.ray
+        "sampling",
+        "Sampling latency through the API",
+        lambda c: sampling.measure(c.quick, c.served()),
+        report.sampling,
+        True,
     ),
-    Section("page", "Page cost", _page, report.page),
+    Section("workers", "Workers: runs at once", lambda c: workers.measure(c.quick, c.served()), report.workers, True),
+    Section(
+        "ray",
+        "Ray (local) against worker processes",
+        lambda c: ray_local.measure(c.quick, c.served()),
+        report.ray,
+        True,
+    ),
+    Section("page", "Page cost", _page, report.page, True),
     Section("scale", "Scale: one run to 1M steps", lambda c: scale.measure(c.quick), report.scale),
     Section("quality", "Learning quality over 3 seeds", _quality, report.quality),
     Section("watch", watch.TITLE, lambda c: watch.measure(c.quick), watch.markdown),
@@ -116,9 +127,6 @@ SECTIONS = [
     Section("sweeps", sweeps.TITLE, lambda c: sweeps.measure(c.quick), sweeps.markdown),
     Section("stats", stats_cost.TITLE, lambda c: stats_cost.measure(c.quick), stats_cost.markdown),
 ]
-
-
-SERVED = {"latency", "sampling", "workers", "ray", "page"}  # the sections on the shared server (Context.served)
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -183,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
             at_start, t0 = os.getloadavg(), time.perf_counter()
             with OtherLoad() as other:
                 results[section.key] = section.measure(ctx)
-            if not any(later.key in SERVED for later in chosen[number:]):
+            if not any(later.served for later in chosen[number:]):
                 ctx.close_served()
             bodies.append(
                 f"## {number}. {section.title}\n\n"

@@ -102,7 +102,7 @@ def targets(results: dict) -> list[dict]:
             if key in results["watch"]:
                 at_least(
                     f"bnscope.watch every={watch.EVERY} vs unwatched, {network} (median)",
-                    results["watch"][key]["ratios"]["watch_100"]["median"],
+                    results["watch"][key]["ratios"][f"watch_{watch.EVERY}"]["median"],
                     goal,
                 )
     if "startup" in results:
